@@ -1,0 +1,143 @@
+import { EventEmitter } from 'node:events';
+import amqp from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { ErrorCode, RelayError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+
+interface Slot {
+  index: number;
+  model: ChannelModel | undefined;
+  connecting: Promise<ChannelModel> | undefined;
+  channels: number;
+}
+
+export interface ConnectionPoolOptions {
+  url: string;
+  /** Shown in the RabbitMQ management UI as the connection name. */
+  name: string;
+  channelsPerConnection: number;
+  logger: Logger;
+}
+
+export interface ConnectionPoolEvents {
+  connected: [index: number];
+  disconnected: [index: number, reason: string];
+  blocked: [reason: string];
+  unblocked: [];
+}
+
+/**
+ * AMQP connections opened on demand, each carrying up to `channelsPerConnection` channels
+ * (RabbitMQ's channel_max is 2047). A lost connection is replaced on the next `openChannel`;
+ * the channels it carried emit `close` and their owners reopen them. The pool owns its
+ * connections; channels belong to whoever opened them.
+ */
+export class ConnectionPool extends EventEmitter<ConnectionPoolEvents> {
+  private readonly slots: Slot[] = [];
+  private closing: Promise<void> | undefined;
+  private blockedReason: string | undefined;
+
+  constructor(private readonly options: ConnectionPoolOptions) {
+    super();
+  }
+
+  /** Set while RabbitMQ blocks publishing on one of the pool's connections (resource alarm). */
+  get blocked(): string | undefined {
+    return this.blockedReason;
+  }
+
+  get connectionCount(): number {
+    return this.slots.filter((slot) => slot.model !== undefined).length;
+  }
+
+  async openChannel(): Promise<Channel> {
+    return this.open((model) => model.createChannel());
+  }
+
+  async openConfirmChannel(): Promise<ConfirmChannel> {
+    return this.open((model) => model.createConfirmChannel());
+  }
+
+  private async open<C extends Channel>(create: (model: ChannelModel) => Promise<C>): Promise<C> {
+    if (this.closing) throw new RelayError(ErrorCode.closed, 'connection pool is closed');
+    const slot = this.pickSlot();
+    slot.channels += 1;
+    try {
+      const model = await this.connect(slot);
+      const channel = await create(model);
+      channel.on('error', (error: Error) => {
+        this.options.logger.debug({ err: errorMessage(error), connection: slot.index }, 'amqp channel error');
+      });
+      channel.once('close', () => {
+        slot.channels -= 1;
+      });
+      return channel;
+    } catch (error) {
+      slot.channels -= 1;
+      throw new RelayError(ErrorCode.brokerUnavailable, `cannot open an AMQP channel: ${errorMessage(error)}`, {
+        cause: error,
+        retryable: true,
+      });
+    }
+  }
+
+  private pickSlot(): Slot {
+    const max = this.options.channelsPerConnection;
+    const free = this.slots.find((slot) => slot.channels < max);
+    if (free) return free;
+    const slot: Slot = { index: this.slots.length, model: undefined, connecting: undefined, channels: 0 };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private connect(slot: Slot): Promise<ChannelModel> {
+    if (slot.model) return Promise.resolve(slot.model);
+    slot.connecting ??= amqp
+      .connect(this.options.url, {
+        clientProperties: { connection_name: `${this.options.name} ${slot.index}` },
+      })
+      .then(
+        (model) => {
+          slot.model = model;
+          slot.connecting = undefined;
+          model.on('error', (error: Error) => {
+            this.options.logger.warn({ err: errorMessage(error), connection: slot.index }, 'amqp connection error');
+          });
+          model.on('blocked', (reason: string) => {
+            this.blockedReason = reason || 'blocked';
+            this.emit('blocked', this.blockedReason);
+          });
+          model.on('unblocked', () => {
+            this.blockedReason = undefined;
+            this.emit('unblocked');
+          });
+          model.once('close', (error?: Error) => {
+            slot.model = undefined;
+            if (this.blockedReason !== undefined) {
+              this.blockedReason = undefined;
+              this.emit('unblocked');
+            }
+            if (!this.closing) this.emit('disconnected', slot.index, error ? errorMessage(error) : 'closed');
+          });
+          this.emit('connected', slot.index);
+          return model;
+        },
+        (error: unknown) => {
+          slot.connecting = undefined;
+          throw error;
+        },
+      );
+    return slot.connecting;
+  }
+
+  /** Closes every connection of the pool (and so every channel on them). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= Promise.all(
+      this.slots.map(async (slot) => {
+        const model = slot.model ?? (await slot.connecting?.catch(() => undefined));
+        await model?.close().catch(() => undefined);
+      }),
+    ).then(() => undefined);
+    return this.closing;
+  }
+}

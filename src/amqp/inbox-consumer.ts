@@ -1,0 +1,81 @@
+import type { Message } from 'amqplib';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
+import type { ConnectionPool } from './connection-pool.js';
+import { inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
+
+function tagOnly(tag: number): Message {
+  return { fields: { deliveryTag: tag } } as unknown as Message;
+}
+
+/**
+ * Consumers of users' inbox queues, each on a channel of its own: a channel error (such as a
+ * stray ack) then ends one user's consumer only, and closing the channel returns that user's
+ * unacked messages to the queue in order before another consumer can become active.
+ */
+export function createInboxConsumerFactory(pool: ConnectionPool, settings: QueueSettings, logger: Logger): ConsumerFactory {
+  const provisioned = new Set<string>();
+  return async (user: string, prefetch: number, callbacks: ConsumerCallbacks): Promise<ConsumerHandle> => {
+    const queue = inboxQueueName(user);
+    if (!provisioned.has(user)) {
+      await provisionInbox(() => pool.openChannel(), user, settings, {
+        onQueueMismatch: (name, error) =>
+          logger.warn({ queue: name, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
+      });
+      if (provisioned.size > 100_000) provisioned.clear();
+      provisioned.add(user);
+    }
+    const channel = await pool.openChannel();
+    let ended = false;
+    const lose = (reason: string): void => {
+      if (ended) return;
+      ended = true;
+      callbacks.onLost(reason);
+    };
+    channel.once('close', () => lose('channel closed'));
+    try {
+      await channel.prefetch(prefetch, false);
+      await channel.consume(
+        queue,
+        (message) => {
+          if (message === null) {
+            lose('consumer cancelled by the broker');
+            channel.close().catch(() => undefined);
+            return;
+          }
+          callbacks.onDelivery({
+            tag: message.fields.deliveryTag,
+            content: message.content,
+            messageId: message.properties.messageId,
+            contentType: message.properties.contentType,
+            timestamp: message.properties.timestamp,
+            redelivered: message.fields.redelivered,
+          });
+        },
+        { noAck: false },
+      );
+    } catch (error) {
+      ended = true;
+      provisioned.delete(user);
+      await channel.close().catch(() => undefined);
+      throw error;
+    }
+    const guarded = (action: () => void): void => {
+      if (ended) return;
+      try {
+        action();
+      } catch (error) {
+        logger.warn({ user, err: errorMessage(error) }, 'ack on a closed channel');
+      }
+    };
+    return {
+      ack: (tag, multiple) => guarded(() => channel.ack(tagOnly(tag), multiple)),
+      reject: (tag, requeue) => guarded(() => channel.nack(tagOnly(tag), false, requeue)),
+      close: async () => {
+        ended = true;
+        await channel.close().catch(() => undefined);
+      },
+    };
+  };
+}

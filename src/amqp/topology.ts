@@ -1,0 +1,158 @@
+/**
+ * The RabbitMQ topology of the contract, and the arguments of each queue (the README explains
+ * every one). Declarations are idempotent; a queue that already exists with other arguments is
+ * used as it is (checked passively) and reported, never deleted.
+ */
+import type { Channel, Options } from 'amqplib';
+import type { QueueType } from '../config.js';
+import { ErrorCode, RelayError } from '../errors.js';
+import { isValidUserId } from '../protocol/user-id.js';
+
+/** Producers publish here with routing key = user id. */
+export const INBOX_EXCHANGE = 'inbox';
+/** Catches messages for users whose queue does not exist yet. */
+export const UNROUTED_EXCHANGE = 'inbox.unrouted';
+export const UNROUTED_QUEUE = 'inbox.unrouted';
+/** Dead letters of every inbox (fanout), collected in `inbox.dead`. */
+export const DEAD_LETTER_EXCHANGE = 'inbox.dlx';
+export const DEAD_LETTER_QUEUE = 'inbox.dead';
+
+export interface QueueSettings {
+  queueType: QueueType;
+  queueMaxLength: number;
+  queueDeliveryLimit: number;
+}
+
+export function inboxQueueName(userId: string): string {
+  if (!isValidUserId(userId)) {
+    throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
+  }
+  return `inbox.${userId}`;
+}
+
+/** The user id of an inbox queue name, or undefined when the name is not one. */
+export function userIdOfQueue(queue: string): string | undefined {
+  const user = queue.startsWith('inbox.') ? queue.slice('inbox.'.length) : '';
+  return isValidUserId(user) && queue !== UNROUTED_QUEUE && queue !== DEAD_LETTER_QUEUE ? user : undefined;
+}
+
+/** Arguments of a user's inbox queue. */
+export function inboxQueueArguments(settings: QueueSettings): Record<string, unknown> {
+  const args: Record<string, unknown> = {
+    'x-queue-type': settings.queueType,
+    'x-single-active-consumer': true,
+    'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE,
+    'x-max-length': settings.queueMaxLength,
+    'x-overflow': 'reject-publish',
+  };
+  if (settings.queueType === 'quorum') {
+    args['x-delivery-limit'] = settings.queueDeliveryLimit;
+    args['x-dead-letter-strategy'] = 'at-least-once';
+  }
+  return args;
+}
+
+function queueOptions(settings: QueueSettings, args: Record<string, unknown>): Options.AssertQueue {
+  return { durable: true, autoDelete: false, exclusive: false, arguments: args };
+}
+
+/** Opens a fresh channel for declarations: a failed declaration closes the channel it ran on. */
+export type ChannelOpener = () => Promise<Channel>;
+
+function isPreconditionFailed(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 406;
+}
+
+async function closeQuietly(channel: Channel): Promise<void> {
+  await channel.close().catch(() => undefined);
+}
+
+/** Declares a queue; if it exists with other arguments, checks it passively and reports that. */
+async function declareQueue(
+  open: ChannelOpener,
+  name: string,
+  options: Options.AssertQueue,
+  onMismatch: (queue: string, error: unknown) => void,
+): Promise<void> {
+  const channel = await open();
+  try {
+    await channel.assertQueue(name, options);
+    await closeQuietly(channel);
+    return;
+  } catch (error) {
+    if (!isPreconditionFailed(error)) throw error;
+    onMismatch(name, error);
+  }
+  const check = await open();
+  try {
+    await check.checkQueue(name);
+  } finally {
+    await closeQuietly(check);
+  }
+}
+
+export interface TopologyHooks {
+  /** A queue exists with arguments other than the configured ones; it is used as it is. */
+  onQueueMismatch?: (queue: string, error: unknown) => void;
+}
+
+/** Declares the shared topology: exchanges, the unrouted queue and the dead-letter queue. */
+export async function declareSharedTopology(
+  open: ChannelOpener,
+  settings: QueueSettings,
+  hooks: TopologyHooks = {},
+): Promise<void> {
+  const onMismatch = hooks.onQueueMismatch ?? (() => undefined);
+  const channel = await open();
+  try {
+    await channel.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
+    await channel.assertExchange(UNROUTED_EXCHANGE, 'fanout', { durable: true });
+    await channel.assertExchange(INBOX_EXCHANGE, 'direct', {
+      durable: true,
+      arguments: { 'alternate-exchange': UNROUTED_EXCHANGE },
+    });
+  } catch (error) {
+    throw new RelayError(
+      ErrorCode.topology,
+      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
+      { cause: error },
+    );
+  } finally {
+    await closeQuietly(channel);
+  }
+  const deadArgs: Record<string, unknown> = { 'x-queue-type': settings.queueType };
+  await declareQueue(open, DEAD_LETTER_QUEUE, queueOptions(settings, deadArgs), onMismatch);
+  const unroutedArgs: Record<string, unknown> = {
+    'x-queue-type': settings.queueType,
+    'x-single-active-consumer': true,
+    'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE,
+  };
+  if (settings.queueType === 'quorum') unroutedArgs['x-dead-letter-strategy'] = 'at-least-once';
+  if (settings.queueType === 'quorum') unroutedArgs['x-overflow'] = 'reject-publish';
+  await declareQueue(open, UNROUTED_QUEUE, queueOptions(settings, unroutedArgs), onMismatch);
+  const bind = await open();
+  try {
+    await bind.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
+    await bind.bindQueue(UNROUTED_QUEUE, UNROUTED_EXCHANGE, '');
+  } finally {
+    await closeQuietly(bind);
+  }
+}
+
+/** Declares a user's inbox queue and binds it to `inbox` with the user id as key. */
+export async function provisionInbox(
+  open: ChannelOpener,
+  userId: string,
+  settings: QueueSettings,
+  hooks: TopologyHooks = {},
+): Promise<string> {
+  const queue = inboxQueueName(userId);
+  await declareQueue(open, queue, queueOptions(settings, inboxQueueArguments(settings)), hooks.onQueueMismatch ?? (() => undefined));
+  const channel = await open();
+  try {
+    await channel.bindQueue(queue, INBOX_EXCHANGE, userId);
+  } finally {
+    await closeQuietly(channel);
+  }
+  return queue;
+}

@@ -1,0 +1,177 @@
+/**
+ * Configuration: every option, its environment variable and its default in one place.
+ * `loadConfig` validates at start-up and throws a RelayError naming the offending variable.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ErrorCode, RelayError } from './errors.js';
+
+export const DEFAULTS = {
+  rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
+  host: '0.0.0.0',
+  port: 8080,
+  adminPort: 9090,
+  queueType: 'quorum',
+  queueMaxLength: 10_000,
+  queueDeliveryLimit: 20,
+  windowDefault: 20,
+  windowMax: 100,
+  historyMaxCount: 1_000,
+  historyMaxAgeMs: 60 * 60 * 1000,
+  helloTimeoutMs: 10_000,
+  heartbeatMs: 25_000,
+  maxPayloadBytes: 64 * 1024,
+  maxMessageBytes: 1024 * 1024,
+  drainTimeoutMs: 10_000,
+  publishTimeoutMs: 10_000,
+  channelsPerConnection: 500,
+  redisKeyPrefix: 'inbox-relay:',
+  logLevel: 'info',
+  jwtAlgorithmsSymmetric: ['HS256'],
+  jwtAlgorithmsAsymmetric: ['RS256', 'ES256'],
+  ackTimeoutMs: 5 * 60 * 1000,
+  sendBufferHighWaterBytes: 1024 * 1024,
+} as const;
+
+export type QueueType = 'quorum' | 'classic';
+
+export interface JwtConfig {
+  /** HMAC secret, or a PEM public key; never logged. */
+  key: string | Buffer;
+  algorithms: string[];
+  issuer: string | undefined;
+  audience: string | undefined;
+}
+
+export interface RelayConfig {
+  rabbitmqUrl: string;
+  /** Unset: an in-memory state store, for a single node only. */
+  redisUrl: string | undefined;
+  redisKeyPrefix: string;
+  host: string;
+  port: number;
+  /** 0 disables the admin listener (health, readiness, metrics). */
+  adminPort: number;
+  jwt: JwtConfig;
+  /** Empty: any origin. */
+  allowedOrigins: string[];
+  queueType: QueueType;
+  queueMaxLength: number;
+  queueDeliveryLimit: number;
+  windowDefault: number;
+  windowMax: number;
+  historyMaxCount: number;
+  historyMaxAgeMs: number;
+  helloTimeoutMs: number;
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+  maxMessageBytes: number;
+  drainTimeoutMs: number;
+  publishTimeoutMs: number;
+  channelsPerConnection: number;
+  ackTimeoutMs: number;
+  sendBufferHighWaterBytes: number;
+  logLevel: string;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'];
+
+function fail(variable: string, message: string): never {
+  throw new RelayError(ErrorCode.config, `${variable}: ${message}`);
+}
+
+function read<T>(env: Env, variable: string, schema: z.ZodType<T>, fallback: T): T {
+  const raw = env[variable];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const parsed = schema.safeParse(raw.trim());
+  if (!parsed.success) fail(variable, parsed.error.issues[0]?.message ?? 'invalid value');
+  return parsed.data;
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number({ message: 'must be a whole number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+const url = (protocols: string[]) =>
+  z.string().refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+const list = z.string().transform((value) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0),
+);
+
+function loadJwt(env: Env): JwtConfig {
+  const secret = env.JWT_SECRET;
+  const keyFile = env.JWT_PUBLIC_KEY_FILE;
+  if (secret && keyFile) fail('JWT_SECRET', 'set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both');
+  let key: string | Buffer;
+  if (keyFile) {
+    try {
+      key = readFileSync(keyFile);
+    } catch (error) {
+      fail('JWT_PUBLIC_KEY_FILE', `cannot read ${keyFile}: ${(error as Error).message}`);
+    }
+  } else if (secret) {
+    if (secret.length < 32) fail('JWT_SECRET', 'must be at least 32 characters');
+    key = secret;
+  } else {
+    fail('JWT_SECRET', 'required (or JWT_PUBLIC_KEY_FILE for RS*/ES*/PS* tokens)');
+  }
+  const symmetric = typeof key === 'string';
+  const algorithms = read(env, 'JWT_ALGORITHMS', list, [
+    ...(symmetric ? DEFAULTS.jwtAlgorithmsSymmetric : DEFAULTS.jwtAlgorithmsAsymmetric),
+  ]);
+  if (algorithms.length === 0) fail('JWT_ALGORITHMS', 'must name at least one algorithm');
+  for (const algorithm of algorithms) {
+    if (!JWT_ALGORITHMS.includes(algorithm)) fail('JWT_ALGORITHMS', `unsupported algorithm ${algorithm} (none is never allowed)`);
+    if (symmetric !== algorithm.startsWith('HS')) {
+      fail('JWT_ALGORITHMS', `${algorithm} does not fit ${symmetric ? 'JWT_SECRET (HS* only)' : 'JWT_PUBLIC_KEY_FILE (RS*/PS*/ES* only)'}`);
+    }
+  }
+  return {
+    key,
+    algorithms,
+    issuer: read(env, 'JWT_ISSUER', z.string(), undefined as string | undefined),
+    audience: read(env, 'JWT_AUDIENCE', z.string(), undefined as string | undefined),
+  };
+}
+
+/** Reads and validates the configuration from environment variables. Does not modify `env`. */
+export function loadConfig(env: Env = process.env): RelayConfig {
+  const config: RelayConfig = {
+    rabbitmqUrl: read(env, 'RABBITMQ_URL', url(['amqp:', 'amqps:']), DEFAULTS.rabbitmqUrl),
+    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), undefined as string | undefined),
+    redisKeyPrefix: read(env, 'REDIS_KEY_PREFIX', z.string().regex(/^[A-Za-z0-9._:-]{0,64}$/, 'must be up to 64 of [A-Za-z0-9._:-]'), DEFAULTS.redisKeyPrefix),
+    host: read(env, 'HOST', z.string(), DEFAULTS.host),
+    port: read(env, 'PORT', int(0, 65_535), DEFAULTS.port),
+    adminPort: read(env, 'ADMIN_PORT', int(0, 65_535), DEFAULTS.adminPort),
+    jwt: loadJwt(env),
+    allowedOrigins: read(env, 'ALLOWED_ORIGINS', list, []),
+    queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
+    queueMaxLength: read(env, 'QUEUE_MAX_LENGTH', int(1), DEFAULTS.queueMaxLength),
+    queueDeliveryLimit: read(env, 'QUEUE_DELIVERY_LIMIT', int(1, 1000), DEFAULTS.queueDeliveryLimit),
+    windowDefault: read(env, 'WINDOW_DEFAULT', int(1, 65_535), DEFAULTS.windowDefault),
+    windowMax: read(env, 'WINDOW_MAX', int(1, 65_535), DEFAULTS.windowMax),
+    historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),
+    historyMaxAgeMs: read(env, 'HISTORY_MAX_AGE_MS', int(0), DEFAULTS.historyMaxAgeMs),
+    helloTimeoutMs: read(env, 'HELLO_TIMEOUT_MS', int(100), DEFAULTS.helloTimeoutMs),
+    heartbeatMs: read(env, 'HEARTBEAT_MS', int(100), DEFAULTS.heartbeatMs),
+    maxPayloadBytes: read(env, 'MAX_PAYLOAD_BYTES', int(256, 16 * 1024 * 1024), DEFAULTS.maxPayloadBytes),
+    maxMessageBytes: read(env, 'MAX_MESSAGE_BYTES', int(1, 128 * 1024 * 1024), DEFAULTS.maxMessageBytes),
+    drainTimeoutMs: read(env, 'DRAIN_TIMEOUT_MS', int(0), DEFAULTS.drainTimeoutMs),
+    publishTimeoutMs: read(env, 'PUBLISH_TIMEOUT_MS', int(1), DEFAULTS.publishTimeoutMs),
+    channelsPerConnection: read(env, 'AMQP_CHANNELS_PER_CONNECTION', int(1, 2_000), DEFAULTS.channelsPerConnection),
+    ackTimeoutMs: read(env, 'ACK_TIMEOUT_MS', int(1_000), DEFAULTS.ackTimeoutMs),
+    sendBufferHighWaterBytes: read(env, 'SEND_BUFFER_HIGH_WATER_BYTES', int(1_024), DEFAULTS.sendBufferHighWaterBytes),
+    logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
+  };
+  if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);
+  return config;
+}

@@ -1,0 +1,26 @@
+/** The narrow view the delivery layer has of a RabbitMQ consumer (one per user on a node). */
+export interface Delivery {
+  /** Delivery tag: valid only on the consumer that received it. */
+  tag: number;
+  content: Buffer;
+  messageId: unknown;
+  contentType: unknown;
+  timestamp: unknown;
+  redelivered: boolean;
+}
+
+export interface ConsumerCallbacks {
+  onDelivery(delivery: Delivery): void;
+  /** The consumer is gone (channel or connection closed, cancelled by the broker). Its unacked messages went back to the queue. */
+  onLost(reason: string): void;
+}
+
+export interface ConsumerHandle {
+  ack(tag: number, multiple: boolean): void;
+  /** Negative-acknowledges one delivery: `requeue:false` dead-letters it. */
+  reject(tag: number, requeue: boolean): void;
+  /** Stops consuming and returns every unacked message to the queue, in order (by closing the channel). */
+  close(): Promise<void>;
+}
+
+export type ConsumerFactory = (user: string, prefetch: number, callbacks: ConsumerCallbacks) => Promise<ConsumerHandle>;

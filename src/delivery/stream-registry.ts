@@ -1,0 +1,67 @@
+import type { Logger } from '../log.js';
+import type { SeqStore } from '../store/store.js';
+import type { ConsumerFactory } from './consumer.js';
+import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber, type UserStreamEvents } from './user-stream.js';
+
+export interface StreamRegistryOptions {
+  store: SeqStore;
+  consumers: ConsumerFactory;
+  prefetch: number;
+  nackLimit: number;
+  maxMessageBytes: number;
+  logger: Logger;
+  events?: UserStreamEvents;
+}
+
+/** The user streams of this node: at most one per user, created on first attach, dropped when idle. */
+export class StreamRegistry {
+  private readonly streams = new Map<string, UserStream>();
+
+  constructor(private readonly options: StreamRegistryOptions) {}
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  get(user: string): UserStream | undefined {
+    return this.streams.get(user);
+  }
+
+  values(): IterableIterator<UserStream> {
+    return this.streams.values();
+  }
+
+  /** Attaches a connection to its user's stream, waiting out a stream that is closing. */
+  async attach(user: string, sub: Subscriber, resume: ResumeRequest | undefined): Promise<{ stream: UserStream; result: AttachResult }> {
+    for (let attempt = 0; ; attempt += 1) {
+      let stream = this.streams.get(user);
+      if (stream?.closed) {
+        await stream.close();
+        if (this.streams.get(user) === stream) this.streams.delete(user);
+        stream = undefined;
+      }
+      if (!stream) {
+        const created = new UserStream({
+          ...this.options,
+          user,
+          onIdle: () => {
+            if (this.streams.get(user) === created) this.streams.delete(user);
+          },
+        });
+        this.streams.set(user, created);
+        stream = created;
+      }
+      try {
+        return { stream, result: await stream.attach(sub, resume) };
+      } catch (error) {
+        if (!(error instanceof StreamClosedError) || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  /** Releases every stream's consumer; their unacked messages return to RabbitMQ in order. */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.streams.values()].map((stream) => stream.close()));
+    this.streams.clear();
+  }
+}

@@ -1,0 +1,564 @@
+/**
+ * One user's delivery on this node: one RabbitMQ consumer, any number of connections.
+ *
+ * This module guarantees, for every connection attached to it:
+ * - it is sent seqs in strictly increasing order, each exactly once, starting after the position
+ *   agreed in `welcome` (a client `nack` with requeue rewinds it, and the rewound seqs are sent
+ *   again in order, marked `redelivered`);
+ * - at most `window` seqs are sent and not yet acked;
+ * - a message is acked to RabbitMQ only once some connection acked its seq (cumulatively), and a
+ *   message whose seq is at or below the acked mark is acked without being sent again;
+ * - when the consumer is lost, its unacked messages return to the queue in order and come back
+ *   with the same seqs; connections keep their position and continue where they were.
+ * Seqs come from the state store (see store.ts), so they are stable across consumers and nodes.
+ */
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import type { SeqStore } from '../store/store.js';
+import type { ConsumerFactory, ConsumerHandle, Delivery } from './consumer.js';
+import { decodeMessage, msgFrame } from './message-codec.js';
+
+/** What the stream needs from a client connection. */
+export interface Subscriber {
+  readonly session: string;
+  /** Messages the connection may hold unacked. */
+  readonly window: number;
+  send(frame: string): void;
+  /** False while the socket's send buffer is over its high-water mark; `resume` is called later. */
+  writable(): boolean;
+  status(state: 'ok' | 'degraded', reason?: string): void;
+  /** The user's numbering was lost: tell the client (`reset`) and close so that it reconnects. */
+  reset(epoch: string, lastSeq: number, reason: string): void;
+  /** History no longer holds the next seq for this connection: close so that it resumes. */
+  resync(reason: string): void;
+}
+
+export interface ResumeRequest {
+  epoch: string;
+  lastSeq: number;
+}
+
+export interface AttachResult {
+  epoch: string;
+  lastSeq: number;
+  resumed: boolean;
+  recovered: boolean;
+  /** Set when the client's epoch is gone: send `reset` before `welcome`. */
+  reset?: { epoch: string; lastSeq: number; reason: string };
+  /** Set when the resume position was ahead of the stream. */
+  warning?: string;
+}
+
+export interface UserStreamOptions {
+  user: string;
+  store: SeqStore;
+  consumers: ConsumerFactory;
+  /** The consumer's prefetch: the largest window any connection may get. */
+  prefetch: number;
+  /** A client `nack` with requeue of the same seq past this many times dead-letters it. */
+  nackLimit: number;
+  maxMessageBytes: number;
+  logger: Logger;
+  /** Delay before restarting a lost consumer, by attempt (1, 2, ...). */
+  restartDelayMs?: (attempt: number) => number;
+  /** Hook for metrics and tests; never in the way of delivery. */
+  events?: UserStreamEvents;
+  /** Called once the stream has no connection left and has released its consumer. */
+  onIdle?: () => void;
+}
+
+export interface UserStreamEvents {
+  delivered?(user: string, count: number): void;
+  acked?(user: string, count: number): void;
+  deadLettered?(user: string, reason: string): void;
+  consumerLost?(user: string, reason: string): void;
+  epochLost?(user: string): void;
+}
+
+interface InFlight {
+  tags: number[];
+  fragment: string;
+  redelivered: boolean;
+}
+
+interface Connection {
+  sub: Subscriber;
+  /** Highest seq sent. */
+  cursor: number;
+  /** Highest seq the client acked (or said it processed). */
+  acked: number;
+  /** Highest seq ever sent on this connection (for `redelivered` after a rewind). */
+  highestSent: number;
+  pumping: boolean;
+  repump: boolean;
+  nacks: Map<number, number>;
+  detached: boolean;
+}
+
+/** The stream closed while a connection was being attached: attach to a new one. */
+export class StreamClosedError extends Error {
+  constructor() {
+    super('user stream closed');
+    this.name = 'StreamClosedError';
+  }
+}
+
+export type AckOutcome = 'ok' | 'stale' | 'unknown';
+
+const HISTORY_BATCH = 100;
+
+export class UserStream {
+  readonly user: string;
+  private epoch = '';
+  private head = 0;
+  private acked = 0;
+  private loaded = false;
+  private readonly inflight = new Map<number, InFlight>();
+  private readonly outstanding = new Set<number>();
+  private readonly deadLetterSeqs = new Set<number>();
+  private readonly connections = new Map<Subscriber, Connection>();
+  private consumer: ConsumerHandle | undefined;
+  private starting: Promise<void> | undefined;
+  private generation = 0;
+  private pending: Delivery[] = [];
+  private assigning = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restartAttempt = 0;
+  private closing: Promise<void> | undefined;
+  private degraded: string | undefined;
+
+  constructor(private readonly options: UserStreamOptions) {
+    this.user = options.user;
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Seqs delivered by RabbitMQ and not yet acked to it. */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /**
+   * Adds a connection at the position its `hello` asked for (see PROTOCOL.md, Resume) and starts
+   * the consumer if this is the first one. Rejects when the store or the broker is unavailable.
+   */
+  async attach(sub: Subscriber, resume: ResumeRequest | undefined): Promise<AttachResult> {
+    const meta = await this.options.store.meta(this.user);
+    if (this.closing) throw new StreamClosedError();
+    if (this.loaded && meta.epoch !== this.epoch) {
+      this.epochLost('epoch-lost');
+      throw new StreamClosedError();
+    }
+    if (!this.loaded) {
+      this.epoch = meta.epoch;
+      this.head = meta.seq;
+      this.acked = meta.acked;
+      this.loaded = true;
+    } else {
+      this.head = Math.max(this.head, meta.seq);
+      this.acked = Math.max(this.acked, meta.acked);
+    }
+    const result = this.resolvePosition(resume, meta.start);
+    const connection: Connection = {
+      sub,
+      cursor: result.lastSeq,
+      acked: result.lastSeq,
+      highestSent: resume && !result.reset ? Math.max(resume.lastSeq, result.lastSeq) : result.lastSeq,
+      pumping: false,
+      repump: false,
+      nacks: new Map(),
+      detached: false,
+    };
+    this.connections.set(sub, connection);
+    if (result.lastSeq > this.acked) this.advanceAcked(result.lastSeq);
+    try {
+      await this.ensureConsumer();
+    } catch (error) {
+      this.connections.delete(sub);
+      if (this.connections.size === 0) void this.close();
+      throw error;
+    }
+    if (this.closing) throw new StreamClosedError();
+    if (this.degraded) sub.status('degraded', this.degraded);
+    void this.pump(connection);
+    return result;
+  }
+
+  private resolvePosition(resume: ResumeRequest | undefined, historyStart: number): AttachResult {
+    const base = { epoch: this.epoch, resumed: false, recovered: true };
+    if (!resume) return { ...base, lastSeq: this.acked };
+    if (resume.epoch !== this.epoch) {
+      return {
+        ...base,
+        lastSeq: this.acked,
+        recovered: false,
+        reset: { epoch: this.epoch, lastSeq: this.acked, reason: 'epoch-unknown' },
+      };
+    }
+    if (resume.lastSeq > this.head) {
+      return { ...base, lastSeq: this.acked, recovered: false, warning: `lastSeq ${resume.lastSeq} is ahead of the stream (${this.head})` };
+    }
+    if (resume.lastSeq >= this.acked || historyStart <= resume.lastSeq + 1) {
+      return { ...base, lastSeq: resume.lastSeq, resumed: true };
+    }
+    return { ...base, lastSeq: Math.min(historyStart - 1, this.acked), resumed: true, recovered: false };
+  }
+
+  /** Removes a connection; the last one out releases the consumer (messages return in order). */
+  detach(sub: Subscriber): void {
+    const connection = this.connections.get(sub);
+    if (!connection) return;
+    connection.detached = true;
+    this.connections.delete(sub);
+    if (this.connections.size === 0) void this.close();
+  }
+
+  /** Cumulative ack from one connection. */
+  ack(sub: Subscriber, seq: number): AckOutcome {
+    const connection = this.connections.get(sub);
+    if (!connection || seq > connection.cursor) return 'unknown';
+    if (seq <= connection.acked) return 'stale';
+    connection.acked = seq;
+    for (const nacked of connection.nacks.keys()) if (nacked <= seq) connection.nacks.delete(nacked);
+    if (seq > this.acked) this.advanceAcked(seq);
+    void this.pump(connection);
+    return 'ok';
+  }
+
+  /**
+   * A client could not process one seq. `requeue`: the connection is rewound and the seq sent
+   * again (then everything after it, in order), up to `nackLimit` times; then, or without
+   * `requeue`, the message is dead-lettered and the client goes on after it.
+   */
+  nack(sub: Subscriber, seq: number, requeue: boolean): AckOutcome | 'dead-lettered' {
+    const connection = this.connections.get(sub);
+    if (!connection || seq > connection.cursor || seq <= connection.acked) return 'unknown';
+    if (requeue) {
+      const attempts = (connection.nacks.get(seq) ?? 0) + 1;
+      connection.nacks.set(seq, attempts);
+      if (attempts < this.options.nackLimit) {
+        connection.cursor = seq - 1;
+        void this.pump(connection);
+        return 'ok';
+      }
+    }
+    this.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
+    return 'dead-lettered';
+  }
+
+  /** Called by the connection when its send buffer drained. */
+  resume(sub: Subscriber): void {
+    const connection = this.connections.get(sub);
+    if (connection) void this.pump(connection);
+  }
+
+  private deadLetter(seq: number, reason: string): void {
+    const entry = this.inflight.get(seq);
+    this.options.events?.deadLettered?.(this.user, reason);
+    if (!entry) {
+      // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again unacked.
+      if (seq > this.acked) this.deadLetterSeqs.add(seq);
+      return;
+    }
+    this.inflight.delete(seq);
+    for (const tag of entry.tags) {
+      this.outstanding.delete(tag);
+      this.consumer?.reject(tag, false);
+    }
+    this.options.logger.info({ user: this.user, seq, reason }, 'message dead-lettered');
+  }
+
+  private advanceAcked(seq: number): void {
+    this.acked = seq;
+    this.ackBroker(seq);
+    for (const dead of this.deadLetterSeqs) if (dead <= seq) this.deadLetterSeqs.delete(dead);
+    const epoch = this.epoch;
+    this.options.store.ack(this.user, epoch, seq).then(
+      (ok) => {
+        if (!ok && epoch === this.epoch) this.epochLost('epoch-lost');
+      },
+      (error: unknown) => this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store'),
+    );
+  }
+
+  /** Acks every in-flight message with seq <= `seq` to RabbitMQ, with one multiple-ack when that is exact. */
+  private ackBroker(seq: number): void {
+    const tags: number[] = [];
+    for (const [held, entry] of this.inflight) {
+      if (held > seq) continue;
+      tags.push(...entry.tags);
+      this.inflight.delete(held);
+    }
+    if (tags.length === 0 || !this.consumer) return;
+    const acking = new Set(tags);
+    const highest = Math.max(...tags);
+    let exact = true;
+    for (const tag of this.outstanding) {
+      if (tag <= highest && !acking.has(tag)) {
+        exact = false;
+        break;
+      }
+    }
+    if (exact) {
+      this.consumer.ack(highest, true);
+    } else {
+      for (const tag of tags) this.consumer.ack(tag, false);
+    }
+    for (const tag of tags) this.outstanding.delete(tag);
+    this.options.events?.acked?.(this.user, tags.length);
+  }
+
+  private async ensureConsumer(): Promise<void> {
+    if (this.consumer) return;
+    this.starting ??= this.startConsumer().finally(() => {
+      this.starting = undefined;
+    });
+    await this.starting;
+  }
+
+  private async startConsumer(): Promise<void> {
+    const generation = ++this.generation;
+    const handle = await this.options.consumers(this.user, this.options.prefetch, {
+      onDelivery: (delivery) => {
+        if (generation !== this.generation) return;
+        this.outstanding.add(delivery.tag);
+        this.pending.push(delivery);
+        void this.assignPending(generation);
+      },
+      onLost: (reason) => {
+        if (generation !== this.generation) return;
+        this.consumerLost(reason);
+      },
+    });
+    if (this.closing || generation !== this.generation) {
+      await handle.close();
+      return;
+    }
+    this.consumer = handle;
+    this.restartAttempt = 0;
+    if (this.degraded) {
+      this.degraded = undefined;
+      for (const connection of this.connections.values()) connection.sub.status('ok');
+    }
+  }
+
+  private consumerLost(reason: string): void {
+    this.generation += 1;
+    this.consumer = undefined;
+    this.inflight.clear();
+    this.outstanding.clear();
+    this.pending = [];
+    this.options.events?.consumerLost?.(this.user, reason);
+    if (this.closing) return;
+    this.options.logger.warn({ user: this.user, reason }, 'consumer lost; restarting');
+    if (!this.degraded) {
+      this.degraded = reason;
+      for (const connection of this.connections.values()) connection.sub.status('degraded', reason);
+    }
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    if (this.restartTimer || this.closing || this.connections.size === 0) return;
+    this.restartAttempt += 1;
+    const delay = (this.options.restartDelayMs ?? defaultRestartDelay)(this.restartAttempt);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.closing || this.consumer) return;
+      this.ensureConsumer().catch((error: unknown) => {
+        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'consumer restart failed');
+        this.scheduleRestart();
+      });
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  /** Drops the consumer so that its messages return to the queue, then restarts it later. */
+  private releaseAndRestart(reason: string): void {
+    const consumer = this.consumer;
+    this.consumerLost(reason);
+    void consumer?.close();
+  }
+
+  private async assignPending(generation: number): Promise<void> {
+    if (this.assigning) return;
+    this.assigning = true;
+    try {
+      while (this.pending.length > 0 && generation === this.generation) {
+        const batch = this.pending.splice(0, 200);
+        const accepted: { delivery: Delivery; id: string; fragment: string }[] = [];
+        for (const delivery of batch) {
+          const decoded = decodeMessage(delivery.content, {
+            messageId: delivery.messageId as string,
+            contentType: delivery.contentType as string,
+            timestamp: delivery.timestamp as number,
+          }, this.options.maxMessageBytes);
+          if (decoded.ok) {
+            accepted.push({ delivery, id: decoded.id, fragment: decoded.fragment });
+          } else {
+            this.outstanding.delete(delivery.tag);
+            this.consumer?.reject(delivery.tag, false);
+            this.options.events?.deadLettered?.(this.user, 'invalid-message');
+            this.options.logger.warn({ user: this.user, reason: decoded.reason }, 'invalid message dead-lettered');
+          }
+        }
+        if (accepted.length === 0) continue;
+        let result;
+        try {
+          result = await this.options.store.assign(this.user, accepted.map(({ id, fragment }) => ({ id, fragment })));
+        } catch (error) {
+          if (generation === this.generation) this.releaseAndRestart(`state store unavailable: ${errorMessage(error)}`);
+          return;
+        }
+        if (generation !== this.generation) return;
+        if (result.epoch !== this.epoch) {
+          this.epochLost('epoch-lost');
+          return;
+        }
+        accepted.forEach(({ delivery, fragment }, index) => this.accept(delivery, result.seqs[index] ?? 0, fragment));
+        this.pumpAll();
+      }
+    } finally {
+      this.assigning = false;
+    }
+  }
+
+  private accept(delivery: Delivery, seq: number, fragment: string): void {
+    if (seq <= this.acked) {
+      // Some client already processed this seq: finish it without sending it again.
+      this.outstanding.delete(delivery.tag);
+      this.consumer?.ack(delivery.tag, false);
+      return;
+    }
+    if (this.deadLetterSeqs.delete(seq)) {
+      this.outstanding.delete(delivery.tag);
+      this.consumer?.reject(delivery.tag, false);
+      return;
+    }
+    const existing = this.inflight.get(seq);
+    if (existing) {
+      existing.tags.push(delivery.tag);
+    } else {
+      this.inflight.set(seq, { tags: [delivery.tag], fragment, redelivered: delivery.redelivered });
+    }
+    if (seq > this.head) this.head = seq;
+  }
+
+  private pumpAll(): void {
+    for (const connection of this.connections.values()) void this.pump(connection);
+  }
+
+  private canSend(connection: Connection): boolean {
+    return (
+      !connection.detached &&
+      !this.closing &&
+      connection.cursor < this.head &&
+      connection.cursor - connection.acked < connection.sub.window &&
+      connection.sub.writable()
+    );
+  }
+
+  private sendOne(connection: Connection, seq: number, fragment: string, redelivered: boolean): void {
+    connection.sub.send(msgFrame(seq, redelivered || seq <= connection.highestSent, fragment));
+    connection.cursor = seq;
+    if (seq > connection.highestSent) connection.highestSent = seq;
+    this.options.events?.delivered?.(this.user, 1);
+  }
+
+  /** Sends what this connection may have now: from memory when RabbitMQ holds it, else from history. */
+  private async pump(connection: Connection): Promise<void> {
+    if (connection.pumping) {
+      connection.repump = true;
+      return;
+    }
+    connection.pumping = true;
+    try {
+      do {
+        connection.repump = false;
+        while (this.canSend(connection)) {
+          const next = connection.cursor + 1;
+          const held = this.inflight.get(next);
+          if (held) {
+            this.sendOne(connection, next, held.fragment, held.redelivered);
+            continue;
+          }
+          const epoch = this.epoch;
+          const to = Math.min(this.head, connection.acked + connection.sub.window, next + HISTORY_BATCH - 1);
+          let entries;
+          try {
+            entries = await this.options.store.range(this.user, epoch, next, to);
+          } catch (error) {
+            this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'history read failed; retrying');
+            setTimeout(() => void this.pump(connection), 1_000).unref();
+            return;
+          }
+          if (epoch !== this.epoch || connection.detached) return;
+          if (entries === null) {
+            this.epochLost('epoch-lost');
+            return;
+          }
+          if (entries[0]?.seq !== next) {
+            // Not in history. Above the acked mark RabbitMQ still holds it and delivers it again
+            // (pump runs on every delivery); below it, history was trimmed under this connection.
+            if (next <= this.acked && !this.inflight.has(next)) connection.sub.resync(`history no longer holds seq ${next}`);
+            break;
+          }
+          for (const entry of entries) {
+            if (entry.seq !== connection.cursor + 1 || !this.canSend(connection)) break;
+            const live = this.inflight.get(entry.seq);
+            this.sendOne(connection, entry.seq, live?.fragment ?? entry.fragment, live ? live.redelivered : true);
+          }
+        }
+      } while (connection.repump && !connection.detached);
+    } finally {
+      connection.pumping = false;
+    }
+  }
+
+  /** The store lost this user's numbering: every connection is reset and the stream closes. */
+  private epochLost(reason: string): void {
+    if (this.closing) return;
+    this.options.events?.epochLost?.(this.user);
+    this.options.logger.warn({ user: this.user }, 'state store lost the user numbering; resetting connections');
+    const connections = [...this.connections.values()];
+    void this.close();
+    void this.options.store.meta(this.user).then(
+      (meta) => {
+        for (const connection of connections) connection.sub.reset(meta.epoch, meta.acked, reason);
+      },
+      () => {
+        for (const connection of connections) connection.sub.resync('state store unavailable');
+      },
+    );
+  }
+
+  /** Releases the consumer (its unacked messages return to the queue, in order). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.generation += 1;
+      if (this.restartTimer) clearTimeout(this.restartTimer);
+      await this.starting?.catch(() => undefined);
+      const consumer = this.consumer;
+      this.consumer = undefined;
+      this.inflight.clear();
+      this.outstanding.clear();
+      this.pending = [];
+      for (const connection of this.connections.values()) connection.detached = true;
+      this.connections.clear();
+      await consumer?.close();
+      this.options.onIdle?.();
+    })();
+    return this.closing;
+  }
+}
+
+function defaultRestartDelay(attempt: number): number {
+  const capped = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+  return capped / 2 + Math.random() * (capped / 2);
+}

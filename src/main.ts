@@ -1,0 +1,42 @@
+/** `npm start`: runs one relay node from the environment until SIGTERM or SIGINT, then drains. */
+import { loadConfig } from './config.js';
+import { errorMessage, isRelayError } from './errors.js';
+import { createLogger } from './log.js';
+import { startRelay } from './server/relay.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    process.stderr.write(`inbox-relay: configuration error: ${errorMessage(error)}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel);
+  let relay;
+  try {
+    relay = await startRelay(config, { logger });
+  } catch (error) {
+    logger.fatal({ err: errorMessage(error), code: isRelayError(error) ? error.code : undefined }, 'could not start');
+    process.exit(1);
+  }
+  const stop = (signal: string): void => {
+    logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error('drain timed out; exiting (unacked messages return to RabbitMQ when the connections close)');
+      process.exit(1);
+    }, config.drainTimeoutMs);
+    force.unref();
+    relay.drain().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: errorMessage(error) }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,61 @@
+/**
+ * Checks of an HTTP upgrade request before the WebSocket handshake: path, subprotocol, origin
+ * and, when the Authorization header carries a token, the token. Refusals are plain HTTP
+ * responses, so a client can tell them apart from a close code.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { RelayConfig } from '../config.js';
+import { STREAM_PATH, SUBPROTOCOL } from '../protocol/frames.js';
+import { verifyToken, type Identity } from './auth.js';
+
+export type UpgradeCheck = { ok: true; identity: Identity | undefined } | { ok: false; status: number; message: string };
+
+function offeredProtocols(request: IncomingMessage): string[] {
+  const header = request.headers['sec-websocket-protocol'];
+  return typeof header === 'string' ? header.split(',').map((p) => p.trim()) : [];
+}
+
+export function checkUpgrade(request: IncomingMessage, config: RelayConfig): UpgradeCheck {
+  const path = (request.url ?? '').split('?')[0];
+  if (path !== STREAM_PATH) return { ok: false, status: 404, message: `not found: the stream is at ${STREAM_PATH}` };
+  if (!offeredProtocols(request).includes(SUBPROTOCOL)) {
+    return { ok: false, status: 400, message: `the WebSocket subprotocol ${SUBPROTOCOL} is required` };
+  }
+  if (config.allowedOrigins.length > 0) {
+    const origin = request.headers.origin;
+    if (origin === undefined || !config.allowedOrigins.includes(origin)) return { ok: false, status: 403, message: 'origin not allowed' };
+  }
+  const authorization = request.headers.authorization;
+  if (authorization === undefined) return { ok: true, identity: undefined };
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+  if (!match?.[1]) return { ok: false, status: 401, message: 'Authorization header must be: Bearer <token>' };
+  const result = verifyToken(match[1], config.jwt);
+  if (!result.ok) return { ok: false, status: result.failure === 'forbidden' ? 403 : 401, message: result.reason };
+  return { ok: true, identity: result.identity };
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  503: 'Service Unavailable',
+};
+
+/** Answers an upgrade request with an HTTP error and closes the socket. */
+export function refuseUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${message}\n`;
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+}
