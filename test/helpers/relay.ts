@@ -1,0 +1,65 @@
+/** Starts relays in-process against the real broker and Redis, isolated by a unique Redis key prefix. */
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import { loadConfig, type RelayConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { signDevToken } from '../../src/server/auth.js';
+import { startRelay, type Relay } from '../../src/server/relay.js';
+import { Producer } from '../../src/amqp/producer.js';
+import type { SeqStore } from '../../src/store/store.js';
+
+export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+
+export function uid(prefix = 't'): string {
+  return `${prefix}-${randomUUID().slice(0, 12)}`;
+}
+
+export function rabbitmqUrl(): string {
+  return inject('rabbitmqUrl');
+}
+
+export function redisUrl(db?: number): string {
+  const url = inject('redisUrl');
+  return db === undefined ? url : `${url.replace(/\/\d*$/, '')}/${db}`;
+}
+
+export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    RABBITMQ_URL: rabbitmqUrl(),
+    REDIS_URL: redisUrl(),
+    REDIS_KEY_PREFIX: `${uid('test')}:`,
+    JWT_SECRET: TEST_SECRET,
+    PORT: '0',
+    ADMIN_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    ...overrides,
+  };
+}
+
+export function testConfig(overrides: Record<string, string | undefined> = {}): RelayConfig {
+  return loadConfig(testEnv(overrides));
+}
+
+export interface TestRelay {
+  relay: Relay;
+  config: RelayConfig;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestRelay(config: RelayConfig, store?: SeqStore): Promise<TestRelay> {
+  const relay = await startRelay(config, { logger: silentLogger(), ...(store ? { store } : {}) });
+  return { relay, config, url: `ws://127.0.0.1:${relay.port}/v1/stream`, stop: () => relay.drain() };
+}
+
+export function token(user: string, expiresInSeconds = 3600): string {
+  return signDevToken(user, TEST_SECRET, { expiresInSeconds });
+}
+
+export function testProducer(config: RelayConfig): Producer {
+  return new Producer({
+    url: config.rabbitmqUrl,
+    provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
+  });
+}
