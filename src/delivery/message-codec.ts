@@ -8,7 +8,7 @@ import type { MessageProperties } from 'amqplib';
 export const DEFAULT_CONTENT_TYPE = 'application/json';
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,256}$/;
 
-export type DecodedMessage = { ok: true; id: string; fragment: string } | { ok: false; reason: string };
+export type DecodedMessage = { ok: true; id: string; ts: number; fragment: string } | { ok: false; reason: string };
 
 function isJsonType(contentType: string): boolean {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
@@ -49,6 +49,7 @@ export function decodeMessage(
   return {
     ok: true,
     id,
+    ts,
     fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},"data":${data}`,
   };
 }

@@ -1,7 +1,8 @@
+import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
-import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber, type UserStreamEvents } from './user-stream.js';
+import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber } from './user-stream.js';
 
 export interface StreamRegistryOptions {
   store: SeqStore;
@@ -10,7 +11,7 @@ export interface StreamRegistryOptions {
   nackLimit: number;
   maxMessageBytes: number;
   logger: Logger;
-  events?: UserStreamEvents;
+  events?: RelayEvents;
 }
 
 /** The user streams of this node: at most one per user, created on first attach, dropped when idle. */

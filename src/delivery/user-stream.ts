@@ -12,6 +12,7 @@
  *   with the same seqs; connections keep their position and continue where they were.
  * Seqs come from the state store (see store.ts), so they are stable across consumers and nodes.
  */
+import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { SeqStore } from '../store/store.js';
@@ -61,24 +62,18 @@ export interface UserStreamOptions {
   logger: Logger;
   /** Delay before restarting a lost consumer, by attempt (1, 2, ...). */
   restartDelayMs?: (attempt: number) => number;
-  /** Hook for metrics and tests; never in the way of delivery. */
-  events?: UserStreamEvents;
+  /** Metrics and logs listen here; never in the way of delivery. */
+  events?: RelayEvents;
   /** Called once the stream has no connection left and has released its consumer. */
   onIdle?: () => void;
-}
-
-export interface UserStreamEvents {
-  delivered?(user: string, count: number): void;
-  acked?(user: string, count: number): void;
-  deadLettered?(user: string, reason: string): void;
-  consumerLost?(user: string, reason: string): void;
-  epochLost?(user: string): void;
 }
 
 interface InFlight {
   tags: number[];
   fragment: string;
   redelivered: boolean;
+  /** The producer's timestamp (ms), for the delivery latency. */
+  ts: number;
 }
 
 interface Connection {
@@ -242,12 +237,14 @@ export class UserStream {
     if (requeue) {
       const attempts = (connection.nacks.get(seq) ?? 0) + 1;
       connection.nacks.set(seq, attempts);
+      this.options.events?.emit('nacked', true);
       if (attempts < this.options.nackLimit) {
         connection.cursor = seq - 1;
         void this.pump(connection);
         return 'ok';
       }
     }
+    if (!requeue) this.options.events?.emit('nacked', false);
     this.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
     return 'dead-lettered';
   }
@@ -260,7 +257,7 @@ export class UserStream {
 
   private deadLetter(seq: number, reason: string): void {
     const entry = this.inflight.get(seq);
-    this.options.events?.deadLettered?.(this.user, reason);
+    this.options.events?.emit('dead-lettered', reason);
     if (!entry) {
       // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again unacked.
       if (seq > this.acked) this.deadLetterSeqs.add(seq);
@@ -290,10 +287,12 @@ export class UserStream {
   /** Acks every in-flight message with seq <= `seq` to RabbitMQ, with one multiple-ack when that is exact. */
   private ackBroker(seq: number): void {
     const tags: number[] = [];
+    const now = Date.now();
     for (const [held, entry] of this.inflight) {
       if (held > seq) continue;
       tags.push(...entry.tags);
       this.inflight.delete(held);
+      this.options.events?.emit('delivery-latency', now - entry.ts);
     }
     if (tags.length === 0 || !this.consumer) return;
     const acking = new Set(tags);
@@ -311,7 +310,7 @@ export class UserStream {
       for (const tag of tags) this.consumer.ack(tag, false);
     }
     for (const tag of tags) this.outstanding.delete(tag);
-    this.options.events?.acked?.(this.user, tags.length);
+    this.options.events?.emit('acked', tags.length);
   }
 
   private async ensureConsumer(): Promise<void> {
@@ -354,7 +353,7 @@ export class UserStream {
     this.inflight.clear();
     this.outstanding.clear();
     this.pending = [];
-    this.options.events?.consumerLost?.(this.user, reason);
+    this.options.events?.emit('consumer-lost', reason);
     if (this.closing) return;
     this.options.logger.warn({ user: this.user, reason }, 'consumer lost; restarting');
     if (!this.degraded) {
@@ -392,7 +391,7 @@ export class UserStream {
     try {
       while (this.pending.length > 0 && generation === this.generation) {
         const batch = this.pending.splice(0, 200);
-        const accepted: { delivery: Delivery; id: string; fragment: string }[] = [];
+        const accepted: { delivery: Delivery; id: string; fragment: string; ts: number }[] = [];
         for (const delivery of batch) {
           const decoded = decodeMessage(delivery.content, {
             messageId: delivery.messageId as string,
@@ -400,11 +399,11 @@ export class UserStream {
             timestamp: delivery.timestamp as number,
           }, this.options.maxMessageBytes);
           if (decoded.ok) {
-            accepted.push({ delivery, id: decoded.id, fragment: decoded.fragment });
+            accepted.push({ delivery, id: decoded.id, fragment: decoded.fragment, ts: decoded.ts });
           } else {
             this.outstanding.delete(delivery.tag);
             this.consumer?.reject(delivery.tag, false);
-            this.options.events?.deadLettered?.(this.user, 'invalid-message');
+            this.options.events?.emit('dead-lettered', 'invalid-message');
             this.options.logger.warn({ user: this.user, reason: decoded.reason }, 'invalid message dead-lettered');
           }
         }
@@ -421,7 +420,7 @@ export class UserStream {
           this.epochLost('epoch-lost');
           return;
         }
-        accepted.forEach(({ delivery, fragment }, index) => this.accept(delivery, result.seqs[index] ?? 0, fragment));
+        accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, result.seqs[index] ?? 0, fragment, ts));
         this.pumpAll();
       }
     } finally {
@@ -429,7 +428,7 @@ export class UserStream {
     }
   }
 
-  private accept(delivery: Delivery, seq: number, fragment: string): void {
+  private accept(delivery: Delivery, seq: number, fragment: string, ts: number): void {
     if (seq <= this.acked) {
       // Some client already processed this seq: finish it without sending it again.
       this.outstanding.delete(delivery.tag);
@@ -445,7 +444,7 @@ export class UserStream {
     if (existing) {
       existing.tags.push(delivery.tag);
     } else {
-      this.inflight.set(seq, { tags: [delivery.tag], fragment, redelivered: delivery.redelivered });
+      this.inflight.set(seq, { tags: [delivery.tag], fragment, redelivered: delivery.redelivered, ts });
     }
     if (seq > this.head) this.head = seq;
   }
@@ -465,10 +464,11 @@ export class UserStream {
   }
 
   private sendOne(connection: Connection, seq: number, fragment: string, redelivered: boolean): void {
-    connection.sub.send(msgFrame(seq, redelivered || seq <= connection.highestSent, fragment));
+    const again = redelivered || seq <= connection.highestSent;
+    connection.sub.send(msgFrame(seq, again, fragment));
     connection.cursor = seq;
     if (seq > connection.highestSent) connection.highestSent = seq;
-    this.options.events?.delivered?.(this.user, 1);
+    this.options.events?.emit('delivered', 1, again ? 1 : 0);
   }
 
   /** Sends what this connection may have now: from memory when RabbitMQ holds it, else from history. */
@@ -524,7 +524,7 @@ export class UserStream {
   /** The store lost this user's numbering: every connection is reset and the stream closes. */
   private epochLost(reason: string): void {
     if (this.closing) return;
-    this.options.events?.epochLost?.(this.user);
+    this.options.events?.emit('epoch-lost');
     this.options.logger.warn({ user: this.user }, 'state store lost the user numbering; resetting connections');
     const connections = [...this.connections.values()];
     void this.close();

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
 import { errorMessage, isRelayError } from '../errors.js';
+import type { HandshakeOutcome, RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
 import { ErrorFrameCode, decodeClientFrame, encodeFrame, type ClientFrame, type HelloFrame, type ServerFrame } from '../protocol/frames.js';
@@ -16,11 +17,6 @@ import { verifyToken, type AuthResult, type Identity } from './auth.js';
 
 type State = 'awaiting-hello' | 'attaching' | 'open' | 'closed';
 
-export interface ConnectionEvents {
-  handshake?(outcome: string): void;
-  closed?(code: number): void;
-}
-
 export interface ClientConnectionOptions {
   config: RelayConfig;
   registry: StreamRegistry;
@@ -29,7 +25,7 @@ export interface ClientConnectionOptions {
   headerIdentity: Identity | undefined;
   /** Jittered retry-after (ms) for 1013 refusals. */
   retryAfterMs: () => number;
-  events?: ConnectionEvents;
+  events?: RelayEvents;
   onClose: (connection: ClientConnection) => void;
 }
 
@@ -176,7 +172,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
-    this.options.events?.handshake?.(result.failure);
+    this.options.events?.emit('handshake', result.failure);
     const code =
       result.failure === 'expired' ? CloseCode.tokenExpired : result.failure === 'forbidden' ? CloseCode.forbidden : CloseCode.unauthenticated;
     this.close(code, result.reason);
@@ -196,7 +192,7 @@ export class ClientConnection implements Subscriber {
       attached = await this.options.registry.attach(this.user, this, hello.resume);
     } catch (error) {
       if (this.isClosed()) return;
-      this.options.events?.handshake?.('unavailable');
+      this.options.events?.emit('handshake', 'unavailable');
       this.log.warn({ user: this.user, err: errorMessage(error) }, 'could not attach the connection');
       const retryable = !isRelayError(error) || error.retryable;
       if (retryable) return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'unavailable'));
@@ -221,7 +217,8 @@ export class ClientConnection implements Subscriber {
       window: this.window,
       heartbeatMs: config.heartbeatMs,
     });
-    this.options.events?.handshake?.(result.reset ? 'reset' : result.resumed ? (result.recovered ? 'resumed' : 'not-recovered') : 'new');
+    const outcome: HandshakeOutcome = result.reset ? 'reset' : result.resumed ? (result.recovered ? 'resumed' : 'not-recovered') : 'new';
+    this.options.events?.emit('handshake', outcome);
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.state = 'open';
     stream.resume(this);
@@ -251,7 +248,7 @@ export class ClientConnection implements Subscriber {
   /** Sends a close frame; the socket is terminated if the client does not answer in time. */
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
-    this.options.events?.closed?.(code);
+    this.options.events?.emit('connection-closed', code);
     this.finish();
     this.ws.close(code, reason.slice(0, 123));
     setTimeout(() => this.ws.terminate(), 5_000).unref();
@@ -269,7 +266,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private onClosed(code: number): void {
-    if (this.state !== 'closed') this.options.events?.closed?.(code);
+    if (this.state !== 'closed') this.options.events?.emit('connection-closed', code);
     this.finish();
   }
 

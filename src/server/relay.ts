@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { RelayConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
+import { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { SUBPROTOCOL } from '../protocol/frames.js';
@@ -25,6 +26,8 @@ import { ClientConnection } from './client-connection.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface Relay {
+  /** Metrics and logs listen here. */
+  readonly events: RelayEvents;
   readonly port: number;
   readonly adminPort: number;
   readonly store: SeqStore;
@@ -63,6 +66,7 @@ export function jitteredRetryAfterMs(baseMs = 1_000, spreadMs = 2_000): number {
 
 export async function startRelay(config: RelayConfig, deps: RelayDependencies): Promise<Relay> {
   const { logger } = deps;
+  const events = new RelayEvents();
   const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
   const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
   let store: SeqStore;
@@ -88,14 +92,33 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   });
   const publisherPool = new ConnectionPool({ url: config.rabbitmqUrl, name: 'inbox-relay publisher', channelsPerConnection: 64, logger });
   const producer = new Producer({ url: config.rabbitmqUrl, pool: publisherPool, publishTimeoutMs: config.publishTimeoutMs, logger });
-  consumerPool.on('disconnected', (index, reason) => logger.warn({ connection: index, reason }, 'AMQP consumer connection lost'));
-  publisherPool.on('blocked', (reason) => logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm)'));
-  publisherPool.on('unblocked', () => logger.info('RabbitMQ unblocked publishing'));
+  for (const pool of [consumerPool, publisherPool]) {
+    pool.on('connected', () => events.emit('amqp-connection', 'connected'));
+    pool.on('disconnected', (index, reason) => {
+      events.emit('amqp-connection', 'disconnected');
+      logger.warn({ connection: index, reason }, 'AMQP connection lost');
+    });
+  }
+  publisherPool.on('blocked', (reason) => {
+    events.emit('broker-blocked', true);
+    logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm)');
+  });
+  publisherPool.on('unblocked', () => {
+    events.emit('broker-blocked', false);
+    logger.info('RabbitMQ unblocked publishing');
+  });
 
   await declareSharedTopology(() => consumerPool.openChannel(), settings, {
     onQueueMismatch: (queue, error) => logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
   });
-  const mover = new UnroutedMover({ pool: consumerPool, producer, settings, logger });
+  const mover = new UnroutedMover({
+    pool: consumerPool,
+    producer,
+    settings,
+    logger,
+    onMoved: () => events.emit('unrouted-moved'),
+    onDeadLettered: (reason) => events.emit('dead-lettered', reason),
+  });
   await mover.start();
 
   const registry = new StreamRegistry({
@@ -105,6 +128,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
     logger,
+    events,
   });
 
   const connections = new Set<ClientConnection>();
@@ -126,13 +150,17 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     socket.on('error', () => socket.destroy());
     if (draining) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
     const check = checkUpgrade(request, config);
-    if (!check.ok) return refuseUpgrade(socket, check.status, check.message);
+    if (!check.ok) {
+      events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
+      return refuseUpgrade(socket, check.status, check.message);
+    }
     wss.handleUpgrade(request, socket, head, (ws) => {
       const connection = new ClientConnection(ws, {
         config,
         registry,
         logger,
         headerIdentity: check.identity,
+        events,
         retryAfterMs: () => jitteredRetryAfterMs(),
         onClose: (closed) => connections.delete(closed),
       });
@@ -189,6 +217,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   };
 
   return {
+    events,
     port,
     adminPort,
     store,
