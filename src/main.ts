@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   let relay;
   try {
-    relay = await startRelay(config, { logger });
+    relay = await startRelay(config, { logger, onDrained: () => process.exit(0) });
   } catch (error) {
     logger.fatal({ err: errorMessage(error), code: isRelayError(error) ? error.code : undefined }, 'could not start');
     process.exit(1);

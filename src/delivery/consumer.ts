@@ -6,6 +6,7 @@ export interface Delivery {
   messageId: unknown;
   contentType: unknown;
   timestamp: unknown;
+  headers: Record<string, unknown> | undefined;
   redelivered: boolean;
 }
 

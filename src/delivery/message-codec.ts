@@ -6,9 +6,17 @@
 import type { MessageProperties } from 'amqplib';
 
 export const DEFAULT_CONTENT_TYPE = 'application/json';
+/**
+ * Set by `inbox-relay dlq replay` (a count). A replayed message keeps its messageId but is a new
+ * delivery: its idempotency key includes the count, so it gets a new seq instead of the one it
+ * had before it was dead-lettered.
+ */
+export const REPLAY_HEADER = 'x-inbox-relay-replay';
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,256}$/;
 
-export type DecodedMessage = { ok: true; id: string; ts: number; fragment: string } | { ok: false; reason: string };
+export type DecodedMessage =
+  | { ok: true; id: string; key: string; ts: number; fragment: string }
+  | { ok: false; reason: string };
 
 function isJsonType(contentType: string): boolean {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
@@ -23,7 +31,7 @@ function timestampMs(value: unknown, now: number): number {
 
 export function decodeMessage(
   content: Buffer,
-  properties: Pick<MessageProperties, 'messageId' | 'contentType' | 'timestamp'>,
+  properties: Pick<MessageProperties, 'messageId' | 'contentType' | 'timestamp' | 'headers'>,
   maxBytes: number,
   now = Date.now(),
 ): DecodedMessage {
@@ -46,9 +54,12 @@ export function decodeMessage(
     data = JSON.stringify(content.toString('base64'));
   }
   const ts = timestampMs(properties.timestamp, now);
+  const replay: unknown = properties.headers?.[REPLAY_HEADER];
+  const key = typeof replay === 'number' && Number.isInteger(replay) && replay > 0 ? `${id}#replay${replay}` : id;
   return {
     ok: true,
     id,
+    key,
     ts,
     fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},"data":${data}`,
   };

@@ -397,9 +397,10 @@ export class UserStream {
             messageId: delivery.messageId as string,
             contentType: delivery.contentType as string,
             timestamp: delivery.timestamp as number,
+            headers: delivery.headers,
           }, this.options.maxMessageBytes);
           if (decoded.ok) {
-            accepted.push({ delivery, id: decoded.id, fragment: decoded.fragment, ts: decoded.ts });
+            accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
           } else {
             this.outstanding.delete(delivery.tag);
             this.consumer?.reject(delivery.tag, false);

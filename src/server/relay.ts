@@ -43,6 +43,8 @@ export interface RelayDependencies {
   logger: Logger;
   /** Use this store instead of the configured one (tests); the relay does not close it. */
   store?: SeqStore;
+  /** Called when a drain requested on the admin port (POST /drain) finished; main exits then. */
+  onDrained?: () => void;
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -184,6 +186,10 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     const path = (request.url ?? '').split('?')[0];
     if (path === '/healthz') {
       response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+    } else if (path === '/drain' && request.method === 'POST') {
+      response.writeHead(202, { 'Content-Type': 'text/plain' }).end('draining\n');
+      logger.info('drain requested on the admin port');
+      void drain().then(() => deps.onDrained?.());
     } else if (path === '/readyz') {
       response.writeHead(ready ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
     } else {

@@ -48,6 +48,11 @@ export class MemoryStore implements SeqStore {
     return { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
   }
 
+  async peek(user: string): Promise<StreamMeta | undefined> {
+    const state = this.users.get(user);
+    return state && { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
+  }
+
   async assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult> {
     const { state, created } = this.state(user);
     const storedAt = this.now();

@@ -65,6 +65,13 @@ export class RedisStore implements SeqStore {
     return { epoch: reply[0], seq: Number(reply[1]), acked: Number(reply[2]), start: Number(reply[3]) };
   }
 
+  async peek(user: string): Promise<StreamMeta | undefined> {
+    const [meta] = this.keys(user);
+    const [epoch, seq, acked, start] = await this.redis.hmget(meta, 'epoch', 'seq', 'acked', 'start');
+    if (!epoch) return undefined;
+    return { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) };
+  }
+
   async assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult> {
     const { maxCount, maxAgeMs } = this.options.limits;
     const args: (string | number)[] = [...this.keys(user), newEpoch(), Date.now(), maxCount, maxAgeMs];

@@ -52,6 +52,8 @@ export interface HistoryLimits {
 export interface SeqStore {
   /** The user's numbering, started at a new epoch when there is none. */
   meta(user: string): Promise<StreamMeta>;
+  /** The user's numbering if there is one, without starting one (operator tools). */
+  peek(user: string): Promise<StreamMeta | undefined>;
   /** Assigns seqs to a batch of messages in order (see the guarantees above). */
   assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult>;
   /** Raises the acked mark (never lowers it) and trims history. False when `epoch` is gone. */
