@@ -102,6 +102,11 @@ export class Connection {
     return this.#phase === 'open';
   }
 
+  /** True once `closed` has been reported. */
+  get isClosed(): boolean {
+    return this.#phase === 'closed';
+  }
+
   /** The epoch of this connection's numbering: the welcome's, or a later reset's. */
   get epoch(): string | undefined {
     return this.#epoch;

@@ -58,16 +58,19 @@ export class MessageIterator implements AsyncIterableIterator<InboxMessage, unde
 
   /** Called by `break`/`return`/`throw` in the loop: releases the message in hand. */
   return(): Promise<IteratorResult<InboxMessage, undefined>> {
-    this.#inHand?.reject(new ReleasedError());
-    this.#inHand = undefined;
     this.end();
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  /** Ends the iteration (the client closed); with `error`, the pending or next `next()` rejects once. */
+  /**
+   * Ends the iteration (the client closes). The message in hand is released unprocessed; with
+   * `error`, the pending or next `next()` rejects once.
+   */
   end(error?: unknown): void {
     if (this.#done) return;
     this.#done = true;
+    this.#inHand?.reject(new ReleasedError());
+    this.#inHand = undefined;
     this.#error = error;
     this.#unsubscribe();
     this.#onEnd();

@@ -1,10 +1,10 @@
 /**
  * The client's position and the dedupe rule, kept in one place.
  *
- * Guarantees: within an epoch the position only moves forward, one seq at a time (or by
- * adopting a relay's welcome/reset); a seq is accepted only when it is exactly `lastSeq + 1` in
- * the current epoch, so the handler never gets the same seq twice in an epoch and never out of
- * order. Every change is handed to the store, latest first, one save at a time.
+ * Guarantees: within an epoch the position moves forward one seq at a time, except when the
+ * relay's welcome or reset sets it; a seq is accepted only when it is exactly `lastSeq + 1` in
+ * the current epoch, so the handler never gets a seq out of order, nor twice in an epoch unless
+ * the relay's welcome moves the position back. Every change is handed to the store, latest first, one save at a time.
  */
 import type { Position, PositionStore } from './position-store.js';
 
@@ -75,16 +75,15 @@ export class PositionTracker {
   }
 
   /**
-   * Takes the position from a `welcome`. Within the same epoch the position never moves back:
-   * a relay that continues below what the client processed gets those seqs suppressed as
-   * duplicates rather than handled twice.
+   * Takes the position from a `welcome`: the relay says where this connection's delivery
+   * continues, and the client adopts it (a lower `lastSeq` in the same epoch means the relay's
+   * numbering rolled back; those seqs come again rather than being suppressed unseen).
    */
   adopt(user: string, epoch: string, lastSeq: number): Adoption {
     const previous = this.#position;
     const sameEpoch = previous?.epoch === epoch;
-    const next = sameEpoch ? Math.max(previous.lastSeq, lastSeq) : lastSeq;
-    if (!sameEpoch) this.#attempts.clear();
-    const position: Position = { epoch, lastSeq: next, user };
+    if (!sameEpoch || lastSeq < previous.lastSeq) this.#attempts.clear();
+    const position: Position = { epoch, lastSeq, user };
     this.#set(position);
     return { previous, position, epochChanged: previous !== undefined && !sameEpoch };
   }

@@ -1,0 +1,559 @@
+/**
+ * The inbox-relay client: one logical stream of a user's messages over a succession of
+ * WebSocket connections.
+ *
+ * Guarantees:
+ * - Consumers get messages one at a time, in seq order; within an epoch a seq is handed to them
+ *   at most once, unless a consumer failed it and the nack policy requeued it.
+ * - A message is acked only after every consumer finished with it (at-least-once processing);
+ *   a failed one is nacked per the nack policy, never dropped silently.
+ * - After a recoverable close the client reconnects with full-jitter backoff (at least the
+ *   relay's retry-after on 1013) and resumes from its position; after 1008/1009/4003 it closes
+ *   with an error; after 4001/4008 it asks the token provider for a new token first.
+ * - A connection silent for two heartbeats is abandoned and replaced.
+ * - `close()` leaves no timer or socket behind.
+ */
+import { CloseCode, ErrorFrameCode, type ErrorFrame, type HelloFrame, type MsgFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
+import { Backoff } from './backoff.js';
+import { canTransition, type ClientState } from './client-state.js';
+import type { TimerHandle } from './clock.js';
+import { decideAfterClose } from './close-decision.js';
+import { Connection, type ConnectionListener } from './connection.js';
+import { DeliveryPump } from './delivery-pump.js';
+import { ClientErrorCode, InboxClientError } from './errors.js';
+import type { ClientStats, InboxClientEvents, OpenEvent } from './events.js';
+import { TypedEmitter } from './emitter.js';
+import { toInboxMessage, type InboxMessage } from './message.js';
+import { MessageIterator, ReleasedError } from './message-iterator.js';
+import { DEFAULT_MAX_REQUEUES, requeueUpTo, type NackDecision } from './nack-policy.js';
+import { resolveOptions, type InboxClientOptions, type ResolvedOptions } from './options.js';
+import type { Position } from './position-store.js';
+import { PositionTracker } from './position-tracker.js';
+import { jwtSubject, type TokenReason } from './token.js';
+import { TokenRefresher } from './token-refresher.js';
+import { resolveWebSocket, type WebSocketConstructorLike } from './transport.js';
+
+/** Handles one message. Resolve when it is processed; throw (reject) to have the nack policy decide. */
+export type MessageHandler = (message: InboxMessage) => unknown;
+
+interface PendingMessage {
+  readonly frame: MsgFrame;
+  readonly connection: Connection;
+  readonly epoch: string;
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // The caller may never await connect(); a rejection must not become an unhandled one.
+  promise.catch(() => undefined);
+  const result: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve: (value) => {
+      result.settled = true;
+      resolve(value);
+    },
+    reject: (error) => {
+      result.settled = true;
+      reject(error);
+    },
+  };
+  return result;
+}
+
+type MutableStats = { -readonly [K in keyof ClientStats]: ClientStats[K] };
+
+const FALLBACK_POLICY = requeueUpTo(DEFAULT_MAX_REQUEUES);
+
+export class InboxClient implements AsyncIterable<InboxMessage> {
+  readonly #options: ResolvedOptions;
+  readonly #events = new TypedEmitter<InboxClientEvents>();
+  readonly #tracker: PositionTracker;
+  readonly #pump: DeliveryPump<PendingMessage>;
+  readonly #backoff: Backoff;
+  readonly #iterators = new Set<MessageIterator>();
+  readonly #stats: MutableStats = {
+    received: 0,
+    processed: 0,
+    duplicates: 0,
+    outOfSequence: 0,
+    requeued: 0,
+    deadLettered: 0,
+    acksSent: 0,
+    nacksSent: 0,
+    connections: 0,
+  };
+  #state: ClientState = 'idle';
+  #webSocket: WebSocketConstructorLike | undefined;
+  #connection: Connection | undefined;
+  /** A requeue-nack being replayed: until `seq` comes again, later seqs on `connection` are expected. */
+  #rewinding: { readonly connection: Connection; readonly seq: number; readonly message: InboxMessage } | undefined;
+  /** The connection that received a `reset` (so its welcome's new epoch is not reported twice). */
+  #resetOn: Connection | undefined;
+  #token: string | undefined;
+  #tokenReason: TokenReason = 'connect';
+  #reconnectTimer: TimerHandle | undefined;
+  #refresher: TokenRefresher | undefined;
+  #opened: Deferred<OpenEvent> | undefined;
+  #closeRequested = false;
+  #closing: Promise<void> | undefined;
+  #failure: InboxClientError | undefined;
+
+  /** Validates the options (throws `RELAY_ERR_INVALID_OPTION`); does not connect yet. */
+  constructor(options: InboxClientOptions) {
+    this.#options = resolveOptions(options);
+    this.#backoff = new Backoff(
+      { initialDelayMs: this.#options.reconnectInitialDelayMs, maxDelayMs: this.#options.reconnectMaxDelayMs },
+      this.#options.random,
+    );
+    this.#tracker = new PositionTracker(this.#options.positionStore, (cause) =>
+      this.#emitError(ClientErrorCode.positionStore, 'saving the position failed', cause),
+    );
+    this.#pump = new DeliveryPump(
+      (item) => this.#process(item),
+      (cause) => this.#emitError(ClientErrorCode.handlerFailed, 'internal delivery error', cause),
+    );
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The highest processed seq and its epoch; undefined before the first welcome (or stored position). */
+  get position(): Position | undefined {
+    return this.#tracker.position;
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ClientStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * `message`: adds a consumer. Handlers run one message at a time, in seq order, awaited in
+   * the order they were added; the message is acked once all resolved. A throw hands it to
+   * the nack policy. Other events: plain listeners. Returns a function that removes the listener.
+   */
+  on(event: 'message', handler: MessageHandler): () => void;
+  on<K extends keyof InboxClientEvents>(event: K, listener: (payload: InboxClientEvents[K]) => void): () => void;
+  on(event: string, listener: (payload: never) => unknown): () => void {
+    if (event === 'message') return this.#pump.addConsumer(listener as MessageHandler);
+    return this.#events.on(event as keyof InboxClientEvents, listener as (payload: unknown) => unknown);
+  }
+
+  /**
+   * Starts connecting (idempotent). Resolves with the first `welcome`; the client keeps
+   * reconnecting until then. Rejects if the client closes first (terminal close code, `close()`).
+   */
+  connect(): Promise<OpenEvent> {
+    if (this.#opened) return this.#opened.promise;
+    const opened = deferred<OpenEvent>();
+    this.#opened = opened;
+    if (this.#state === 'closed') {
+      opened.reject(this.#failure ?? this.#closedError());
+    } else {
+      void this.#start();
+    }
+    return opened.promise;
+  }
+
+  /**
+   * Closes the client (idempotent): stops taking messages, ends every iterator (a message a
+   * for-await loop holds is released unacked and comes again next session), waits up to
+   * `drainTimeoutMs` for the handler running, flushes acks, and closes the socket with 1000.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /** Iterates over messages until the client closes; see {@link MessageIterator} for ack semantics. */
+  [Symbol.asyncIterator](): AsyncIterator<InboxMessage, undefined> {
+    const iterator: MessageIterator = new MessageIterator(
+      (consumer) => this.#pump.addConsumer(consumer),
+      () => this.#iterators.delete(iterator),
+    );
+    if (this.#state === 'closed') iterator.end(this.#failure);
+    else this.#iterators.add(iterator);
+    return iterator;
+  }
+
+  async #start(): Promise<void> {
+    this.#setState('connecting');
+    try {
+      this.#webSocket = await resolveWebSocket(this.#options.webSocket);
+      await this.#tracker.load();
+    } catch (cause) {
+      if (this.#closeRequested) return;
+      const error =
+        cause instanceof InboxClientError
+          ? cause
+          : new InboxClientError(ClientErrorCode.positionStore, 'loading the position failed', { cause, temporary: false });
+      this.#events.emit('error', error);
+      this.#finish(error);
+      return;
+    }
+    if (!this.#closeRequested) await this.#openConnection();
+  }
+
+  async #openConnection(): Promise<void> {
+    this.#setState('connecting');
+    let token: string;
+    try {
+      token = await this.#fetchToken(this.#tokenReason);
+    } catch (cause) {
+      if (this.#closeRequested) return;
+      this.#emitError(ClientErrorCode.tokenProvider, 'the token provider failed', cause);
+      this.#scheduleReconnect(undefined);
+      return;
+    }
+    if (this.#closeRequested || !this.#webSocket) return;
+    this.#token = token;
+    const resume = this.#tracker.resumeFor(jwtSubject(token));
+    const hello: HelloFrame = {
+      type: 'hello',
+      token,
+      ...(resume ? { resume: { epoch: resume.epoch, lastSeq: resume.lastSeq } } : {}),
+      ...(this.#options.window === undefined ? {} : { window: this.#options.window }),
+    };
+    const { url, clock, connectTimeoutMs, ackDelayMs, ackBatch } = this.#options;
+    try {
+      let connection: Connection | undefined;
+      const listener = this.#listenerFor(() => connection);
+      connection = new Connection({
+        url,
+        webSocket: this.#webSocket,
+        hello,
+        clock,
+        connectTimeoutMs,
+        ackDelayMs,
+        ackBatch,
+        counters: this.#stats,
+        listener,
+      });
+      if (!connection.isClosed) this.#connection = connection;
+    } catch (cause) {
+      this.#emitError(ClientErrorCode.noWebSocket, 'opening the WebSocket failed', cause);
+      this.#scheduleReconnect(undefined);
+    }
+  }
+
+  async #fetchToken(reason: TokenReason): Promise<string> {
+    const token: unknown = await this.#options.tokenProvider({ reason });
+    if (typeof token !== 'string' || token.length === 0) {
+      throw new InboxClientError(ClientErrorCode.tokenProvider, 'the token provider returned no token');
+    }
+    return token;
+  }
+
+  // Callbacks of a connection only count while it is the current one.
+  #listenerFor(self: () => Connection | undefined): ConnectionListener {
+    const current = (): Connection | undefined => {
+      const connection = self();
+      return connection !== undefined && connection === this.#connection ? connection : undefined;
+    };
+    return {
+      welcome: (frame) => {
+        const connection = current();
+        if (connection) this.#onWelcome(connection, frame);
+      },
+      message: (frame) => {
+        const connection = current();
+        if (connection) this.#onMessage(connection, frame);
+      },
+      reset: (frame) => {
+        const connection = current();
+        if (connection) this.#onReset(connection, frame);
+      },
+      status: (frame) => {
+        if (current()) this.#events.emit('status', { state: frame.state, reason: frame.reason });
+      },
+      serverError: (frame) => {
+        const connection = current();
+        if (connection) this.#onServerError(connection, frame);
+      },
+      protocolError: (error) => {
+        if (current()) this.#events.emit('error', error);
+      },
+      closed: (code, reason) => {
+        const connection = self();
+        // The constructor may fail the socket synchronously, before `#connection` is assigned.
+        if (connection === undefined || connection === this.#connection) this.#onClosed(connection, code, reason);
+      },
+    };
+  }
+
+  #onWelcome(connection: Connection, frame: WelcomeFrame): void {
+    const resetSeen = this.#resetOn === connection;
+    const adoption = this.#tracker.adopt(frame.user, frame.epoch, frame.lastSeq);
+    const previous = adoption.previous;
+    this.#backoff.reset();
+    this.#tokenReason = 'connect';
+    this.#stats.connections += 1;
+    if (adoption.epochChanged && !resetSeen) {
+      this.#events.emit('reset', {
+        epoch: frame.epoch,
+        lastSeq: adoption.position.lastSeq,
+        reason: 'the relay welcomed the client in a new epoch',
+        previous,
+      });
+    }
+    // After a reset the lost numbering was reported as such; a gap is loss within one epoch.
+    if (!frame.recovered && !resetSeen && !adoption.epochChanged) {
+      this.#events.emit('gap', {
+        epoch: frame.epoch,
+        lostFromSeq: previous && previous.lastSeq < frame.lastSeq ? previous.lastSeq + 1 : undefined,
+        resumesAfterSeq: frame.lastSeq,
+      });
+    }
+    this.#setState('open');
+    this.#startRefresher(connection);
+    const { type: _type, ...open } = frame;
+    const event: OpenEvent = open;
+    if (this.#opened && !this.#opened.settled) this.#opened.resolve(event);
+    this.#events.emit('open', event);
+  }
+
+  #onMessage(connection: Connection, frame: MsgFrame): void {
+    this.#stats.received += 1;
+    const epoch = connection.epoch;
+    if (epoch === undefined) return;
+    this.#pump.push({ frame, connection, epoch });
+  }
+
+  #onReset(connection: Connection, frame: ResetFrame): void {
+    const previous = this.#tracker.reset(frame.epoch, frame.lastSeq);
+    this.#resetOn = connection;
+    if (this.#rewinding?.connection === connection) this.#rewinding = undefined;
+    // Frames still buffered belong to the numbering that is gone.
+    this.#pump.drop((item) => item.connection === connection && item.epoch !== frame.epoch);
+    this.#events.emit('reset', { epoch: frame.epoch, lastSeq: frame.lastSeq, reason: frame.reason, previous });
+  }
+
+  #onServerError(connection: Connection, frame: ErrorFrame): void {
+    const error = new InboxClientError(frame.code, frame.message, { fromServer: true, temporary: true });
+    this.#events.emit('error', error);
+    const rewinding = this.#rewinding;
+    if (frame.code !== ErrorFrameCode.nackLimit || rewinding?.connection !== connection) return;
+    // The relay dead-lettered the seq instead of sending it again, and does not replay what the
+    // client dropped after it: count it as dead-lettered and resume after it on a new connection.
+    this.#rewinding = undefined;
+    const epoch = connection.epoch;
+    if (epoch !== undefined && this.#tracker.classify(epoch, rewinding.seq) === 'accept') {
+      const attempts = this.#tracker.failuresOf(rewinding.seq);
+      this.#stats.deadLettered += 1;
+      this.#tracker.advance(epoch, rewinding.seq);
+      this.#events.emit('deadLetter', { message: rewinding.message, error, attempts });
+    }
+    connection.abandon('resuming after a dead-lettered message');
+  }
+
+  #onClosed(connection: Connection | undefined, code: number, reason: string): void {
+    this.#connection = undefined;
+    this.#rewinding = undefined;
+    this.#resetOn = undefined;
+    this.#refresher?.stop();
+    this.#refresher = undefined;
+    if (connection) this.#pump.drop((item) => item.connection === connection);
+    if (this.#closeRequested) return;
+    const action = decideAfterClose(code, reason);
+    if (action.kind === 'reconnect') {
+      this.#tokenReason = action.tokenReason;
+      const delayMs = this.#scheduleReconnect(action.retryAfterMs);
+      this.#events.emit('disconnect', { code, reason, willReconnect: true, delayMs });
+      return;
+    }
+    this.#events.emit('disconnect', { code, reason, willReconnect: false, delayMs: undefined });
+    if (action.kind === 'stop') {
+      this.#finish(undefined);
+      return;
+    }
+    const error = new InboxClientError(
+      ClientErrorCode.terminalClose,
+      `the relay closed the connection with ${code}${reason ? ` (${reason})` : ''}`,
+      { closeCode: code, temporary: false },
+    );
+    this.#events.emit('error', error);
+    this.#finish(error);
+  }
+
+  #scheduleReconnect(retryAfterMs: number | undefined): number {
+    const delayMs = this.#backoff.next(retryAfterMs);
+    this.#setState('reconnecting');
+    this.#reconnectTimer = this.#options.clock.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      void this.#openConnection();
+    }, delayMs);
+    return delayMs;
+  }
+
+  #startRefresher(connection: Connection): void {
+    this.#refresher?.stop();
+    this.#refresher = undefined;
+    if (this.#token === undefined) return;
+    const refresher = new TokenRefresher({
+      clock: this.#options.clock,
+      leadMs: this.#options.tokenRefreshLeadMs,
+      fetch: () => this.#fetchToken('refresh'),
+      send: (token) => {
+        if (connection !== this.#connection || !connection.refresh(token)) return false;
+        this.#token = token;
+        return true;
+      },
+      onError: (cause) => this.#emitError(ClientErrorCode.tokenProvider, 'the token provider failed to refresh', cause),
+    });
+    this.#refresher = refresher;
+    refresher.start(this.#token);
+  }
+
+  async #process(item: PendingMessage): Promise<void> {
+    const { frame, connection, epoch } = item;
+    switch (this.#tracker.classify(epoch, frame.seq)) {
+      case 'duplicate':
+        this.#stats.duplicates += 1;
+        // The relay counts it as unacked until it is acked on this connection.
+        connection.acknowledge(frame.seq);
+        return;
+      case 'stale':
+        this.#stats.outOfSequence += 1;
+        return;
+      case 'ahead':
+        this.#stats.outOfSequence += 1;
+        if (connection === this.#connection && this.#rewinding?.connection !== connection) {
+          this.#sequenceGap(connection, frame.seq);
+        }
+        return;
+      case 'accept':
+        break;
+    }
+    if (this.#rewinding?.connection === connection) this.#rewinding = undefined;
+    const message = toInboxMessage(frame, epoch, this.#tracker.failuresOf(frame.seq) > 0);
+    try {
+      await this.#pump.dispatch(message);
+    } catch (error) {
+      if (error instanceof ReleasedError) {
+        if (connection === this.#connection) this.#pump.unshift(item);
+        return;
+      }
+      this.#onHandlerFailure(item, message, error);
+      return;
+    }
+    if (this.#tracker.advance(epoch, frame.seq)) {
+      this.#stats.processed += 1;
+      connection.acknowledge(frame.seq);
+    }
+  }
+
+  #sequenceGap(connection: Connection, seq: number): void {
+    const expected = (this.#tracker.position?.lastSeq ?? 0) + 1;
+    this.#emitError(ClientErrorCode.sequenceGap, `expected seq ${expected}, got ${seq}; reconnecting to resume`);
+    connection.abandon('sequence gap');
+  }
+
+  #onHandlerFailure(item: PendingMessage, message: InboxMessage, error: unknown): void {
+    const { connection, epoch, frame } = item;
+    if (this.#tracker.classify(epoch, frame.seq) !== 'accept') return;
+    const attempt = this.#tracker.recordFailure(frame.seq);
+    this.#emitError(ClientErrorCode.handlerFailed, `a consumer failed on seq ${frame.seq} (attempt ${attempt})`, error);
+    // Without the connection it came on, the message comes again after resume; the count stays.
+    if (connection !== this.#connection || !connection.isOpen) return;
+    const decision = this.#decide(message, error, attempt);
+    if (decision === 'requeue') {
+      if (!connection.nack(frame.seq, true)) return;
+      this.#stats.requeued += 1;
+      this.#rewinding = { connection, seq: frame.seq, message };
+      this.#pump.drop((pending) => pending.connection === connection && pending.frame.seq > frame.seq);
+      return;
+    }
+    if (!connection.nack(frame.seq, false)) return;
+    this.#deadLettered(connection, message, error, attempt);
+  }
+
+  #deadLettered(connection: Connection, message: InboxMessage, error: unknown, attempts: number): void {
+    this.#stats.deadLettered += 1;
+    // Dead-lettered is done: the position moves past it, and the ack frees its window slot.
+    if (this.#tracker.advance(message.epoch, message.seq)) connection.acknowledge(message.seq);
+    this.#events.emit('deadLetter', { message, error, attempts });
+  }
+
+  #decide(message: InboxMessage, error: unknown, attempt: number): NackDecision {
+    const failure = { message, error, attempt };
+    try {
+      const decision = this.#options.nackPolicy(failure);
+      if (decision === 'requeue' || decision === 'dead-letter') return decision;
+    } catch (cause) {
+      this.#emitError(ClientErrorCode.handlerFailed, 'the nack policy threw; using the default policy', cause);
+    }
+    return FALLBACK_POLICY(failure);
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#closeRequested = true;
+    this.#reconnectTimer?.cancel();
+    this.#reconnectTimer = undefined;
+    this.#refresher?.stop();
+    this.#refresher = undefined;
+    this.#pump.stop();
+    // A for-await loop may be the one awaiting close(): its message is released, not waited for.
+    for (const iterator of [...this.#iterators]) iterator.end();
+    await this.#withinDrainTimeout(this.#pump.whenIdle());
+    const connection = this.#connection;
+    if (connection) await connection.close(CloseCode.normal, 'client closing');
+    this.#connection = undefined;
+    await this.#tracker.flush();
+    this.#finish(undefined);
+  }
+
+  #withinDrainTimeout(work: Promise<void>): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#options.clock.setTimeout(resolve, this.#options.drainTimeoutMs);
+      void work.then(() => {
+        timer.cancel();
+        resolve();
+      });
+    });
+  }
+
+  #finish(error: InboxClientError | undefined): void {
+    if (this.#state === 'closed') return;
+    this.#closeRequested = true;
+    this.#failure = error;
+    this.#reconnectTimer?.cancel();
+    this.#reconnectTimer = undefined;
+    this.#refresher?.stop();
+    this.#refresher = undefined;
+    this.#pump.stop();
+    this.#setState('closed');
+    for (const iterator of [...this.#iterators]) iterator.end(error);
+    if (this.#opened && !this.#opened.settled) this.#opened.reject(error ?? this.#closedError());
+  }
+
+  #closedError(): InboxClientError {
+    return new InboxClientError(ClientErrorCode.clientClosed, 'the client is closed', { temporary: false });
+  }
+
+  #setState(to: ClientState): void {
+    const from = this.#state;
+    if (from === to) return;
+    if (!canTransition(from, to)) throw new Error(`inbox-relay client: invalid transition ${from} -> ${to}`);
+    this.#state = to;
+    this.#events.emit('state', { from, to });
+  }
+
+  #emitError(code: string, message: string, cause?: unknown): void {
+    this.#events.emit('error', new InboxClientError(code, message, { cause, temporary: true }));
+  }
+}
