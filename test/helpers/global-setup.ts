@@ -3,6 +3,7 @@
  * else the services on 127.0.0.1 when they answer, else containers started with testcontainers
  * (on machines with a Docker engine). Fails with a clear message when none is available.
  */
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import type { TestProject } from 'vitest/node';
 
@@ -31,6 +32,8 @@ function reachable(url: string): Promise<boolean> {
 const stops: (() => Promise<unknown>)[] = [];
 
 export async function setup(project: TestProject): Promise<void> {
+  // Crash and signal tests run the compiled relay as a child process.
+  execFileSync(process.execPath, ['scripts/build-if-needed.mjs'], { stdio: 'inherit' });
   let rabbitmqUrl = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
   let redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const rabbitUp = await reachable(rabbitmqUrl);
