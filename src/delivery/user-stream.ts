@@ -409,19 +409,19 @@ export class UserStream {
           }
         }
         if (accepted.length === 0) continue;
-        let result;
+        let seqs;
         try {
-          result = await this.options.store.assign(this.user, accepted.map(({ id, fragment }) => ({ id, fragment })));
+          seqs = await this.options.store.assign(this.user, this.epoch, accepted.map(({ id, fragment }) => ({ id, fragment })));
         } catch (error) {
           if (generation === this.generation) this.releaseAndRestart(`state store unavailable: ${errorMessage(error)}`);
           return;
         }
         if (generation !== this.generation) return;
-        if (result.epoch !== this.epoch) {
+        if (seqs === null) {
           this.epochLost('epoch-lost');
           return;
         }
-        accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, result.seqs[index] ?? 0, fragment, ts));
+        accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, seqs[index] ?? 0, fragment, ts));
         this.pumpAll();
       }
     } finally {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { AssignInput, AssignResult, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
+import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
 
 interface UserState extends StreamMeta {
   ids: Map<string, number>;
@@ -23,12 +23,12 @@ export class MemoryStore implements SeqStore {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private state(user: string): { state: UserState; created: boolean } {
+  private state(user: string): UserState {
     const existing = this.users.get(user);
-    if (existing) return { state: existing, created: false };
+    if (existing) return existing;
     const state: UserState = { epoch: newEpoch(), seq: 0, acked: 0, start: 1, ids: new Map(), history: new Map() };
     this.users.set(user, state);
-    return { state, created: true };
+    return state;
   }
 
   private trim(state: UserState): void {
@@ -44,7 +44,7 @@ export class MemoryStore implements SeqStore {
   }
 
   async meta(user: string): Promise<StreamMeta> {
-    const { state } = this.state(user);
+    const state = this.state(user);
     return { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
   }
 
@@ -53,8 +53,9 @@ export class MemoryStore implements SeqStore {
     return state && { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
   }
 
-  async assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult> {
-    const { state, created } = this.state(user);
+  async assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
+    const state = this.users.get(user);
+    if (!state || state.epoch !== epoch) return null;
     const storedAt = this.now();
     const seqs = inputs.map(({ id, fragment }) => {
       const known = state.ids.get(id);
@@ -65,7 +66,7 @@ export class MemoryStore implements SeqStore {
       return state.seq;
     });
     this.trim(state);
-    return { epoch: state.epoch, created, seqs };
+    return seqs;
   }
 
   async ack(user: string, epoch: string, seq: number): Promise<boolean> {

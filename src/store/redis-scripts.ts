@@ -29,17 +29,13 @@ local function trim(seq, acked, start, now, maxCount, maxAge)
 end
 `;
 
-/** KEYS meta ids hist; ARGV newEpoch now maxCount maxAge [id fragment]... -> {epoch, created, seq...} */
+/** KEYS meta ids hist; ARGV epoch now maxCount maxAge [id fragment]... -> {seq...}, or 0 when the epoch is gone */
 export const ASSIGN = `${TRIM}
-local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'acked', 0, 'start', 1)
-  created = 1
-end
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'acked', 'start')
+if (not m[1]) or m[1] ~= ARGV[1] then return 0 end
 local seq = tonumber(m[2])
 local start = tonumber(m[4])
-local out = {m[1], created}
+local out = {}
 for i = 5, #ARGV, 2 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { newEpoch } from './memory-store.js';
 import { ACK, ASSIGN, META, RANGE } from './redis-scripts.js';
 import { decodeEntry } from './store.js';
-import type { AssignInput, AssignResult, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
+import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
@@ -72,12 +72,12 @@ export class RedisStore implements SeqStore {
     return { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) };
   }
 
-  async assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult> {
+  async assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
     const { maxCount, maxAgeMs } = this.options.limits;
-    const args: (string | number)[] = [...this.keys(user), newEpoch(), Date.now(), maxCount, maxAgeMs];
+    const args: (string | number)[] = [...this.keys(user), epoch, Date.now(), maxCount, maxAgeMs];
     for (const input of inputs) args.push(input.id, input.fragment);
-    const reply = (await this.scripts.assign(...args)) as [string, number, ...number[]];
-    return { epoch: reply[0], created: reply[1] === 1, seqs: reply.slice(2).map(Number) };
+    const reply = (await this.scripts.assign(...args)) as 0 | number[];
+    return reply === 0 ? null : reply.map(Number);
   }
 
   async ack(user: string, epoch: string, seq: number): Promise<boolean> {

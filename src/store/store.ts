@@ -6,8 +6,8 @@
  * Guarantees every implementation gives:
  * - `assign` gives each new message id the next seq, and an id it has seen before the same seq
  *   again (as long as its entry is in history), atomically for the whole batch.
- * - seqs are never reused within an epoch; if the store lost a user's numbering, the next call
- *   starts a new epoch at seq 1 and says so.
+ * - seqs are never reused within an epoch; if the store lost a user's numbering, calls naming
+ *   the old epoch say so, and `meta` starts a new epoch at seq 1.
  * - history entries above `acked` are never trimmed; entries at or below it are trimmed by count
  *   and by age.
  */
@@ -28,14 +28,6 @@ export interface AssignInput {
   fragment: string;
 }
 
-export interface AssignResult {
-  epoch: string;
-  /** A new epoch was started by this call (the store had no numbering for the user). */
-  created: boolean;
-  /** One seq per input, in input order. */
-  seqs: number[];
-}
-
 export interface HistoryEntry {
   seq: number;
   id: string;
@@ -54,8 +46,12 @@ export interface SeqStore {
   meta(user: string): Promise<StreamMeta>;
   /** The user's numbering if there is one, without starting one (operator tools). */
   peek(user: string): Promise<StreamMeta | undefined>;
-  /** Assigns seqs to a batch of messages in order (see the guarantees above). */
-  assign(user: string, inputs: readonly AssignInput[]): Promise<AssignResult>;
+  /**
+   * Assigns seqs to a batch of messages in order (see the guarantees above): one per input.
+   * Null when `epoch` is gone; then nothing is assigned, so that after a loss seqs are handed
+   * out again only from `meta` on, in the order RabbitMQ delivers the messages once more.
+   */
+  assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null>;
   /** Raises the acked mark (never lowers it) and trims history. False when `epoch` is gone. */
   ack(user: string, epoch: string, seq: number): Promise<boolean>;
   /** History entries in [from, to] that are still kept, in seq order; null when `epoch` is gone. */

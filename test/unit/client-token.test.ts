@@ -8,7 +8,7 @@ function base64url(text: string): string {
 }
 
 /** An unsigned JWT-shaped token: the client never verifies signatures. */
-export function fakeJwt(claims: Record<string, unknown>): string {
+function fakeJwt(claims: Record<string, unknown>): string {
   return `${base64url('{"alg":"HS256","typ":"JWT"}')}.${base64url(JSON.stringify(claims))}.c2ln`;
 }
 
