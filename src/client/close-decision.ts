@@ -24,7 +24,7 @@ export type CloseAction =
  */
 export function decideAfterClose(code: number, reason: string): CloseAction {
   if (code === CloseCode.normal) return { kind: 'stop' };
-  
+  if (TERMINAL_CLOSE_CODES.has(code)) return { kind: 'fail' };
   if (TOKEN_CLOSE_CODES.has(code)) {
     return { kind: 'reconnect', tokenReason: code === CloseCode.tokenExpired ? 'expired' : 'rejected' };
   }

@@ -1,0 +1,176 @@
+/**
+ * `dlq list | replay | purge` on the dead-letter queue (inbox.dead unless --queue).
+ *
+ * list and replay take messages with basic.get and manual ack. Whatever they do not remove is
+ * still unacked on their channel when they close it, and RabbitMQ returns those messages to the
+ * queue in their order (see FACTS.md on requeue order): nothing is lost or reordered. Replay
+ * scans at most the number of messages the queue held when it started, so a copy that dies again
+ * at once is not replayed twice in one run.
+ */
+import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
+import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
+import { errorMessage } from '../../errors.js';
+import { isValidUserId } from '../../protocol/user-id.js';
+import { failure, usageError } from '../cli-error.js';
+import { checkQueue, withBroker, type BrokerSession } from '../broker.js';
+import { flag, intOption, stringOption, type Invocation } from '../commands.js';
+import { deadLetterUser, replayProperties, summarize, type DeadLetterSummary } from '../dead-letter.js';
+import type { Output } from '../io.js';
+import { loadOperatorConfig, type OperatorConfig } from '../operator-config.js';
+import type { Env } from '../../config.js';
+
+const MAX_LIST = 10_000;
+
+function queueOf(invocation: Invocation): string {
+  const queue = stringOption(invocation, 'queue') ?? DEAD_LETTER_QUEUE;
+  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(queue)) throw usageError(`${invocation.spec.name}: --queue must be a queue name of [A-Za-z0-9._:@-]`);
+  return queue;
+}
+
+async function depthOf(session: BrokerSession, queue: string): Promise<number> {
+  const state = await checkQueue(session, queue);
+  if (!state) throw failure(`queue ${queue} does not exist (a relay declares it at start, or load ops/rabbitmq/definitions.json)`);
+  return state.messageCount;
+}
+
+export async function dlqList(invocation: Invocation, env: Env, output: Output): Promise<number> {
+  const queue = queueOf(invocation);
+  const limit = intOption(invocation, 'limit', 20, 1, MAX_LIST);
+  const bodies = flag(invocation, 'bodies');
+  const config = loadOperatorConfig(env);
+  const { depth, messages } = await withBroker(config.rabbitmqUrl, 'dlq list', async (session) => {
+    const depth = await depthOf(session, queue);
+    const channel = await session.channel();
+    const messages: DeadLetterSummary[] = [];
+    try {
+      while (messages.length < Math.min(limit, depth)) {
+        const message = await channel.get(queue, { noAck: false });
+        if (message === false) break;
+        messages.push(summarize(messages.length + 1, message, bodies));
+      }
+    } catch (error) {
+      throw failure(`cannot read ${queue}: ${errorMessage(error)}`, error);
+    } finally {
+      // Nothing was acked: closing the channel returns every message, in order.
+      await channel.close().catch(() => undefined);
+    }
+    return { depth, messages };
+  });
+  output.result({ queue, depth, listed: messages.length, messages }, () => [
+    `${queue}: ${depth} ready message(s); showing ${messages.length}`,
+    ...messages.map(
+      (m) =>
+        `#${m.position} id=${m.messageId ?? '-'} user=${m.user ?? '-'} reason=${m.reason ?? '-'} queue=${m.queue ?? '-'} deaths=${m.deaths}` +
+        ` replays=${m.replays} died=${m.diedAt ?? '-'} type=${m.contentType ?? '-'} bytes=${m.bytes}` +
+        (bodies ? ` body=${JSON.stringify(m.body)}` : ''),
+    ),
+  ]);
+  return 0;
+}
+
+interface ReplayReport {
+  queue: string;
+  scanned: number;
+  replayed: { messageId: string; user: string }[];
+  /** Left in the queue because they cannot be replayed. */
+  skipped: { position: number; messageId: string | null; reason: string }[];
+  /** Set when replay stopped at a message it could not republish (that one and the rest stay queued). */
+  failed?: { messageId: string; user: string; error: string };
+}
+
+function publishConfirmed(channel: ConfirmChannel, user: string, message: GetMessage, options: Options.Publish, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no confirm from RabbitMQ within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      channel.publish(INBOX_EXCHANGE, user, message.content, options, (error: unknown) => {
+        clearTimeout(timer);
+        if (error) reject(new Error(`RabbitMQ refused the copy (inbox full or queue unavailable)`));
+        else resolve();
+      });
+    } catch (error) {
+      clearTimeout(timer);
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  });
+}
+
+async function replay(session: BrokerSession, config: OperatorConfig, queue: string, limit: number, onlyUser: string | undefined): Promise<ReplayReport> {
+  const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [] };
+  const depth = await depthOf(session, queue);
+  const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  const provisioned = new Set<string>();
+  const channel = await session.confirmChannel();
+  try {
+    while (report.scanned < depth && report.replayed.length < limit) {
+      const message = await channel.get(queue, { noAck: false });
+      if (message === false) break;
+      report.scanned += 1;
+      const position = report.scanned;
+      const messageId = typeof message.properties.messageId === 'string' ? message.properties.messageId : null;
+      const user = deadLetterUser(message.properties, message.fields);
+      if (onlyUser !== undefined && user !== onlyUser) continue;
+      if (!user) {
+        report.skipped.push({ position, messageId, reason: 'no user: neither x-death nor the routing key names a valid user id' });
+        continue;
+      }
+      if (messageId === null) {
+        report.skipped.push({ position, messageId, reason: 'no messageId: the relay would dead-letter it again' });
+        continue;
+      }
+      try {
+        if (!provisioned.has(user)) {
+          await provisionInbox(() => session.channel(), user, settings);
+          provisioned.add(user);
+        }
+        await publishConfirmed(channel, user, message, replayProperties(message.properties), config.publishTimeoutMs);
+      } catch (error) {
+        report.failed = { messageId, user, error: errorMessage(error) };
+        break;
+      }
+      // Only now that RabbitMQ confirmed the copy does the dead letter go.
+      channel.ack(message);
+      report.replayed.push({ messageId, user });
+    }
+  } finally {
+    // Messages taken but not replayed are unacked: closing the channel returns them in order.
+    await channel.close().catch(() => undefined);
+  }
+  return report;
+}
+
+export async function dlqReplay(invocation: Invocation, env: Env, output: Output): Promise<number> {
+  const queue = queueOf(invocation);
+  const limit = intOption(invocation, 'limit', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+  const onlyUser = stringOption(invocation, 'user');
+  if (onlyUser !== undefined && !isValidUserId(onlyUser)) throw usageError('dlq replay: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
+  const config = loadOperatorConfig(env);
+  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser));
+  output.result({ ok: report.failed === undefined, ...report }, () => [
+    `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
+    ...report.replayed.map((r) => `replayed id=${r.messageId} user=${r.user}`),
+    ...report.skipped.map((s) => `skipped #${s.position} id=${s.messageId ?? '-'}: ${s.reason}`),
+    ...(report.failed ? [`FAILED at id=${report.failed.messageId} user=${report.failed.user}: ${report.failed.error} (it and the rest stay queued)`] : []),
+  ]);
+  return report.failed ? 1 : 0;
+}
+
+export async function dlqPurge(invocation: Invocation, env: Env, output: Output): Promise<number> {
+  const queue = queueOf(invocation);
+  if (!flag(invocation, 'yes')) {
+    throw usageError(`dlq purge deletes every ready message in ${queue} for good; run "inbox-relay dlq list" first, then add --yes`);
+  }
+  const config = loadOperatorConfig(env);
+  const purged = await withBroker(config.rabbitmqUrl, 'dlq purge', async (session) => {
+    await depthOf(session, queue);
+    const channel = await session.channel();
+    try {
+      return (await channel.purgeQueue(queue)).messageCount;
+    } catch (error) {
+      throw failure(`cannot purge ${queue}: ${errorMessage(error)}`, error);
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  });
+  output.result({ queue, purged }, () => [`${queue}: purged ${purged} message(s)`]);
+  return 0;
+}

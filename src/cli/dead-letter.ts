@@ -1,0 +1,160 @@
+/**
+ * Reading dead letters and preparing their replay; no I/O.
+ *
+ * A replayed copy keeps the body, messageId and properties, except:
+ * - the broker's dead-lettering headers (`x-death`, `x-first-death-*`, `x-last-death-*`) and
+ *   `x-delivery-count` are dropped: RabbitMQ silently drops a message dead-lettered again from a
+ *   queue its `x-death` already names unless a rejection is in the cycle, so a replayed copy
+ *   must start a fresh history;
+ * - `expiration` is dropped (a message that expired would expire again at once) and `userId`
+ *   (RabbitMQ refuses a userId other than the publishing connection's user);
+ * - `x-inbox-relay-replay` becomes the previous count + 1, so the relay gives it a new seq
+ *   instead of treating it as the delivery it already numbered (see message-codec.ts).
+ */
+import type { MessageFields, MessageProperties, Options } from 'amqplib';
+import { REPLAY_HEADER } from '../delivery/message-codec.js';
+import { userIdOfQueue } from '../amqp/topology.js';
+import { isValidUserId } from '../protocol/user-id.js';
+
+interface XDeathEntry {
+  queue?: unknown;
+  reason?: unknown;
+  count?: unknown;
+  exchange?: unknown;
+  time?: unknown;
+  'routing-keys'?: unknown;
+}
+
+const BROKER_HEADERS = /^x-(death|first-death-.*|last-death-.*|delivery-count)$/;
+
+function deaths(properties: Pick<MessageProperties, 'headers'>): XDeathEntry[] {
+  const value: unknown = properties.headers?.['x-death'];
+  return Array.isArray(value) ? (value.filter((entry) => typeof entry === 'object' && entry !== null) as XDeathEntry[]) : [];
+}
+
+/**
+ * The user a dead letter belongs to: the inbox queue it died in (from `x-death`, newest first,
+ * or `x-first-death-queue`), else the first valid user id among its `x-death` routing keys,
+ * else its own routing key when that was a user's. Undefined when none is a valid user id.
+ */
+export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>, fields?: Pick<MessageFields, 'routingKey'>): string | undefined {
+  const entries = deaths(properties);
+  for (const entry of entries) {
+    const user = typeof entry.queue === 'string' ? userIdOfQueue(entry.queue) : undefined;
+    if (user) return user;
+  }
+  const first: unknown = properties.headers?.['x-first-death-queue'];
+  const fromFirst = typeof first === 'string' ? userIdOfQueue(first) : undefined;
+  if (fromFirst) return fromFirst;
+  for (const entry of entries) {
+    const keys = entry['routing-keys'];
+    if (!Array.isArray(keys)) continue;
+    const user = keys.find((key): key is string => isValidUserId(key));
+    if (user) return user;
+  }
+  return fields && isValidUserId(fields.routingKey) ? fields.routingKey : undefined;
+}
+
+/** The replay count a message carries (0 when never replayed). */
+export function replayCount(properties: Pick<MessageProperties, 'headers'>): number {
+  const value: unknown = properties.headers?.[REPLAY_HEADER];
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : 0;
+}
+
+/** The properties of the replayed copy (see the module comment). */
+export function replayProperties(properties: MessageProperties): Options.Publish {
+  const headers: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(properties.headers ?? {})) {
+    if (!BROKER_HEADERS.test(key)) headers[key] = value;
+  }
+  headers[REPLAY_HEADER] = replayCount(properties) + 1;
+  const options: Options.Publish = { persistent: true, headers };
+  if (typeof properties.messageId === 'string') options.messageId = properties.messageId;
+  if (typeof properties.contentType === 'string') options.contentType = properties.contentType;
+  if (typeof properties.contentEncoding === 'string') options.contentEncoding = properties.contentEncoding;
+  if (typeof properties.timestamp === 'number') options.timestamp = properties.timestamp;
+  if (typeof properties.correlationId === 'string') options.correlationId = properties.correlationId;
+  if (typeof properties.replyTo === 'string') options.replyTo = properties.replyTo;
+  if (typeof properties.type === 'string') options.type = properties.type;
+  if (typeof properties.appId === 'string') options.appId = properties.appId;
+  if (typeof properties.priority === 'number') options.priority = properties.priority;
+  return options;
+}
+
+function timeOf(value: unknown): string | undefined {
+  const seconds = typeof value === 'object' && value !== null ? (value as { value?: unknown }).value : value;
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? new Date(seconds * 1000).toISOString() : undefined;
+}
+
+function isJsonType(contentType: unknown): boolean {
+  if (typeof contentType !== 'string' || contentType === '') return true;
+  const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  return type === 'application/json' || type.endsWith('+json');
+}
+
+/** What `dlq list` shows of one dead letter. */
+export interface DeadLetterSummary {
+  /** Position in the queue at the time of listing, from 1. */
+  position: number;
+  messageId: string | null;
+  user: string | null;
+  /** Why it died the last time: rejected (a client nack or the relay), delivery_limit, expired, maxlen. */
+  reason: string | null;
+  /** The queue it died in the last time. */
+  queue: string | null;
+  /** How often it died in that queue for that reason. */
+  deaths: number;
+  /** When it died the last time (ISO 8601). */
+  diedAt: string | null;
+  firstDeathReason: string | null;
+  replays: number;
+  /** Deliveries from the dead-letter queue itself (quorum queues count them; listing counts as one). */
+  deliveryCount: number | null;
+  contentType: string | null;
+  bytes: number;
+  /** The producer's timestamp (ms). */
+  timestamp: number | null;
+  /** Only with --bodies: the JSON value, or base64 for other content types or invalid JSON. */
+  body?: unknown;
+  bodyEncoding?: 'json' | 'base64';
+}
+
+export function summarize(
+  position: number,
+  message: { content: Buffer; fields: Pick<MessageFields, 'routingKey'>; properties: MessageProperties },
+  withBody: boolean,
+): DeadLetterSummary {
+  const { properties } = message;
+  const last = deaths(properties)[0];
+  const count = last?.count;
+  const deliveryCount: unknown = properties.headers?.['x-delivery-count'];
+  const firstReason: unknown = properties.headers?.['x-first-death-reason'];
+  const summary: DeadLetterSummary = {
+    position,
+    messageId: typeof properties.messageId === 'string' ? properties.messageId : null,
+    user: deadLetterUser(properties, message.fields) ?? null,
+    reason: typeof last?.reason === 'string' ? last.reason : null,
+    queue: typeof last?.queue === 'string' ? last.queue : null,
+    deaths: typeof count === 'number' ? count : 0,
+    diedAt: timeOf(last?.time) ?? null,
+    firstDeathReason: typeof firstReason === 'string' ? firstReason : null,
+    replays: replayCount(properties),
+    deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : null,
+    contentType: typeof properties.contentType === 'string' ? properties.contentType : null,
+    bytes: message.content.length,
+    timestamp: typeof properties.timestamp === 'number' ? properties.timestamp : null,
+  };
+  if (withBody) {
+    summary.body = message.content.toString('base64');
+    summary.bodyEncoding = 'base64';
+    if (isJsonType(properties.contentType)) {
+      try {
+        summary.body = JSON.parse(message.content.toString('utf8'));
+        summary.bodyEncoding = 'json';
+      } catch {
+        // Not valid JSON after all: shown as base64 like any other bytes.
+      }
+    }
+  }
+  return summary;
+}
