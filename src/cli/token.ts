@@ -6,7 +6,9 @@
 import { processIo } from './io.js';
 import { runCli } from './run.js';
 
-const [user, ttl, ...rest] = process.argv.slice(2);
-const argv = ['token', ...(user === undefined ? [] : [user]), ...(ttl === undefined ? [] : ['--ttl', ttl]), ...rest];
+const args = process.argv.slice(2);
+// The old positional ttl (`token <user> 600`) becomes --ttl; options pass through as they are.
+const ttlAt = args.findIndex((arg, index) => index > 0 && /^\d+$/.test(arg) && !(args[index - 1] ?? '').startsWith('--'));
+const argv = ['token', ...(ttlAt < 0 ? args : [...args.slice(0, ttlAt), '--ttl', ...args.slice(ttlAt)])];
 const code = await runCli(argv, processIo());
 if (code !== 'running') process.exitCode = code;

@@ -42,7 +42,7 @@ export class MessageIterator implements AsyncIterableIterator<InboxMessage, unde
   next(): Promise<IteratorResult<InboxMessage, undefined>> {
     const previous = this.#inHand;
     this.#inHand = undefined;
-    
+    previous?.resolve();
     const offered = this.#offered;
     if (offered) {
       this.#offered = undefined;
