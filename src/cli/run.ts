@@ -77,6 +77,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stdout(`${packageVersion()}\n`);
     return ExitCode.ok;
   }
+  if (argv.every((arg) => arg === '--json')) {
+    io.stderr(`${overallHelp().join('\n')}\n`);
+    return ExitCode.usage;
+  }
   let invocation: Invocation;
   try {
     invocation = parseInvocation(argv);

@@ -474,7 +474,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
       if (!connection.nack(frame.seq, true)) return;
       this.#stats.requeued += 1;
       this.#rewinding = { connection, seq: frame.seq, message };
-      
+      this.#pump.drop((pending) => pending.connection === connection && pending.frame.seq > frame.seq);
       return;
     }
     if (!connection.nack(frame.seq, false)) return;

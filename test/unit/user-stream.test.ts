@@ -1,0 +1,346 @@
+import { describe, expect, it } from 'vitest';
+import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
+import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
+import { silentLogger } from '../../src/log.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+
+/** A broker queue in memory with one consumer at a time, RabbitMQ's tag and requeue rules. */
+class FakeQueue {
+  ready: { id: string; n: number; redelivered: boolean }[] = [];
+  unacked = new Map<number, { id: string; n: number }>();
+  acks: { tag: number; multiple: boolean }[] = [];
+  rejected: { id: string; requeue: boolean }[] = [];
+  callbacks: ConsumerCallbacks | undefined;
+  prefetch = 0;
+  nextTag = 1;
+  starts = 0;
+
+  factory: ConsumerFactory = async (_user, prefetch, callbacks) => {
+    this.starts += 1;
+    this.callbacks = callbacks;
+    this.prefetch = prefetch;
+    this.nextTag = 1;
+    queueMicrotask(() => this.dispatch());
+    const mine = callbacks;
+    return {
+      ack: (tag, multiple) => {
+        if (this.callbacks !== mine) return;
+        this.acks.push({ tag, multiple });
+        const tags = multiple ? [...this.unacked.keys()].filter((t) => t <= tag) : [tag];
+        for (const t of tags) {
+          if (!this.unacked.delete(t)) throw new Error(`unknown delivery tag ${t}: channel error`);
+        }
+        this.dispatch();
+      },
+      reject: (tag, requeue) => {
+        const message = this.unacked.get(tag);
+        if (!message) throw new Error(`unknown delivery tag ${tag}`);
+        this.unacked.delete(tag);
+        this.rejected.push({ id: message.id, requeue });
+        this.dispatch();
+      },
+      close: async () => {
+        if (this.callbacks === mine) this.returnUnacked();
+      },
+    };
+  };
+
+  publish(count: number): void {
+    const base = this.ready.length + this.unacked.size + this.acks.length + 1000;
+    for (let i = 0; i < count; i += 1) this.ready.push({ id: `m${base + i}`, n: base + i, redelivered: false });
+    this.dispatch();
+  }
+
+  publishIds(ids: string[]): void {
+    for (const id of ids) this.ready.push({ id, n: 0, redelivered: false });
+    this.dispatch();
+  }
+
+  /** Closing the channel: unacked messages go back to the head, in order, flagged redelivered. */
+  returnUnacked(): void {
+    const returned = [...this.unacked.entries()].sort((a, b) => a[0] - b[0]).map(([, m]) => ({ ...m, redelivered: true }));
+    this.unacked.clear();
+    this.ready.unshift(...returned);
+    this.callbacks = undefined;
+  }
+
+  /** The broker loses the consumer (connection dropped). */
+  lose(): void {
+    const callbacks = this.callbacks;
+    this.returnUnacked();
+    callbacks?.onLost('connection lost');
+  }
+
+  dispatch(): void {
+    const callbacks = this.callbacks;
+    while (callbacks && this.ready.length > 0 && this.unacked.size < this.prefetch) {
+      const message = this.ready.shift()!;
+      const tag = this.nextTag++;
+      this.unacked.set(tag, message);
+      const delivery: Delivery = {
+        tag,
+        content: Buffer.from(JSON.stringify({ n: message.n })),
+        messageId: message.id,
+        contentType: 'application/json',
+        timestamp: 1_700_000_000_000,
+        headers: undefined,
+        redelivered: message.redelivered,
+      };
+      callbacks.onDelivery(delivery);
+    }
+  }
+}
+
+class FakeSub implements Subscriber {
+  readonly session = Math.random().toString(36);
+  readonly frames: { seq: number; redelivered: boolean; n: number }[] = [];
+  statuses: string[] = [];
+  resets: { epoch: string; lastSeq: number }[] = [];
+  resyncs = 0;
+  open = true;
+  constructor(readonly window: number) {}
+  send(frame: string): void {
+    const parsed = JSON.parse(frame) as { seq: number; redelivered: boolean; data: { n: number } };
+    this.frames.push({ seq: parsed.seq, redelivered: parsed.redelivered, n: parsed.data.n });
+  }
+  writable(): boolean {
+    return this.open;
+  }
+  status(state: 'ok' | 'degraded'): void {
+    this.statuses.push(state);
+  }
+  reset(epoch: string, lastSeq: number): void {
+    this.resets.push({ epoch, lastSeq });
+  }
+  resync(): void {
+    this.resyncs += 1;
+  }
+  get seqs(): number[] {
+    return this.frames.map((f) => f.seq);
+  }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
+  const queue = new FakeQueue();
+  const store = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+  const stream = new UserStream({
+    user: 'u1',
+    store,
+    consumers: queue.factory,
+    prefetch: options.prefetch ?? 10,
+    nackLimit: options.nackLimit ?? 3,
+    maxMessageBytes: 1024,
+    logger: silentLogger(),
+    restartDelayMs: () => 1,
+  });
+  return { queue, store, stream };
+}
+
+describe('UserStream', () => {
+  it('never has more than the window unacked on a connection', async () => {
+    const { queue, stream } = setup({ prefetch: 10 });
+    const sub = new FakeSub(3);
+    await stream.attach(sub, undefined);
+    queue.publish(20);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2, 3]);
+    stream.ack(sub, 1);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2, 3, 4]);
+    stream.ack(sub, 4);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('acks RabbitMQ only for seqs a client acked, with one multiple-ack when exact', async () => {
+    const { queue, stream } = setup({ prefetch: 5 });
+    const sub = new FakeSub(5);
+    await stream.attach(sub, undefined);
+    queue.publish(5);
+    await settle();
+    expect(queue.acks).toEqual([]);
+    stream.ack(sub, 3);
+    expect(queue.acks).toEqual([{ tag: 3, multiple: true }]);
+    expect([...queue.unacked.keys()]).toEqual([4, 5]);
+  });
+
+  it('acks a redelivered duplicate with a later tag one by one, never a later message', async () => {
+    const { queue, stream } = setup({ prefetch: 5 });
+    const sub = new FakeSub(5);
+    await stream.attach(sub, undefined);
+    // The producer published "a" twice (a retry): the second copy gets seq 1 again.
+    queue.publishIds(['a', 'b', 'a']);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2]);
+    stream.ack(sub, 1);
+    // Tags 1 and 3 are seq 1; tag 2 is seq 2 and must stay unacked.
+    expect(queue.acks).toEqual([
+      { tag: 1, multiple: false },
+      { tag: 3, multiple: false },
+    ]);
+    expect([...queue.unacked.keys()]).toEqual([2]);
+  });
+
+  it('rewinds on nack with requeue and resends in order, marked redelivered', async () => {
+    const { queue, stream } = setup();
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(4);
+    await settle();
+    expect(stream.nack(sub, 2, true)).toBe('ok');
+    await settle();
+    expect(sub.frames.map((f) => [f.seq, f.redelivered])).toEqual([
+      [1, false],
+      [2, false],
+      [3, false],
+      [4, false],
+      [2, true],
+      [3, true],
+      [4, true],
+    ]);
+    expect(queue.rejected).toEqual([]);
+  });
+
+  it('dead-letters a seq nacked with requeue past the limit, and one nacked without requeue', async () => {
+    const { queue, stream } = setup({ nackLimit: 2 });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publishIds(['a', 'b', 'c']);
+    await settle();
+    expect(stream.nack(sub, 1, true)).toBe('ok');
+    await settle();
+    expect(stream.nack(sub, 1, true)).toBe('dead-lettered');
+    expect(stream.nack(sub, 3, false)).toBe('dead-lettered');
+    expect(queue.rejected).toEqual([
+      { id: 'a', requeue: false },
+      { id: 'c', requeue: false },
+    ]);
+  });
+
+  it('refuses acks and nacks of seqs not sent on the connection', async () => {
+    const { queue, stream } = setup();
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(2);
+    await settle();
+    expect(stream.ack(sub, 3)).toBe('unknown');
+    expect(stream.nack(sub, 3, true)).toBe('unknown');
+    expect(stream.ack(sub, 2)).toBe('ok');
+    expect(stream.ack(sub, 1)).toBe('stale');
+    expect(stream.nack(sub, 1, true)).toBe('unknown');
+  });
+
+  it('keeps positions when the consumer is lost, and does not resend what a connection has', async () => {
+    const { queue, stream } = setup({ prefetch: 4 });
+    const sub = new FakeSub(4);
+    await stream.attach(sub, undefined);
+    queue.publish(6);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2, 3, 4]);
+    stream.ack(sub, 2);
+    await settle();
+    queue.lose();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(sub.statuses).toEqual(['degraded', 'ok']);
+    expect(queue.starts).toBe(2);
+    stream.ack(sub, 4);
+    await settle();
+    expect(sub.seqs).toEqual([1, 2, 3, 4, 5, 6]);
+    // Seqs 3 and 4 came back from RabbitMQ and were acked with the client's ack, not sent again.
+    stream.ack(sub, 6);
+    expect(queue.unacked.size).toBe(0);
+    expect(queue.ready.length).toBe(0);
+  });
+
+  it('finishes redelivered messages at or below the acked mark without sending them', async () => {
+    const { queue, stream } = setup({ prefetch: 4 });
+    const a = new FakeSub(4);
+    await stream.attach(a, undefined);
+    queue.publish(3);
+    await settle();
+    const { epoch } = await stream.attach(new FakeSub(4), { epoch: (await setupEpoch(stream)) ?? '', lastSeq: 3 });
+    expect(epoch.length).toBeGreaterThan(0);
+    // The second connection said it processed up to 3: RabbitMQ is acked for all three.
+    expect(queue.unacked.size).toBe(0);
+    expect(a.seqs).toEqual([1, 2, 3]);
+  });
+
+  it('resumes from history when RabbitMQ no longer holds the messages', async () => {
+    const { queue, stream } = setup();
+    const first = new FakeSub(10);
+    const welcome = await stream.attach(first, undefined);
+    queue.publish(5);
+    await settle();
+    stream.ack(first, 5);
+    const late = new FakeSub(10);
+    const result = await stream.attach(late, { epoch: welcome.epoch, lastSeq: 2 });
+    await settle();
+    expect(result).toMatchObject({ resumed: true, recovered: true, lastSeq: 2 });
+    expect(late.frames.map((f) => [f.seq, f.redelivered])).toEqual([
+      [3, true],
+      [4, true],
+      [5, true],
+    ]);
+  });
+
+  it('says recovered:false and where it continues when history no longer covers the gap', async () => {
+    const queue = new FakeQueue();
+    const store = new MemoryStore({ maxCount: 2, maxAgeMs: 3_600_000 });
+    const stream = new UserStream({
+      user: 'u2', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const first = new FakeSub(10);
+    const welcome = await stream.attach(first, undefined);
+    queue.publish(6);
+    await settle();
+    stream.ack(first, 6);
+    await settle();
+    const late = new FakeSub(10);
+    const result = await stream.attach(late, { epoch: welcome.epoch, lastSeq: 1 });
+    await settle();
+    expect(result).toMatchObject({ resumed: true, recovered: false, lastSeq: 4 });
+    expect(late.seqs).toEqual([5, 6]);
+  });
+
+  it('resets every connection when the store lost the numbering', async () => {
+    const { queue, store, stream } = setup();
+    const sub = new FakeSub(10);
+    const welcome = await stream.attach(sub, undefined);
+    queue.publish(2);
+    await settle();
+    store.clear();
+    queue.publish(1);
+    await settle();
+    expect(sub.resets).toHaveLength(1);
+    expect(sub.resets[0]!.epoch).not.toBe(welcome.epoch);
+    expect(stream.closed).toBe(true);
+    // The stream released everything: all three messages are back in the queue, in order.
+    expect(queue.unacked.size).toBe(0);
+    expect(queue.ready).toHaveLength(3);
+  });
+
+  it('dead-letters a message that is not valid JSON instead of delivering or losing it silently', async () => {
+    const queue = new FakeQueue();
+    const store = new MemoryStore({ maxCount: 10, maxAgeMs: 3_600_000 });
+    const stream = new UserStream({
+      user: 'u3', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    const callbacks = queue.callbacks!;
+    queue.unacked.set(99, { id: 'bad', n: 0 });
+    callbacks.onDelivery({ tag: 99, content: Buffer.from('{oops'), messageId: 'bad', contentType: 'application/json', timestamp: 1, headers: undefined, redelivered: false });
+    await settle();
+    expect(queue.rejected).toEqual([{ id: 'bad', requeue: false }]);
+    expect(sub.frames).toEqual([]);
+  });
+});
+
+async function setupEpoch(stream: UserStream): Promise<string | undefined> {
+  const probe = new FakeSub(1);
+  const result = await stream.attach(probe, undefined);
+  stream.detach(probe);
+  return result.epoch;
+}
