@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, loadConfig } from '../../src/config.js';
+
+const SECRET = 'x'.repeat(32);
+
+function errorOf(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return 'no error';
+}
+
+describe('config', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig({ JWT_SECRET: SECRET });
+    expect(config).toMatchObject({
+      port: DEFAULTS.port,
+      queueType: 'quorum',
+      windowDefault: 20,
+      windowMax: 100,
+      redisUrl: undefined,
+      allowedOrigins: [],
+      jwt: { algorithms: ['HS256'], issuer: undefined, audience: undefined },
+    });
+  });
+
+  it('names the variable in every error', () => {
+    expect(errorOf({})).toMatch(/^JWT_SECRET: required/);
+    expect(errorOf({ JWT_SECRET: 'short' })).toMatch(/^JWT_SECRET: must be at least 32/);
+    expect(errorOf({ JWT_SECRET: SECRET, PORT: 'eighty' })).toMatch(/^PORT: must be a whole number/);
+    expect(errorOf({ JWT_SECRET: SECRET, QUEUE_TYPE: 'stream' })).toMatch(/^QUEUE_TYPE: must be quorum or classic/);
+    expect(errorOf({ JWT_SECRET: SECRET, RABBITMQ_URL: 'http://x' })).toMatch(/^RABBITMQ_URL: must be a URL/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'none' })).toMatch(/^JWT_ALGORITHMS: unsupported algorithm none/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'RS256' })).toMatch(/^JWT_ALGORITHMS: RS256 does not fit JWT_SECRET/);
+    expect(errorOf({ JWT_SECRET: SECRET, WINDOW_DEFAULT: '200' })).toMatch(/^WINDOW_DEFAULT: must be <= WINDOW_MAX/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY_FILE: '/nonexistent' })).toMatch(/^JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both/);
+    expect(errorOf({ JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' })).toMatch(/^JWT_PUBLIC_KEY_FILE: cannot read/);
+  });
+
+  it('does not modify the environment it reads', () => {
+    const env = Object.freeze({ JWT_SECRET: SECRET, ALLOWED_ORIGINS: 'https://a.example, https://b.example' });
+    expect(loadConfig(env).allowedOrigins).toEqual(['https://a.example', 'https://b.example']);
+  });
+});
