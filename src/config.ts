@@ -31,6 +31,18 @@ export const DEFAULTS = {
   jwtAlgorithmsAsymmetric: ['RS256', 'ES256'],
   ackTimeoutMs: 5 * 60 * 1000,
   sendBufferHighWaterBytes: 1024 * 1024,
+  breakerTimeoutMs: 3_000,
+  breakerErrorPercent: 50,
+  breakerResetMs: 5_000,
+  breakerVolume: 5,
+  maxConnections: 20_000,
+  connectionRatePerSec: 500,
+  connectionBurst: 1_000,
+  maxPendingHellos: 2_000,
+  eventLoopLagShedMs: 500,
+  frameRatePerSec: 50,
+  frameBurst: 200,
+  redisCommandTimeoutMs: 2_000,
 } as const;
 
 export type QueueType = 'quorum' | 'classic';
@@ -69,8 +81,22 @@ export interface RelayConfig {
   drainTimeoutMs: number;
   publishTimeoutMs: number;
   channelsPerConnection: number;
+  /** A client with unacked messages that makes no ack progress this long is closed (1013). */
   ackTimeoutMs: number;
+  /** Above this many buffered bytes a connection gets nothing more until its socket drains. */
   sendBufferHighWaterBytes: number;
+  breaker: { timeoutMs: number; errorThresholdPercent: number; resetTimeoutMs: number; volumeThreshold: number };
+  admission: {
+    maxConnections: number;
+    connectionRatePerSec: number;
+    connectionBurst: number;
+    maxPendingHellos: number;
+    eventLoopLagShedMs: number;
+  };
+  /** Inbound frames per connection: sustained rate and burst; past it the connection is closed (1008). */
+  frameRatePerSec: number;
+  frameBurst: number;
+  redisCommandTimeoutMs: number;
   logLevel: string;
 }
 
@@ -170,6 +196,22 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     channelsPerConnection: read(env, 'AMQP_CHANNELS_PER_CONNECTION', int(1, 2_000), DEFAULTS.channelsPerConnection),
     ackTimeoutMs: read(env, 'ACK_TIMEOUT_MS', int(1_000), DEFAULTS.ackTimeoutMs),
     sendBufferHighWaterBytes: read(env, 'SEND_BUFFER_HIGH_WATER_BYTES', int(1_024), DEFAULTS.sendBufferHighWaterBytes),
+    breaker: {
+      timeoutMs: read(env, 'BREAKER_TIMEOUT_MS', int(10), DEFAULTS.breakerTimeoutMs),
+      errorThresholdPercent: read(env, 'BREAKER_ERROR_PERCENT', int(1, 100), DEFAULTS.breakerErrorPercent),
+      resetTimeoutMs: read(env, 'BREAKER_RESET_MS', int(10), DEFAULTS.breakerResetMs),
+      volumeThreshold: read(env, 'BREAKER_VOLUME', int(1), DEFAULTS.breakerVolume),
+    },
+    admission: {
+      maxConnections: read(env, 'MAX_CONNECTIONS', int(1), DEFAULTS.maxConnections),
+      connectionRatePerSec: read(env, 'CONNECTION_RATE_PER_SEC', int(1), DEFAULTS.connectionRatePerSec),
+      connectionBurst: read(env, 'CONNECTION_BURST', int(1), DEFAULTS.connectionBurst),
+      maxPendingHellos: read(env, 'MAX_PENDING_HELLOS', int(1), DEFAULTS.maxPendingHellos),
+      eventLoopLagShedMs: read(env, 'EVENT_LOOP_LAG_SHED_MS', int(1), DEFAULTS.eventLoopLagShedMs),
+    },
+    frameRatePerSec: read(env, 'FRAME_RATE_PER_SEC', int(1), DEFAULTS.frameRatePerSec),
+    frameBurst: read(env, 'FRAME_BURST', int(1), DEFAULTS.frameBurst),
+    redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);

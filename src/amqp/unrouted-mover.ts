@@ -10,12 +10,17 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import type { ConnectionPool } from './connection-pool.js';
-import type { Producer } from './producer.js';
 import { INBOX_EXCHANGE, UNROUTED_QUEUE, provisionInbox, type QueueSettings } from './topology.js';
 
 export interface UnroutedMoverOptions {
   pool: ConnectionPool;
-  producer: Producer;
+  /** Publishes a copy with publisher confirms (the relay's producer, behind the broker breaker). */
+  publish: (
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    properties: { messageId: string; contentType?: string; timestamp?: number; headers?: Record<string, unknown> },
+  ) => Promise<void>;
   settings: QueueSettings;
   logger: Logger;
   onMoved?: (user: string) => void;
@@ -78,7 +83,7 @@ export class UnroutedMover {
         this.provisioned.add(user);
       }
       const { properties } = message;
-      await this.options.producer.publishRaw(INBOX_EXCHANGE, user, message.content, {
+      await this.options.publish(INBOX_EXCHANGE, user, message.content, {
         messageId: typeof properties.messageId === 'string' ? properties.messageId : '',
         ...(typeof properties.contentType === 'string' ? { contentType: properties.contentType } : {}),
         ...(typeof properties.timestamp === 'number' ? { timestamp: properties.timestamp } : {}),

@@ -249,6 +249,21 @@ export class UserStream {
     return 'dead-lettered';
   }
 
+  /** Messages sent on this connection and not yet acked. */
+  unacked(sub: Subscriber): number {
+    const connection = this.connections.get(sub);
+    return connection ? connection.cursor - connection.acked : 0;
+  }
+
+  /** Restarts a lost consumer now instead of at its next backoff step (a dependency came back). */
+  retryNow(): void {
+    if (this.consumer || this.closing || this.connections.size === 0) return;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    this.restartAttempt = 0;
+    this.scheduleRestart();
+  }
+
   /** Called by the connection when its send buffer drained. */
   resume(sub: Subscriber): void {
     const connection = this.connections.get(sub);

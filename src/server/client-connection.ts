@@ -13,6 +13,7 @@ import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
 import { ErrorFrameCode, decodeClientFrame, encodeFrame, type ClientFrame, type HelloFrame, type ServerFrame } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
+import { TokenBucket } from '../overload/token-bucket.js';
 import { verifyToken, type AuthResult, type Identity } from './auth.js';
 
 type State = 'awaiting-hello' | 'attaching' | 'open' | 'closed';
@@ -25,6 +26,8 @@ export interface ClientConnectionOptions {
   headerIdentity: Identity | undefined;
   /** Jittered retry-after (ms) for 1013 refusals. */
   retryAfterMs: () => number;
+  /** Called once when the connection leaves the awaiting-hello state (admission counts these). */
+  onHelloSettled: () => void;
   events?: RelayEvents;
   onClose: (connection: ClientConnection) => void;
 }
@@ -43,6 +46,8 @@ export class ClientConnection implements Subscriber {
   private expiryTimer: NodeJS.Timeout | undefined;
   private queued: string[] = [];
   private blocked = false;
+  private lastAckProgressAt = Date.now();
+  private readonly inbound: TokenBucket;
   private readonly log: Logger;
 
   constructor(
@@ -50,6 +55,7 @@ export class ClientConnection implements Subscriber {
     private readonly options: ClientConnectionOptions,
   ) {
     this.log = options.logger.child({ session: this.session });
+    this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, Date.now());
     this.helloTimer = setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
     ws.on('message', (data, isBinary) => this.onMessage(data.toString(), isBinary));
     ws.on('pong', () => {
@@ -117,6 +123,10 @@ export class ClientConnection implements Subscriber {
 
   private onMessage(text: string, isBinary: boolean): void {
     if (this.state === 'closed') return;
+    if (!this.inbound.take(Date.now())) {
+      this.options.events?.emit('refused', 'frame-rate');
+      return this.close(CloseCode.policyViolation, 'rate limit: too many frames');
+    }
     if (isBinary) return this.close(CloseCode.policyViolation, 'binary frames are not accepted');
     const decoded = decodeClientFrame(text);
     if (!decoded.ok) return this.close(CloseCode.policyViolation, decoded.reason);
@@ -141,6 +151,7 @@ export class ClientConnection implements Subscriber {
         return this.error(ErrorFrameCode.duplicateHello, 'hello was already received on this connection; ignored');
       case 'ack': {
         const outcome = stream?.ack(this, frame.seq);
+        if (outcome === 'ok') this.lastAckProgressAt = Date.now();
         if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`);
         return;
       }
@@ -179,7 +190,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private async onHello(hello: HelloFrame): Promise<void> {
-    clearTimeout(this.helloTimer);
+    this.settleHello();
     const auth = this.authenticate(hello.token);
     if (!auth.ok) return this.closeForAuth(auth);
     const { config } = this.options;
@@ -221,6 +232,7 @@ export class ClientConnection implements Subscriber {
     this.options.events?.emit('handshake', outcome);
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.state = 'open';
+    this.lastAckProgressAt = Date.now();
     stream.resume(this);
     const queued = this.queued;
     this.queued = [];
@@ -241,6 +253,30 @@ export class ClientConnection implements Subscriber {
     const delay = expiresAt - Date.now();
     if (delay <= 0) return this.close(CloseCode.tokenExpired, 'token expired');
     this.expiryTimer = setTimeout(() => this.armExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS));
+  }
+
+  /**
+   * Closes a client that holds unacked messages and made no ack progress for `ackTimeoutMs`
+   * (kept well below RabbitMQ's consumer timeout), with a resumable code: its messages go back
+   * to RabbitMQ in order and it resumes when it reconnects.
+   */
+  checkAckProgress(now: number): void {
+    if (this.state !== 'open' || !this.stream) return;
+    if (this.stream.unacked(this) === 0) {
+      this.lastAckProgressAt = now;
+      return;
+    }
+    if (now - this.lastAckProgressAt < this.options.config.ackTimeoutMs) return;
+    this.options.events?.emit('refused', 'ack-timeout');
+    this.log.info({ user: this.user }, 'no ack progress; closing');
+    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'ack-timeout'));
+  }
+
+  private settleHello(): void {
+    if (this.helloTimer === undefined) return;
+    clearTimeout(this.helloTimer);
+    this.helloTimer = undefined;
+    this.options.onHelloSettled();
   }
 
   // Lifecycle ---------------------------------------------------------------------------------
@@ -273,7 +309,7 @@ export class ClientConnection implements Subscriber {
   private finish(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    clearTimeout(this.helloTimer);
+    this.settleHello();
     clearTimeout(this.expiryTimer);
     this.stream?.detach(this);
     this.options.onClose(this);

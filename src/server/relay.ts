@@ -1,27 +1,35 @@
 /**
  * The composition root: builds the relay from its configuration (state store, AMQP pools,
- * topology, unrouted mover, user streams, WebSocket and admin listeners) and owns all of them.
- * `drain()` is the shutdown order of STYLE.md: readiness off, no new upgrades, clients told to
- * reconnect (1012), in-flight messages released to RabbitMQ in order, channels closed, store closed.
+ * breakers, topology, unrouted mover, user streams, WebSocket and admin listeners) and owns all
+ * of them. `drain()` is the shutdown order of STYLE.md: readiness off, no new upgrades, clients
+ * told to reconnect (1012), in-flight messages released to RabbitMQ in order, channels closed,
+ * store closed.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
-import { CloseCode } from '../protocol/close-codes.js';
+import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
 import { SUBPROTOCOL } from '../protocol/frames.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
 import { declareSharedTopology } from '../amqp/topology.js';
 import { UnroutedMover } from '../amqp/unrouted-mover.js';
+import type { ConsumerFactory } from '../delivery/consumer.js';
 import { StreamRegistry } from '../delivery/stream-registry.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
+import { Guard, isAmqpRequestError } from '../overload/breakers.js';
+import { GuardedStore } from '../overload/guarded-store.js';
+import { LagMonitor } from '../overload/lag-monitor.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { SeqStore } from '../store/store.js';
+import { createAdminServer } from './admin-server.js';
 import { ClientConnection } from './client-connection.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
@@ -34,7 +42,10 @@ export interface Relay {
   readonly registry: StreamRegistry;
   /** Open client connections. */
   readonly connectionCount: number;
+  /** Accepting connections: not draining and no breaker open. */
   readonly ready: boolean;
+  /** Breaker states by name. */
+  breakers(): Record<string, 'open' | 'half-open' | 'closed'>;
   /** Graceful shutdown (see the module comment). Idempotent. */
   drain(): Promise<void>;
 }
@@ -61,29 +72,27 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** A retry-after between 1 and 3 s, spread so that refused clients do not return together. */
-export function jitteredRetryAfterMs(baseMs = 1_000, spreadMs = 2_000): number {
-  return Math.round(baseMs + Math.random() * spreadMs);
+async function createStore(config: RelayConfig, deps: RelayDependencies): Promise<{ store: SeqStore; owned: boolean }> {
+  if (deps.store) return { store: deps.store, owned: false };
+  const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
+  if (config.redisUrl) {
+    const store = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, limits, commandTimeoutMs: config.redisCommandTimeoutMs });
+    await store.connect();
+    return { store, owned: true };
+  }
+  deps.logger.warn('REDIS_URL is not set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
+  return { store: new MemoryStore(limits), owned: true };
 }
 
 export async function startRelay(config: RelayConfig, deps: RelayDependencies): Promise<Relay> {
   const { logger } = deps;
   const events = new RelayEvents();
   const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
-  const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
-  let store: SeqStore;
-  let ownsStore = false;
-  if (deps.store) {
-    store = deps.store;
-  } else if (config.redisUrl) {
-    const redisStore = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, limits });
-    await redisStore.connect();
-    store = redisStore;
-    ownsStore = true;
-  } else {
-    logger.warn('REDIS_URL is not set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
-    store = new MemoryStore(limits);
-    ownsStore = true;
+  const { store: rawStore, owned: ownsStore } = await createStore(config, deps);
+  if (rawStore instanceof RedisStore) {
+    rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
+    rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
+    rawStore.redis.on('error', (error: Error) => logger.debug({ err: errorMessage(error) }, 'redis error'));
   }
 
   const consumerPool = new ConnectionPool({
@@ -103,19 +112,47 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   }
   publisherPool.on('blocked', (reason) => {
     events.emit('broker-blocked', true);
-    logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm)');
+    logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm); consumers keep delivering');
   });
   publisherPool.on('unblocked', () => {
     events.emit('broker-blocked', false);
     logger.info('RabbitMQ unblocked publishing');
   });
 
+  // Breakers: the store, and the broker (consumer set-up, the relay's own publishing).
+  const redisGuard = new Guard({
+    name: 'redis',
+    settings: config.breaker,
+    code: ErrorCode.storeUnavailable,
+    probe: () => rawStore.peek('probe'),
+    events,
+    logger,
+  });
+  const brokerGuard = new Guard({
+    name: 'rabbitmq',
+    settings: config.breaker,
+    code: ErrorCode.brokerUnavailable,
+    probe: async () => (await consumerPool.openChannel()).close(),
+    ignore: isAmqpRequestError,
+    events,
+    logger,
+  });
+  const guards = [redisGuard, brokerGuard];
+  const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
+  const store = new GuardedStore(rawStore, redisGuard);
+  const consumerFactory = createInboxConsumerFactory(consumerPool, settings, logger);
+  const consumers: ConsumerFactory = (user, prefetch, callbacks) => {
+    const open = openGuard();
+    if (open) return Promise.reject(new RelayError(ErrorCode.brokerUnavailable, `${open.name} unavailable: no new consumers`, { retryable: true }));
+    return brokerGuard.run(() => consumerFactory(user, prefetch, callbacks));
+  };
+
   await declareSharedTopology(() => consumerPool.openChannel(), settings, {
     onQueueMismatch: (queue, error) => logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
   });
   const mover = new UnroutedMover({
     pool: consumerPool,
-    producer,
+    publish: (exchange, routingKey, body, properties) => brokerGuard.run(() => producer.publishRaw(exchange, routingKey, body, properties)),
     settings,
     logger,
     onMoved: () => events.emit('unrouted-moved'),
@@ -125,7 +162,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
 
   const registry = new StreamRegistry({
     store,
-    consumers: createInboxConsumerFactory(consumerPool, settings, logger),
+    consumers,
     prefetch: config.windowMax,
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
@@ -134,8 +171,22 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   });
 
   const connections = new Set<ClientConnection>();
-  let ready = false;
+  let pendingHellos = 0;
+  let listening = false;
   let draining: Promise<void> | undefined;
+  const lag = new LagMonitor();
+  const admission = new AdmissionControl(config.admission, Date.now());
+
+  // While a breaker is open, connected clients are told delivery is paused; when it closes,
+  // stalled consumers restart at once and clients are told it goes on.
+  events.on('breaker', (name, state) => {
+    if (state === 'open') {
+      for (const connection of connections) if (connection.isOpen) connection.status('degraded', `${name} unavailable`);
+    } else if (state === 'closed' && !openGuard()) {
+      for (const stream of registry.values()) stream.retryNow();
+      for (const connection of connections) if (connection.isOpen) connection.status('ok');
+    }
+  });
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -143,6 +194,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
+
+  /** Refuses an accepted WebSocket with 1013 and a jittered retry-after. */
+  const shed = (ws: WebSocket, reason: AdmissionReason, retryAfterMs: number, detail: string): void => {
+    events.emit('refused', reason);
+    ws.on('error', () => undefined);
+    ws.close(CloseCode.overloaded, retryAfterReason(retryAfterMs, detail));
+    setTimeout(() => ws.terminate(), 5_000).unref();
+  };
 
   const http = createServer((_request: IncomingMessage, response: ServerResponse) => {
     response.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8' });
@@ -157,13 +216,21 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
       return refuseUpgrade(socket, check.status, check.message);
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
+      const open = openGuard();
+      if (open) return shed(ws, 'dependency-unavailable', jitteredRetryAfter('dependency-unavailable'), `${open.name}-unavailable`);
+      const admitted = admission.admit({ connections: connections.size, pendingHellos, eventLoopLagMs: lag.lagMs }, Date.now());
+      if (!admitted.ok) return shed(ws, admitted.reason, admitted.retryAfterMs, admitted.reason);
+      pendingHellos += 1;
       const connection = new ClientConnection(ws, {
         config,
         registry,
         logger,
         headerIdentity: check.identity,
         events,
-        retryAfterMs: () => jitteredRetryAfterMs(),
+        retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),
+        onHelloSettled: () => {
+          pendingHellos -= 1;
+        },
         onClose: (closed) => connections.delete(closed),
       });
       connections.add(connection);
@@ -182,30 +249,46 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   }, config.heartbeatMs);
   heartbeat.unref();
 
-  const admin = createServer((request, response) => {
-    const path = (request.url ?? '').split('?')[0];
-    if (path === '/healthz') {
-      response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
-    } else if (path === '/drain' && request.method === 'POST') {
-      response.writeHead(202, { 'Content-Type': 'text/plain' }).end('draining\n');
-      logger.info('drain requested on the admin port');
-      void drain().then(() => deps.onDrained?.());
-    } else if (path === '/readyz') {
-      response.writeHead(ready ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
-    } else {
-      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-    }
+  const ackSweep = setInterval(
+    () => {
+      const now = Date.now();
+      for (const connection of connections) connection.checkAckProgress(now);
+    },
+    Math.max(250, Math.min(config.ackTimeoutMs / 4, 5_000)),
+  );
+  ackSweep.unref();
+
+  const metrics = createMetrics(events, {
+    connections: () => connections.size,
+    streams: () => registry.size,
+    inflight: () => {
+      let total = 0;
+      for (const stream of registry.values()) total += stream.inflightCount;
+      return total;
+    },
+    breakerStates: () => Object.fromEntries(guards.map((guard) => [guard.name, guard.state === 'open' ? 2 : guard.state === 'half-open' ? 1 : 0])),
   });
+
+  const isReady = (): boolean => listening && !draining && !openGuard();
+  const admin = createAdminServer(
+    {
+      ready: isReady,
+      notReadyReason: () => (draining ? 'draining' : openGuard() ? `${openGuard()?.name} unavailable` : 'starting'),
+      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
+      drain: () => void drain().then(() => deps.onDrained?.()),
+    },
+    logger,
+  );
 
   const port = await listen(http, config.port, config.host);
   const adminPort = await listen(admin, config.adminPort, config.host);
-  ready = true;
-  logger.info({ port, adminPort, queueType: config.queueType, store: store.constructor.name }, 'inbox-relay listening');
+  listening = true;
+  logger.info({ port, adminPort, queueType: config.queueType, store: rawStore.constructor.name }, 'inbox-relay listening');
 
   const drain = (): Promise<void> => {
     draining ??= (async () => {
-      ready = false;
       clearInterval(heartbeat);
+      clearInterval(ackSweep);
       logger.info({ connections: connections.size }, 'draining');
       for (const connection of [...connections]) connection.close(CloseCode.restarting, 'relay restarting');
       await mover.stop();
@@ -215,7 +298,10 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
       await consumerPool.close();
       await producer.close();
       await publisherPool.close();
-      if (ownsStore) await store.close();
+      for (const guard of guards) guard.shutdown();
+      lag.close();
+      metrics.close();
+      if (ownsStore) await rawStore.close();
       await closeServer(admin);
       logger.info('drained');
     })();
@@ -232,8 +318,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
       return connections.size;
     },
     get ready() {
-      return ready;
+      return isReady();
     },
+    breakers: () => Object.fromEntries(guards.map((guard) => [guard.name, guard.state])),
     drain,
   };
 }
