@@ -53,7 +53,16 @@ describe.each([
     relays.push(second);
     await second.start();
     await publishing;
-    await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 90_000, 'all messages')));
+    try {
+      await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 90_000, 'all messages')));
+    } catch (error) {
+      // Say where it stalled: the clients that did not finish, and what the relays logged.
+      const stalled = clients
+        .map((client, i) => ({ user: users[i], lastSeq: client.lastSeq, acked: client.ackedSeq, connections: client.connections, codes: client.closeCodes.slice(-5), welcome: client.welcomes.at(-1) }))
+        .filter((state) => state.lastSeq < MESSAGES);
+      const warnings = [...first.logs, ...second.logs].filter((line) => /"level":(40|50|60)/.test(line)).slice(-40);
+      throw new Error(`${(error as Error).message}\nstalled: ${JSON.stringify(stalled, null, 1)}\nrelay warnings:\n${warnings.join('\n')}`);
+    }
     for (const client of clients) client.stop();
 
     users.forEach((user, i) => {
