@@ -35,6 +35,7 @@ export const DEFAULTS = {
   breakerErrorPercent: 50,
   breakerResetMs: 5_000,
   breakerVolume: 5,
+  breakerWindowMs: 5_000,
   maxConnections: 20_000,
   connectionRatePerSec: 500,
   connectionBurst: 1_000,
@@ -85,7 +86,7 @@ export interface RelayConfig {
   ackTimeoutMs: number;
   /** Above this many buffered bytes a connection gets nothing more until its socket drains. */
   sendBufferHighWaterBytes: number;
-  breaker: { timeoutMs: number; errorThresholdPercent: number; resetTimeoutMs: number; volumeThreshold: number };
+  breaker: { timeoutMs: number; errorThresholdPercent: number; resetTimeoutMs: number; volumeThreshold: number; windowMs: number };
   admission: {
     maxConnections: number;
     connectionRatePerSec: number;
@@ -201,6 +202,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
       errorThresholdPercent: read(env, 'BREAKER_ERROR_PERCENT', int(1, 100), DEFAULTS.breakerErrorPercent),
       resetTimeoutMs: read(env, 'BREAKER_RESET_MS', int(10), DEFAULTS.breakerResetMs),
       volumeThreshold: read(env, 'BREAKER_VOLUME', int(1), DEFAULTS.breakerVolume),
+      windowMs: read(env, 'BREAKER_WINDOW_MS', int(100), DEFAULTS.breakerWindowMs),
     },
     admission: {
       maxConnections: read(env, 'MAX_CONNECTIONS', int(1), DEFAULTS.maxConnections),

@@ -13,6 +13,16 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
+  // A bug must not leave a half-working node: log it and exit; RabbitMQ keeps every unacked
+  // message and clients resume on the restarted node.
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: errorMessage(error), stack: error.stack }, 'uncaught exception; exiting');
+    process.exit(70);
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ err: errorMessage(reason), stack: reason instanceof Error ? reason.stack : undefined }, 'unhandled rejection; exiting');
+    process.exit(70);
+  });
   let relay;
   try {
     relay = await startRelay(config, { logger, onDrained: () => process.exit(0) });

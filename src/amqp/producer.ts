@@ -115,6 +115,19 @@ export class Producer {
     });
   }
 
+  /**
+   * Publishes one message that goes nowhere (default exchange, no such queue), so that RabbitMQ
+   * counts this connection as a publisher and tells it when a resource alarm blocks publishing
+   * (it notifies only connections that have published). Then publishing fails fast from the
+   * first message after an alarm instead of waiting for a confirm that cannot come.
+   */
+  async touch(): Promise<void> {
+    const channel = await this.confirmChannel();
+    await new Promise<void>((resolve) => {
+      channel.publish('', 'inbox-relay.publisher-probe', Buffer.alloc(0), {}, () => resolve());
+    });
+  }
+
   private confirmChannel(): Promise<ConfirmChannel> {
     if (!this.channel) {
       const opening = this.pool.openConfirmChannel();

@@ -65,6 +65,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       '--limit <n>    at most n messages (default 20, at most 10000)',
       '--bodies       include message bodies (they may hold personal data)',
       '--queue <name> another dead-letter queue than inbox.dead',
+      'Takes every message in the queue and gives them all back, in order (quorum queues keep the',
+      'order only that way): on a large queue it takes a while. Run one dlq command at a time.',
     ],
   },
   {

@@ -11,7 +11,7 @@
  * - `x-inbox-relay-replay` becomes the previous count + 1, so the relay gives it a new seq
  *   instead of treating it as the delivery it already numbered (see message-codec.ts).
  */
-import type { MessageFields, MessageProperties, Options } from 'amqplib';
+import type { MessageProperties, Options } from 'amqplib';
 import { REPLAY_HEADER } from '../delivery/message-codec.js';
 import { userIdOfQueue } from '../amqp/topology.js';
 import { isValidUserId } from '../protocol/user-id.js';
@@ -34,10 +34,11 @@ function deaths(properties: Pick<MessageProperties, 'headers'>): XDeathEntry[] {
 
 /**
  * The user a dead letter belongs to: the inbox queue it died in (from `x-death`, newest first,
- * or `x-first-death-queue`), else the first valid user id among its `x-death` routing keys,
- * else its own routing key when that was a user's. Undefined when none is a valid user id.
+ * or `x-first-death-queue`), else the first valid user id among its `x-death` routing keys.
+ * Undefined when none names a user. The message's own routing key is not used: a message put
+ * into the queue directly carries the queue's name there, which could pass for a user id.
  */
-export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>, fields?: Pick<MessageFields, 'routingKey'>): string | undefined {
+export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>): string | undefined {
   const entries = deaths(properties);
   for (const entry of entries) {
     const user = typeof entry.queue === 'string' ? userIdOfQueue(entry.queue) : undefined;
@@ -52,7 +53,7 @@ export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>, f
     const user = keys.find((key): key is string => isValidUserId(key));
     if (user) return user;
   }
-  return fields && isValidUserId(fields.routingKey) ? fields.routingKey : undefined;
+  return undefined;
 }
 
 /** The replay count a message carries (0 when never replayed). */
@@ -121,7 +122,7 @@ export interface DeadLetterSummary {
 
 export function summarize(
   position: number,
-  message: { content: Buffer; fields: Pick<MessageFields, 'routingKey'>; properties: MessageProperties },
+  message: { content: Buffer; properties: MessageProperties },
   withBody: boolean,
 ): DeadLetterSummary {
   const { properties } = message;
@@ -132,7 +133,7 @@ export function summarize(
   const summary: DeadLetterSummary = {
     position,
     messageId: typeof properties.messageId === 'string' ? properties.messageId : null,
-    user: deadLetterUser(properties, message.fields) ?? null,
+    user: deadLetterUser(properties) ?? null,
     reason: typeof last?.reason === 'string' ? last.reason : null,
     queue: typeof last?.queue === 'string' ? last.queue : null,
     deaths: typeof count === 'number' ? count : 0,

@@ -46,3 +46,14 @@ export function redactUrl(url: string): string {
     return '(invalid URL)';
   }
 }
+
+/** An error's message, with the cause's when fetch hides it behind "fetch failed". */
+export function describeError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const cause = error instanceof Error ? (error.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
+  if (cause && typeof cause === 'object') {
+    const detail = typeof cause.code === 'string' ? cause.code : typeof cause.message === 'string' ? cause.message : undefined;
+    if (detail && !message.includes(detail)) return `${message} (${detail})`;
+  }
+  return message;
+}

@@ -2,7 +2,7 @@
  * The one thing the CLI asks RabbitMQ's management HTTP API: a queue's unacked count, which
  * AMQP does not report. The API's figures are sampled (every 5 s by default), so they lag.
  */
-import { errorMessage } from '../errors.js';
+import { describeError, redactUrl } from './io.js';
 
 export type UnackedCount =
   | { known: true; unacked: number; source: 'management-api' }
@@ -30,7 +30,7 @@ export async function queueUnacked(managementUrl: string | undefined, vhost: str
   try {
     response = await fetch(url, { headers, signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (error) {
-    return { known: false, reason: `management API unreachable: ${errorMessage(error)}` };
+    return { known: false, reason: `management API at ${redactUrl(managementUrl)} unreachable: ${describeError(error)}` };
   }
   if (response.status === 401) return { known: false, reason: 'management API refused the credentials (401)' };
   if (response.status === 404) return { known: false, reason: 'management API does not know the queue (404)' };

@@ -13,19 +13,18 @@
  * - A connection silent for two heartbeats is abandoned and replaced.
  * - `close()` leaves no timer or socket behind.
  */
-import { CloseCode, ErrorFrameCode, type ErrorFrame, type HelloFrame, type MsgFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
+import { CloseCode, type ErrorFrame, type HelloFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
 import { canTransition, type ClientState } from './client-state.js';
 import type { TimerHandle } from './clock.js';
 import { decideAfterClose } from './close-decision.js';
 import { Connection, type ConnectionListener } from './connection.js';
-import { DeliveryPump } from './delivery-pump.js';
+import { DeliveryFlow, type MutableStats } from './delivery-flow.js';
 import { ClientErrorCode, InboxClientError } from './errors.js';
 import type { ClientStats, InboxClientEvents, OpenEvent } from './events.js';
 import { TypedEmitter } from './emitter.js';
-import { toInboxMessage, type InboxMessage } from './message.js';
-import { MessageIterator, ReleasedError } from './message-iterator.js';
-import { DEFAULT_MAX_REQUEUES, requeueUpTo, type NackDecision } from './nack-policy.js';
+import type { InboxMessage } from './message.js';
+import { MessageIterator } from './message-iterator.js';
 import { resolveOptions, type InboxClientOptions, type ResolvedOptions } from './options.js';
 import type { Position } from './position-store.js';
 import { PositionTracker } from './position-tracker.js';
@@ -35,12 +34,6 @@ import { resolveWebSocket, type WebSocketConstructorLike } from './transport.js'
 
 /** Handles one message. Resolve when it is processed; throw (reject) to have the nack policy decide. */
 export type MessageHandler = (message: InboxMessage) => unknown;
-
-interface PendingMessage {
-  readonly frame: MsgFrame;
-  readonly connection: Connection;
-  readonly epoch: string;
-}
 
 interface Deferred<T> {
   readonly promise: Promise<T>;
@@ -73,15 +66,11 @@ function deferred<T>(): Deferred<T> {
   return result;
 }
 
-type MutableStats = { -readonly [K in keyof ClientStats]: ClientStats[K] };
-
-const FALLBACK_POLICY = requeueUpTo(DEFAULT_MAX_REQUEUES);
-
 export class InboxClient implements AsyncIterable<InboxMessage> {
   readonly #options: ResolvedOptions;
   readonly #events = new TypedEmitter<InboxClientEvents>();
   readonly #tracker: PositionTracker;
-  readonly #pump: DeliveryPump<PendingMessage>;
+  readonly #flow: DeliveryFlow;
   readonly #backoff: Backoff;
   readonly #iterators = new Set<MessageIterator>();
   readonly #stats: MutableStats = {
@@ -98,8 +87,6 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   #state: ClientState = 'idle';
   #webSocket: WebSocketConstructorLike | undefined;
   #connection: Connection | undefined;
-  /** A requeue-nack being replayed: until `seq` comes again, later seqs on `connection` are expected. */
-  #rewinding: { readonly connection: Connection; readonly seq: number; readonly message: InboxMessage } | undefined;
   /** The connection that received a `reset` (so its welcome's new epoch is not reported twice). */
   #resetOn: Connection | undefined;
   #token: string | undefined;
@@ -121,10 +108,13 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#tracker = new PositionTracker(this.#options.positionStore, (cause) =>
       this.#emitError(ClientErrorCode.positionStore, 'saving the position failed', cause),
     );
-    this.#pump = new DeliveryPump(
-      (item) => this.#process(item),
-      (cause) => this.#emitError(ClientErrorCode.handlerFailed, 'internal delivery error', cause),
-    );
+    this.#flow = new DeliveryFlow({
+      tracker: this.#tracker,
+      policy: this.#options.nackPolicy,
+      stats: this.#stats,
+      events: this.#events,
+      isCurrent: (connection) => connection === this.#connection,
+    });
   }
 
   get state(): ClientState {
@@ -149,7 +139,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   on(event: 'message', handler: MessageHandler): () => void;
   on<K extends keyof InboxClientEvents>(event: K, listener: (payload: InboxClientEvents[K]) => void): () => void;
   on(event: string, listener: (payload: never) => unknown): () => void {
-    if (event === 'message') return this.#pump.addConsumer(listener as MessageHandler);
+    if (event === 'message') return this.#flow.addConsumer(listener as MessageHandler);
     return this.#events.on(event as keyof InboxClientEvents, listener as (payload: unknown) => unknown);
   }
 
@@ -182,7 +172,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   /** Iterates over messages until the client closes; see {@link MessageIterator} for ack semantics. */
   [Symbol.asyncIterator](): AsyncIterator<InboxMessage, undefined> {
     const iterator: MessageIterator = new MessageIterator(
-      (consumer) => this.#pump.addConsumer(consumer),
+      (consumer) => this.#flow.addConsumer(consumer),
       () => this.#iterators.delete(iterator),
     );
     if (this.#state === 'closed') iterator.end(this.#failure);
@@ -271,7 +261,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
       },
       message: (frame) => {
         const connection = current();
-        if (connection) this.#onMessage(connection, frame);
+        if (connection) this.#flow.receive(connection, frame);
       },
       reset: (frame) => {
         const connection = current();
@@ -326,47 +316,25 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#events.emit('open', event);
   }
 
-  #onMessage(connection: Connection, frame: MsgFrame): void {
-    this.#stats.received += 1;
-    const epoch = connection.epoch;
-    if (epoch === undefined) return;
-    this.#pump.push({ frame, connection, epoch });
-  }
-
   #onReset(connection: Connection, frame: ResetFrame): void {
     const previous = this.#tracker.reset(frame.epoch, frame.lastSeq);
     this.#resetOn = connection;
-    if (this.#rewinding?.connection === connection) this.#rewinding = undefined;
-    // Frames still buffered belong to the numbering that is gone.
-    this.#pump.drop((item) => item.connection === connection && item.epoch !== frame.epoch);
+    this.#flow.reset(connection, frame.epoch);
     this.#events.emit('reset', { epoch: frame.epoch, lastSeq: frame.lastSeq, reason: frame.reason, previous });
   }
 
   #onServerError(connection: Connection, frame: ErrorFrame): void {
     const error = new InboxClientError(frame.code, frame.message, { fromServer: true, temporary: true });
     this.#events.emit('error', error);
-    const rewinding = this.#rewinding;
-    if (frame.code !== ErrorFrameCode.nackLimit || rewinding?.connection !== connection) return;
-    // The relay dead-lettered the seq instead of sending it again, and does not replay what the
-    // client dropped after it: count it as dead-lettered and resume after it on a new connection.
-    this.#rewinding = undefined;
-    const epoch = connection.epoch;
-    if (epoch !== undefined && this.#tracker.classify(epoch, rewinding.seq) === 'accept') {
-      const attempts = this.#tracker.failuresOf(rewinding.seq);
-      this.#stats.deadLettered += 1;
-      this.#tracker.advance(epoch, rewinding.seq);
-      this.#events.emit('deadLetter', { message: rewinding.message, error, attempts });
-    }
-    connection.abandon('resuming after a dead-lettered message');
+    this.#flow.serverError(connection, frame.code, error);
   }
 
   #onClosed(connection: Connection | undefined, code: number, reason: string): void {
     this.#connection = undefined;
-    this.#rewinding = undefined;
     this.#resetOn = undefined;
     this.#refresher?.stop();
     this.#refresher = undefined;
-    if (connection) this.#pump.drop((item) => item.connection === connection);
+    if (connection) this.#flow.connectionGone(connection);
     if (this.#closeRequested) return;
     const action = decideAfterClose(code, reason);
     if (action.kind === 'reconnect') {
@@ -418,87 +386,6 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     refresher.start(this.#token);
   }
 
-  async #process(item: PendingMessage): Promise<void> {
-    const { frame, connection, epoch } = item;
-    switch (this.#tracker.classify(epoch, frame.seq)) {
-      case 'duplicate':
-        this.#stats.duplicates += 1;
-        // The relay counts it as unacked until it is acked on this connection.
-        connection.acknowledge(frame.seq);
-        return;
-      case 'stale':
-        this.#stats.outOfSequence += 1;
-        return;
-      case 'ahead':
-        this.#stats.outOfSequence += 1;
-        if (connection === this.#connection && this.#rewinding?.connection !== connection) {
-          this.#sequenceGap(connection, frame.seq);
-        }
-        return;
-      case 'accept':
-        break;
-    }
-    if (this.#rewinding?.connection === connection) this.#rewinding = undefined;
-    const message = toInboxMessage(frame, epoch, this.#tracker.failuresOf(frame.seq) > 0);
-    try {
-      await this.#pump.dispatch(message);
-    } catch (error) {
-      if (error instanceof ReleasedError) {
-        if (connection === this.#connection) this.#pump.unshift(item);
-        return;
-      }
-      this.#onHandlerFailure(item, message, error);
-      return;
-    }
-    if (this.#tracker.advance(epoch, frame.seq)) {
-      this.#stats.processed += 1;
-      connection.acknowledge(frame.seq);
-    }
-  }
-
-  #sequenceGap(connection: Connection, seq: number): void {
-    const expected = (this.#tracker.position?.lastSeq ?? 0) + 1;
-    this.#emitError(ClientErrorCode.sequenceGap, `expected seq ${expected}, got ${seq}; reconnecting to resume`);
-    connection.abandon('sequence gap');
-  }
-
-  #onHandlerFailure(item: PendingMessage, message: InboxMessage, error: unknown): void {
-    const { connection, epoch, frame } = item;
-    if (this.#tracker.classify(epoch, frame.seq) !== 'accept') return;
-    const attempt = this.#tracker.recordFailure(frame.seq);
-    this.#emitError(ClientErrorCode.handlerFailed, `a consumer failed on seq ${frame.seq} (attempt ${attempt})`, error);
-    // Without the connection it came on, the message comes again after resume; the count stays.
-    if (connection !== this.#connection || !connection.isOpen) return;
-    const decision = this.#decide(message, error, attempt);
-    if (decision === 'requeue') {
-      if (!connection.nack(frame.seq, true)) return;
-      this.#stats.requeued += 1;
-      this.#rewinding = { connection, seq: frame.seq, message };
-      this.#pump.drop((pending) => pending.connection === connection && pending.frame.seq > frame.seq);
-      return;
-    }
-    if (!connection.nack(frame.seq, false)) return;
-    this.#deadLettered(connection, message, error, attempt);
-  }
-
-  #deadLettered(connection: Connection, message: InboxMessage, error: unknown, attempts: number): void {
-    this.#stats.deadLettered += 1;
-    // Dead-lettered is done: the position moves past it, and the ack frees its window slot.
-    if (this.#tracker.advance(message.epoch, message.seq)) connection.acknowledge(message.seq);
-    this.#events.emit('deadLetter', { message, error, attempts });
-  }
-
-  #decide(message: InboxMessage, error: unknown, attempt: number): NackDecision {
-    const failure = { message, error, attempt };
-    try {
-      const decision = this.#options.nackPolicy(failure);
-      if (decision === 'requeue' || decision === 'dead-letter') return decision;
-    } catch (cause) {
-      this.#emitError(ClientErrorCode.handlerFailed, 'the nack policy threw; using the default policy', cause);
-    }
-    return FALLBACK_POLICY(failure);
-  }
-
   async #shutdown(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#closeRequested = true;
@@ -506,10 +393,10 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#reconnectTimer = undefined;
     this.#refresher?.stop();
     this.#refresher = undefined;
-    this.#pump.stop();
+    this.#flow.stop();
     // A for-await loop may be the one awaiting close(): its message is released, not waited for.
     for (const iterator of [...this.#iterators]) iterator.end();
-    await this.#withinDrainTimeout(this.#pump.whenIdle());
+    await this.#withinDrainTimeout(this.#flow.whenIdle());
     const connection = this.#connection;
     if (connection) await connection.close(CloseCode.normal, 'client closing');
     this.#connection = undefined;
@@ -535,7 +422,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#reconnectTimer = undefined;
     this.#refresher?.stop();
     this.#refresher = undefined;
-    this.#pump.stop();
+    this.#flow.stop();
     this.#setState('closed');
     for (const iterator of [...this.#iterators]) iterator.end(error);
     if (this.#opened && !this.#opened.settled) this.#opened.reject(error ?? this.#closedError());

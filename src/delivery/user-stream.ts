@@ -249,6 +249,27 @@ export class UserStream {
     return 'dead-lettered';
   }
 
+  /** A snapshot for diagnostics (logs, operator tools, tests). */
+  snapshot(): Record<string, unknown> {
+    return {
+      user: this.user,
+      epoch: this.epoch,
+      head: this.head,
+      acked: this.acked,
+      consumer: this.consumer !== undefined,
+      starting: this.starting !== undefined,
+      restartScheduled: this.restartTimer !== undefined,
+      restartAttempt: this.restartAttempt,
+      degraded: this.degraded,
+      closed: this.closed,
+      inflight: [...this.inflight.keys()],
+      outstanding: this.outstanding.size,
+      pending: this.pending.length,
+      assigning: this.assigning,
+      connections: [...this.connections.values()].map((c) => ({ cursor: c.cursor, acked: c.acked, window: c.sub.window, pumping: c.pumping, writable: c.sub.writable() })),
+    };
+  }
+
   /** Messages sent on this connection and not yet acked. */
   unacked(sub: Subscriber): number {
     const connection = this.connections.get(sub);

@@ -186,7 +186,9 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
           reconnects.inc();
         }
       } else {
-        open = Math.max(0, open - 1);
+        // A close while nothing is open is a failed reconnect attempt (ioredis reports each one), not a loss.
+        if (open === 0) return;
+        open -= 1;
         lost += 1;
         disconnects.inc();
       }

@@ -15,6 +15,8 @@ export interface BreakerSettings {
   errorThresholdPercent: number;
   resetTimeoutMs: number;
   volumeThreshold: number;
+  /** The rolling window the error percentage is computed over. */
+  windowMs: number;
 }
 
 type Thunk = () => Promise<unknown>;
@@ -44,7 +46,7 @@ export class Guard {
       errorThresholdPercentage: options.settings.errorThresholdPercent,
       resetTimeout: options.settings.resetTimeoutMs,
       volumeThreshold: options.settings.volumeThreshold,
-      rollingCountTimeout: 10_000,
+      rollingCountTimeout: options.settings.windowMs,
       errorFilter: (error: unknown) => options.ignore?.(error) ?? false,
     });
     const transition = (state: BreakerState): void => {

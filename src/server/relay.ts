@@ -118,6 +118,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     events.emit('broker-blocked', false);
     logger.info('RabbitMQ unblocked publishing');
   });
+  publisherPool.on('connected', () => {
+    producer.touch().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'publisher probe failed'));
+  });
 
   // Breakers: the store, and the broker (consumer set-up, the relay's own publishing).
   const redisGuard = new Guard({
@@ -159,6 +162,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     onDeadLettered: (reason) => events.emit('dead-lettered', reason),
   });
   await mover.start();
+  await producer.touch().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'publisher probe failed'));
 
   const registry = new StreamRegistry({
     store,
@@ -185,6 +189,16 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     } else if (state === 'closed' && !openGuard()) {
       for (const stream of registry.values()) stream.retryNow();
       for (const connection of connections) if (connection.isOpen) connection.status('ok');
+    }
+  });
+
+  // A resource alarm stops new messages from reaching inboxes (producers are blocked) while
+  // delivery of what is queued goes on: clients are told, new connections are still accepted.
+  events.on('broker-blocked', (blocked) => {
+    for (const connection of connections) {
+      if (!connection.isOpen) continue;
+      if (blocked) connection.status('degraded', 'broker blocked: resource alarm');
+      else if (!openGuard()) connection.status('ok');
     }
   });
 

@@ -1,11 +1,13 @@
 /**
  * `dlq list | replay | purge` on the dead-letter queue (inbox.dead unless --queue).
  *
- * list and replay take messages with basic.get and manual ack. Whatever they do not remove is
- * still unacked on their channel when they close it, and RabbitMQ returns those messages to the
- * queue in their order (see FACTS.md on requeue order): nothing is lost or reordered. Replay
- * scans at most the number of messages the queue held when it started, so a copy that dies again
- * at once is not replayed twice in one run.
+ * list and replay take messages with basic.get and manual ack, and always take every message the
+ * queue held when they started (that bound also keeps a copy that dies again at once from being
+ * replayed twice in one run). Whatever they do not remove is still unacked on their channel when
+ * they close it, and RabbitMQ returns those messages to the queue in their order: nothing is lost
+ * or reordered. Taking them all matters for quorum queues, which put returned messages behind
+ * messages returned earlier: returning only the first N of a queue that was listed before would
+ * move them behind the rest.
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
@@ -20,6 +22,7 @@ import { loadOperatorConfig, type OperatorConfig } from '../operator-config.js';
 import type { Env } from '../../config.js';
 
 const MAX_LIST = 10_000;
+const RETURN_WAIT_MS = 3_000;
 
 function queueOf(invocation: Invocation): string {
   const queue = stringOption(invocation, 'queue') ?? DEAD_LETTER_QUEUE;
@@ -33,20 +36,50 @@ async function depthOf(session: BrokerSession, queue: string): Promise<number> {
   return state.messageCount;
 }
 
+/**
+ * Waits (briefly, best effort) until the messages this command left unacked are ready again:
+ * a quorum queue takes them back a moment after the channel closed, and a second command run
+ * at once should see them.
+ */
+async function awaitReturned(session: BrokerSession, queue: string, expected: number): Promise<void> {
+  const deadline = Date.now() + RETURN_WAIT_MS;
+  while (Date.now() < deadline) {
+    const state = await checkQueue(session, queue).catch(() => undefined);
+    if (!state || state.messageCount >= expected) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * RabbitMQ 4.0-4.2 count a message returned by a channel close as a delivery, and quorum queues
+ * there drop a message after 20 deliveries unless declared with x-delivery-limit=-1.
+ */
+export function deliveryLimitWarning(serverVersion: string | undefined): string | undefined {
+  const match = /^(\d+)\.(\d+)\./.exec(serverVersion ?? '');
+  if (!match || Number(match[1]) !== 4 || Number(match[2]) > 2) return undefined;
+  return (
+    `RabbitMQ ${serverVersion} counts each list or replay as a delivery of every dead letter; a quorum ` +
+    'dead-letter queue without x-delivery-limit=-1 drops a message after 20 of them'
+  );
+}
+
 export async function dlqList(invocation: Invocation, env: Env, output: Output): Promise<number> {
   const queue = queueOf(invocation);
   const limit = intOption(invocation, 'limit', 20, 1, MAX_LIST);
   const bodies = flag(invocation, 'bodies');
   const config = loadOperatorConfig(env);
-  const { depth, messages } = await withBroker(config.rabbitmqUrl, 'dlq list', async (session) => {
+  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrl, 'dlq list', async (session) => {
     const depth = await depthOf(session, queue);
+    const warning = deliveryLimitWarning(session.serverVersion);
     const channel = await session.channel();
     const messages: DeadLetterSummary[] = [];
+    let taken = 0;
     try {
-      while (messages.length < Math.min(limit, depth)) {
+      while (taken < depth) {
         const message = await channel.get(queue, { noAck: false });
         if (message === false) break;
-        messages.push(summarize(messages.length + 1, message, bodies));
+        taken += 1;
+        if (messages.length < limit) messages.push(summarize(taken, message, bodies));
       }
     } catch (error) {
       throw failure(`cannot read ${queue}: ${errorMessage(error)}`, error);
@@ -54,9 +87,11 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
       // Nothing was acked: closing the channel returns every message, in order.
       await channel.close().catch(() => undefined);
     }
-    return { depth, messages };
+    if (taken > 0) await awaitReturned(session, queue, depth);
+    return { depth, messages, warnings: warning ? [warning] : [] };
   });
-  output.result({ queue, depth, listed: messages.length, messages }, () => [
+  output.result({ queue, depth, listed: messages.length, messages, warnings }, () => [
+    ...warnings.map((warning) => `warning: ${warning}`),
     `${queue}: ${depth} ready message(s); showing ${messages.length}`,
     ...messages.map(
       (m) =>
@@ -76,6 +111,7 @@ interface ReplayReport {
   skipped: { position: number; messageId: string | null; reason: string }[];
   /** Set when replay stopped at a message it could not republish (that one and the rest stay queued). */
   failed?: { messageId: string; user: string; error: string };
+  warnings: string[];
 }
 
 function publishConfirmed(channel: ConfirmChannel, user: string, message: GetMessage, options: Options.Publish, timeoutMs: number): Promise<void> {
@@ -95,19 +131,30 @@ function publishConfirmed(channel: ConfirmChannel, user: string, message: GetMes
 }
 
 async function replay(session: BrokerSession, config: OperatorConfig, queue: string, limit: number, onlyUser: string | undefined): Promise<ReplayReport> {
-  const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [] };
+  const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [], warnings: [] };
   const depth = await depthOf(session, queue);
+  const warning = deliveryLimitWarning(session.serverVersion);
+  if (warning) report.warnings.push(warning);
   const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
   const provisioned = new Set<string>();
   const channel = await session.confirmChannel();
   try {
-    while (report.scanned < depth && report.replayed.length < limit) {
-      const message = await channel.get(queue, { noAck: false });
+    while (report.scanned < depth) {
+      let message;
+      try {
+        message = await channel.get(queue, { noAck: false });
+      } catch (error) {
+        // The channel is gone (RabbitMQ returned what it held); report what was done.
+        report.failed ??= { messageId: '-', user: '-', error: `cannot read ${queue}: ${errorMessage(error)}` };
+        break;
+      }
       if (message === false) break;
       report.scanned += 1;
       const position = report.scanned;
+      // Done or stopped: keep taking (without replaying) so that everything returns in order.
+      if (report.failed || report.replayed.length >= limit) continue;
       const messageId = typeof message.properties.messageId === 'string' ? message.properties.messageId : null;
-      const user = deadLetterUser(message.properties, message.fields);
+      const user = deadLetterUser(message.properties);
       if (onlyUser !== undefined && user !== onlyUser) continue;
       if (!user) {
         report.skipped.push({ position, messageId, reason: 'no user: neither x-death nor the routing key names a valid user id' });
@@ -125,7 +172,7 @@ async function replay(session: BrokerSession, config: OperatorConfig, queue: str
         await publishConfirmed(channel, user, message, replayProperties(message.properties), config.publishTimeoutMs);
       } catch (error) {
         report.failed = { messageId, user, error: errorMessage(error) };
-        break;
+        continue;
       }
       // Only now that RabbitMQ confirmed the copy does the dead letter go.
       channel.ack(message);
@@ -135,6 +182,7 @@ async function replay(session: BrokerSession, config: OperatorConfig, queue: str
     // Messages taken but not replayed are unacked: closing the channel returns them in order.
     await channel.close().catch(() => undefined);
   }
+  if (report.scanned > report.replayed.length) await awaitReturned(session, queue, depth - report.replayed.length);
   return report;
 }
 
@@ -146,6 +194,7 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
   const config = loadOperatorConfig(env);
   const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser));
   output.result({ ok: report.failed === undefined, ...report }, () => [
+    ...report.warnings.map((warning) => `warning: ${warning}`),
     `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
     ...report.replayed.map((r) => `replayed id=${r.messageId} user=${r.user}`),
     ...report.skipped.map((s) => `skipped #${s.position} id=${s.messageId ?? '-'}: ${s.reason}`),

@@ -4,10 +4,9 @@
  * RabbitMQ in order and exits. With --wait, returns once the admin port stopped answering.
  */
 import type { Env } from '../../config.js';
-import { errorMessage } from '../../errors.js';
 import { failure, usageError } from '../cli-error.js';
 import { flag, intOption, stringOption, type Invocation } from '../commands.js';
-import type { Output } from '../io.js';
+import { describeError, type Output } from '../io.js';
 import { loadOperatorConfig } from '../operator-config.js';
 
 const POLL_MS = 200;
@@ -42,7 +41,7 @@ export async function drain(invocation: Invocation, env: Env, output: Output): P
     status = response.status;
     await response.body?.cancel();
   } catch (error) {
-    throw failure(`cannot reach the relay admin port at ${adminUrl}: ${errorMessage(error)}`, error);
+    throw failure(`cannot reach the relay admin port at ${adminUrl}: ${describeError(error)}`, error);
   }
   if (status !== 202) throw failure(`the relay at ${adminUrl} answered HTTP ${status} to POST /drain (expected 202)`);
   let drained: boolean | null = null;

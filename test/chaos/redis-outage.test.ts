@@ -1,0 +1,118 @@
+/**
+ * Redis paused (CLIENT PAUSE) and Redis stopped then started: the redis breaker opens, clients
+ * see `status: degraded`, new connections get 1013 with retry-after, /readyz says not ready; when
+ * Redis answers again everything resumes without client action, and every confirmed message is
+ * delivered in order, none lost. Runs against a Redis of its own, so nothing else is disturbed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Producer } from '../../src/amqp/producer.js';
+import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
+import { readyz } from '../helpers/admin.js';
+import { OwnRedis } from '../helpers/own-redis.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { SoakClient, checkSoak } from '../helpers/soak-client.js';
+import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+
+const USERS = 5;
+const MESSAGES = 120;
+
+async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => {
+  const redis = new OwnRedis();
+  let relay: TestRelay;
+  let producer: Producer;
+  const statuses: string[][] = [];
+  beforeAll(async () => {
+    await redis.start();
+    relay = await startTestRelay(
+      testConfig({
+        REDIS_URL: redis.url,
+        REDIS_COMMAND_TIMEOUT_MS: '300',
+        BREAKER_TIMEOUT_MS: '500',
+        BREAKER_RESET_MS: '1000',
+        BREAKER_VOLUME: '2',
+        BREAKER_WINDOW_MS: '1000',
+        WINDOW_DEFAULT: '10',
+      }),
+    );
+    producer = testProducer(relay.config);
+  });
+  afterAll(async () => {
+    await producer.close();
+    await relay.stop();
+    await redis.destroy();
+  });
+
+  it('opens the breaker, sheds new connections, and resumes delivery in order afterwards', async () => {
+    const users = Array.from({ length: USERS }, (_, i) => uid(`redis${i}`));
+    const clients = users.map((user) => new SoakClient({ url: relay.url, token: () => token(user), ackEvery: 2 }));
+    for (const client of clients) client.start();
+    // Watch status frames on one extra connection of the first user.
+    const watcher = await RawClient.connect(relay.url);
+    watcher.send({ type: 'hello', token: token(users[0]!), window: 1 });
+    await watcher.next('welcome');
+
+    const published = new Map<string, string[]>(users.map((user) => [user, []]));
+    const publish = async (from: number, to: number): Promise<void> => {
+      await Promise.all(
+        users.map(async (user) => {
+          for (let n = from; n <= to; n += 1) published.get(user)!.push((await producer.publish(user, { n })).messageId);
+        }),
+      );
+    };
+    await publish(1, MESSAGES / 2);
+    await waitFor(() => clients.every((c) => c.lastSeq >= 10), 20_000, 'first deliveries');
+
+    if (fault === 'pause') await redis.pause(4_000);
+    else await redis.stop();
+    // Messages published during the outage wait in RabbitMQ.
+    const during = publish(MESSAGES / 2 + 1, MESSAGES);
+    const transitions: string[] = [];
+    relay.relay.events.on('breaker', (name, state) => transitions.push(`${name}:${state}`));
+    relay.relay.events.on('consumer-lost', (reason) => transitions.push(`lost:${reason}`));
+    await waitFor(() => relay.relay.breakers().redis === 'open', 15_000, 'the redis breaker to open').catch((error: Error) => {
+      throw new Error(`${error.message}: ${transitions.join(', ')}`);
+    });
+    expect(await readyz(relay.relay.adminPort)).toBe(503);
+    const degraded = await watcher.next('status', 10_000);
+    expect(degraded).toMatchObject({ state: 'degraded' });
+
+    const refused = await RawClient.connect(relay.url);
+    const closed = await refused.closeCode();
+    expect(closed.code).toBe(1013);
+    expect(parseRetryAfterMs(closed.reason)).toBeGreaterThan(0);
+
+    if (fault === 'stop-start') {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await redis.start();
+    }
+    await during;
+    await waitFor(() => relay.relay.breakers().redis === 'closed', 30_000, 'the redis breaker to close');
+    await waitFor(async () => (await readyz(relay.relay.adminPort)) === 200, 10_000, 'ready again');
+    expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'ok' });
+
+    try {
+      await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 30_000, 'all messages')));
+    } catch (error) {
+      const streams = [...relay.relay.registry.values()].map((stream) => stream.snapshot());
+      const state = clients.map((c) => ({ lastSeq: c.lastSeq, acked: c.ackedSeq, codes: c.closeCodes }));
+      throw new Error(`${(error as Error).message}\n${JSON.stringify({ streams, state }, null, 1)}`);
+    }
+    for (const client of clients) client.stop();
+    watcher.close();
+    users.forEach((user, i) => {
+      const client = clients[i]!;
+      expect(checkSoak(client, published.get(user)!), user).toEqual([]);
+      expect(client.violations, user).toEqual([]);
+      expect(client.resets, user).toEqual([]);
+    });
+    statuses.push(watcher.frames.filter((f) => f.type === 'status').map((f) => (f as { state: string }).state));
+  });
+});

@@ -1,0 +1,57 @@
+/** Reading the project's deployment files in tests: YAML (all documents), JSON, and config.ts's variables. */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+export const ROOT = process.cwd();
+
+export function text(path: string): string {
+  return readFileSync(join(ROOT, path), 'utf8');
+}
+
+export function exists(path: string): boolean {
+  return existsSync(join(ROOT, path));
+}
+
+export function json<T = unknown>(path: string): T {
+  return JSON.parse(text(path)) as T;
+}
+
+/** Every document of a YAML file; throws on a syntax error, naming the file. */
+export function yamlDocuments<T = Record<string, unknown>>(path: string): T[] {
+  const docs = parseAllDocuments(text(path));
+  const list = Array.isArray(docs) ? docs : [docs];
+  return list.map((doc) => {
+    if (doc.errors.length > 0) throw new Error(`${path}: ${doc.errors.map((e) => e.message).join('; ')}`);
+    return doc.toJS() as T;
+  });
+}
+
+export function yamlFile<T = Record<string, unknown>>(path: string): T {
+  const [first] = yamlDocuments<T>(path);
+  if (first === undefined) throw new Error(`${path} is empty`);
+  return first;
+}
+
+export function filesIn(dir: string, suffix: string): string[] {
+  return readdirSync(join(ROOT, dir))
+    .filter((name) => name.endsWith(suffix))
+    .map((name) => `${dir}/${name}`);
+}
+
+/** The environment variables src/config.ts reads. */
+export function configVariables(): Set<string> {
+  const source = text('src/config.ts');
+  const names = new Set<string>();
+  for (const match of source.matchAll(/read\(env, '([A-Z0-9_]+)'|env\.([A-Z0-9_]+)/g)) names.add((match[1] ?? match[2])!);
+  return names;
+}
+
+/** Replaces compose-style `${VAR:?message}` / `${VAR:-default}` / `${VAR}` references with values. */
+export function interpolate(value: string, vars: Record<string, string>): string {
+  return value.replace(/\$\{([A-Z0-9_]+)(?::[?-][^}]*)?\}/g, (_match, name: string) => {
+    const found = vars[name];
+    if (found === undefined) throw new Error(`no test value for \${${name}}`);
+    return found;
+  });
+}
