@@ -31,7 +31,8 @@ export const DEFAULTS = {
   jwtAlgorithmsAsymmetric: ['RS256', 'ES256'],
   ackTimeoutMs: 5 * 60 * 1000,
   sendBufferHighWaterBytes: 1024 * 1024,
-  breakerTimeoutMs: 3_000,
+  redisBreakerTimeoutMs: 3_000,
+  brokerBreakerTimeoutMs: 15_000,
   breakerErrorPercent: 50,
   breakerResetMs: 5_000,
   breakerVolume: 5,
@@ -86,7 +87,16 @@ export interface RelayConfig {
   ackTimeoutMs: number;
   /** Above this many buffered bytes a connection gets nothing more until its socket drains. */
   sendBufferHighWaterBytes: number;
-  breaker: { timeoutMs: number; errorThresholdPercent: number; resetTimeoutMs: number; volumeThreshold: number; windowMs: number };
+  breaker: {
+    /** A state-store call slower than this counts as a failure. */
+    redisTimeoutMs: number;
+    /** A broker set-up (declare, consume) or relay publish slower than this counts as a failure. */
+    brokerTimeoutMs: number;
+    errorThresholdPercent: number;
+    resetTimeoutMs: number;
+    volumeThreshold: number;
+    windowMs: number;
+  };
   admission: {
     maxConnections: number;
     connectionRatePerSec: number;
@@ -198,7 +208,8 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     ackTimeoutMs: read(env, 'ACK_TIMEOUT_MS', int(1_000), DEFAULTS.ackTimeoutMs),
     sendBufferHighWaterBytes: read(env, 'SEND_BUFFER_HIGH_WATER_BYTES', int(1_024), DEFAULTS.sendBufferHighWaterBytes),
     breaker: {
-      timeoutMs: read(env, 'BREAKER_TIMEOUT_MS', int(10), DEFAULTS.breakerTimeoutMs),
+      redisTimeoutMs: read(env, 'REDIS_BREAKER_TIMEOUT_MS', int(10), DEFAULTS.redisBreakerTimeoutMs),
+      brokerTimeoutMs: read(env, 'BROKER_BREAKER_TIMEOUT_MS', int(10), DEFAULTS.brokerBreakerTimeoutMs),
       errorThresholdPercent: read(env, 'BREAKER_ERROR_PERCENT', int(1, 100), DEFAULTS.breakerErrorPercent),
       resetTimeoutMs: read(env, 'BREAKER_RESET_MS', int(10), DEFAULTS.breakerResetMs),
       volumeThreshold: read(env, 'BREAKER_VOLUME', int(1), DEFAULTS.breakerVolume),

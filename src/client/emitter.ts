@@ -38,12 +38,4 @@ export class TypedEmitter<Events extends object> {
       }
     }
   }
-
-  listenerCount(event: keyof Events): number {
-    return this.#listeners.get(event)?.size ?? 0;
-  }
-
-  removeAll(): void {
-    this.#listeners.clear();
-  }
 }

@@ -66,6 +66,19 @@ function deferred<T>(): Deferred<T> {
   return result;
 }
 
+/**
+ * A client of one user's inbox stream (see the module comment for what it guarantees). Create
+ * it, add consumers, then connect:
+ *
+ * ```ts
+ * const client = new InboxClient({ url: 'wss://relay.example', token: () => fetchToken() });
+ * client.on('message', async (message) => save(message.data));
+ * client.on('error', (error) => log(error.code, error.message));
+ * await client.connect();
+ * ```
+ *
+ * or `for await (const message of client) { ... }` after `connect()`.
+ */
 export class InboxClient implements AsyncIterable<InboxMessage> {
   readonly #options: ResolvedOptions;
   readonly #events = new TypedEmitter<InboxClientEvents>();

@@ -246,6 +246,11 @@ export class UserStream {
     }
     if (!requeue) this.options.events?.emit('nacked', false);
     this.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
+    if (requeue && connection.cursor > seq) {
+      // The client dropped what followed the seq it asked to see again: send that again.
+      connection.cursor = seq;
+      void this.pump(connection);
+    }
     return 'dead-lettered';
   }
 
@@ -359,7 +364,11 @@ export class UserStream {
 
   private async startConsumer(): Promise<void> {
     const generation = ++this.generation;
-    const handle = await this.options.consumers(this.user, this.options.prefetch, {
+    // Tags of any earlier consumer are void on a new channel (they would name other messages).
+    this.inflight.clear();
+    this.outstanding.clear();
+    this.pending = [];
+    const started = this.options.consumers(this.user, this.options.prefetch, {
       onDelivery: (delivery) => {
         if (generation !== this.generation) return;
         this.outstanding.add(delivery.tag);
@@ -371,6 +380,14 @@ export class UserStream {
         this.consumerLost(reason);
       },
     });
+    let handle: ConsumerHandle;
+    try {
+      handle = await started;
+    } catch (error) {
+      // A set-up given up on may still complete; its deliveries must then be ignored.
+      if (generation === this.generation) this.generation += 1;
+      throw error;
+    }
     if (this.closing || generation !== this.generation) {
       await handle.close();
       return;
@@ -406,10 +423,16 @@ export class UserStream {
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this.closing || this.consumer) return;
-      this.ensureConsumer().catch((error: unknown) => {
-        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'consumer restart failed');
-        this.scheduleRestart();
-      });
+      this.ensureConsumer().then(
+        // A start that lost its channel while starting ends without a consumer: try again.
+        () => {
+          if (!this.consumer) this.scheduleRestart();
+        },
+        (error: unknown) => {
+          this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'consumer restart failed');
+          this.scheduleRestart();
+        },
+      );
     }, delay);
     this.restartTimer.unref();
   }

@@ -11,7 +11,6 @@ import type { BreakerState, RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 
 export interface BreakerSettings {
-  timeoutMs: number;
   errorThresholdPercent: number;
   resetTimeoutMs: number;
   volumeThreshold: number;
@@ -24,6 +23,8 @@ type Thunk = () => Promise<unknown>;
 export interface GuardOptions {
   name: string;
   settings: BreakerSettings;
+  /** A call slower than this counts as a failure (the call itself is not cancelled). */
+  timeoutMs: number;
   /** The error a rejected call gets while the breaker is open. */
   code: ErrorCodeValue;
   /** A cheap call that succeeds when the dependency is healthy (run when half-open). */
@@ -42,7 +43,7 @@ export class Guard {
     this.name = options.name;
     this.breaker = new CircuitBreaker<[Thunk], unknown>((thunk: Thunk) => thunk(), {
       name: options.name,
-      timeout: options.settings.timeoutMs,
+      timeout: options.timeoutMs,
       errorThresholdPercentage: options.settings.errorThresholdPercent,
       resetTimeout: options.settings.resetTimeoutMs,
       volumeThreshold: options.settings.volumeThreshold,

@@ -19,7 +19,7 @@ import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
 import { declareSharedTopology } from '../amqp/topology.js';
 import { UnroutedMover } from '../amqp/unrouted-mover.js';
-import type { ConsumerFactory } from '../delivery/consumer.js';
+import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import { StreamRegistry } from '../delivery/stream-registry.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
@@ -126,6 +126,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   const redisGuard = new Guard({
     name: 'redis',
     settings: config.breaker,
+    timeoutMs: config.breaker.redisTimeoutMs,
     code: ErrorCode.storeUnavailable,
     probe: () => rawStore.peek('probe'),
     events,
@@ -134,6 +135,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   const brokerGuard = new Guard({
     name: 'rabbitmq',
     settings: config.breaker,
+    timeoutMs: config.breaker.brokerTimeoutMs,
     code: ErrorCode.brokerUnavailable,
     probe: async () => (await consumerPool.openChannel()).close(),
     ignore: isAmqpRequestError,
@@ -147,7 +149,15 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   const consumers: ConsumerFactory = (user, prefetch, callbacks) => {
     const open = openGuard();
     if (open) return Promise.reject(new RelayError(ErrorCode.brokerUnavailable, `${open.name} unavailable: no new consumers`, { retryable: true }));
-    return brokerGuard.run(() => consumerFactory(user, prefetch, callbacks));
+    let started: Promise<ConsumerHandle> | undefined;
+    return brokerGuard
+      .run(() => (started = consumerFactory(user, prefetch, callbacks)))
+      .catch((error: unknown) => {
+        // The breaker may give up (timeout) on a set-up that still completes: close that consumer,
+        // or it would hold the queue's single-active-consumer slot with nobody behind it.
+        started?.then((orphan) => orphan.close(), () => undefined);
+        throw error;
+      });
   };
 
   await declareSharedTopology(() => consumerPool.openChannel(), settings, {

@@ -35,7 +35,7 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
       testConfig({
         REDIS_URL: redis.url,
         REDIS_COMMAND_TIMEOUT_MS: '300',
-        BREAKER_TIMEOUT_MS: '500',
+        REDIS_BREAKER_TIMEOUT_MS: '500',
         BREAKER_RESET_MS: '1000',
         BREAKER_VOLUME: '2',
         BREAKER_WINDOW_MS: '1000',

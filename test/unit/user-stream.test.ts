@@ -128,7 +128,7 @@ function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
   const stream = new UserStream({
     user: 'u1',
     store,
-    consumers: queue.factory,
+    consumers: (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks),
     prefetch: options.prefetch ?? 10,
     nackLimit: options.nackLimit ?? 3,
     maxMessageBytes: 1024,
@@ -212,6 +212,9 @@ describe('UserStream', () => {
     expect(stream.nack(sub, 1, true)).toBe('ok');
     await settle();
     expect(stream.nack(sub, 1, true)).toBe('dead-lettered');
+    await settle();
+    // At the limit the client is not sent seq 1 again, but what followed it is.
+    expect(sub.seqs).toEqual([1, 2, 3, 1, 2, 3, 2, 3]);
     expect(stream.nack(sub, 3, false)).toBe('dead-lettered');
     expect(queue.rejected).toEqual([
       { id: 'a', requeue: false },
@@ -252,6 +255,28 @@ describe('UserStream', () => {
     stream.ack(sub, 6);
     expect(queue.unacked.size).toBe(0);
     expect(queue.ready.length).toBe(0);
+  });
+
+  it('restarts a consumer whose channel was lost while it was starting', async () => {
+    const { queue, stream } = setup();
+    const factory = queue.factory;
+    let first = true;
+    queue.factory = async (user, prefetch, callbacks) => {
+      const handle = await factory(user, prefetch, callbacks);
+      if (first) {
+        first = false;
+        queue.lose();
+        // Still starting when the restart timer fires.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return handle;
+    };
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(3);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(queue.starts).toBe(2);
+    expect(sub.seqs).toEqual([1, 2, 3]);
   });
 
   it('finishes redelivered messages at or below the acked mark without sending them', async () => {
