@@ -78,6 +78,8 @@ export interface ErrorFrame {
   type: 'error';
   code: string;
   message: string;
+  /** The seq the error is about, when it is about one (an extension of v1; clients ignore it if unknown). */
+  seq?: number;
 }
 export interface PongFrame {
   type: 'pong';
@@ -133,7 +135,7 @@ const serverFrameSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('reset'), epoch: z.string(), lastSeq: z.number().int().min(0), reason: z.string() }),
   z.object({ type: z.literal('status'), state: z.enum(['ok', 'degraded']), reason: z.string().optional() }),
-  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string(), seq: z.number().int().optional() }),
   z.object({ type: z.literal('pong'), id: z.unknown().optional() }),
 ]);
 

@@ -117,8 +117,8 @@ export class ClientConnection implements Subscriber {
     if (this.state !== 'closed') this.ws.send(encodeFrame(frame));
   }
 
-  private error(code: string, message: string): void {
-    this.sendFrame({ type: 'error', code, message });
+  private error(code: string, message: string, seq?: number): void {
+    this.sendFrame(seq === undefined ? { type: 'error', code, message } : { type: 'error', code, message, seq });
   }
 
   private onMessage(text: string, isBinary: boolean): void {
@@ -152,14 +152,14 @@ export class ClientConnection implements Subscriber {
       case 'ack': {
         const outcome = stream?.ack(this, frame.seq);
         if (outcome === 'ok') this.lastAckProgressAt = Date.now();
-        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`);
+        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`, frame.seq);
         return;
       }
       case 'nack': {
         const outcome = stream?.nack(this, frame.seq, frame.requeue);
-        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `nack for seq ${frame.seq}, which is not unacked on this connection`);
+        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `nack for seq ${frame.seq}, which is not unacked on this connection`, frame.seq);
         if (outcome === 'dead-lettered' && frame.requeue) {
-          this.error(ErrorFrameCode.nackLimit, `seq ${frame.seq} was nacked too often and is dead-lettered`);
+          this.error(ErrorFrameCode.nackLimit, `seq ${frame.seq} was nacked too often and is dead-lettered`, frame.seq);
         }
         return;
       }

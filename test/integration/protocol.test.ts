@@ -134,7 +134,7 @@ describe('wire protocol', () => {
     it('answers an ack of a seq never sent with an error frame and keeps the connection', async () => {
       const client = await helloed(relay, uid('unk'));
       client.send({ type: 'ack', seq: 42 });
-      expect(await client.next('error')).toMatchObject({ code: 'RELAY_ERR_UNKNOWN_SEQ' });
+      expect(await client.next('error')).toMatchObject({ code: 'RELAY_ERR_UNKNOWN_SEQ', seq: 42 });
       client.send({ type: 'ping', id: 7 });
       expect(await client.next('pong')).toEqual({ type: 'pong', id: 7 });
       client.close();
