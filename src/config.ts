@@ -26,6 +26,7 @@ export const DEFAULTS = {
   publishTimeoutMs: 10_000,
   channelsPerConnection: 500,
   redisKeyPrefix: 'inbox-relay:',
+  amqpConnectionName: 'inbox-relay',
   logLevel: 'info',
   jwtAlgorithmsSymmetric: ['HS256'],
   jwtAlgorithmsAsymmetric: ['RS256', 'ES256'],
@@ -83,6 +84,8 @@ export interface RelayConfig {
   drainTimeoutMs: number;
   publishTimeoutMs: number;
   channelsPerConnection: number;
+  /** Prefix of the AMQP connection names shown by RabbitMQ (management UI, rabbitmqctl). */
+  amqpConnectionName: string;
   /** A client with unacked messages that makes no ack progress this long is closed (1013). */
   ackTimeoutMs: number;
   /** Above this many buffered bytes a connection gets nothing more until its socket drains. */
@@ -205,6 +208,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     drainTimeoutMs: read(env, 'DRAIN_TIMEOUT_MS', int(0), DEFAULTS.drainTimeoutMs),
     publishTimeoutMs: read(env, 'PUBLISH_TIMEOUT_MS', int(1), DEFAULTS.publishTimeoutMs),
     channelsPerConnection: read(env, 'AMQP_CHANNELS_PER_CONNECTION', int(1, 2_000), DEFAULTS.channelsPerConnection),
+    amqpConnectionName: read(env, 'AMQP_CONNECTION_NAME', z.string().min(1).max(100), DEFAULTS.amqpConnectionName),
     ackTimeoutMs: read(env, 'ACK_TIMEOUT_MS', int(1_000), DEFAULTS.ackTimeoutMs),
     sendBufferHighWaterBytes: read(env, 'SEND_BUFFER_HIGH_WATER_BYTES', int(1_024), DEFAULTS.sendBufferHighWaterBytes),
     breaker: {

@@ -22,6 +22,8 @@ export interface ProducerOptions {
   logger?: Logger;
   /** Share a pool instead of opening a connection of its own (the relay does). */
   pool?: ConnectionPool;
+  /** The AMQP connection name RabbitMQ shows (default: inbox-relay producer). */
+  connectionName?: string;
 }
 
 export interface PublishOptions {
@@ -56,7 +58,12 @@ export class Producer {
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
     this.ownsPool = options.pool === undefined;
-    this.pool = options.pool ?? new ConnectionPool({ url: options.url, name: 'inbox-relay producer', channelsPerConnection: 16, logger: this.logger });
+    this.pool = options.pool ?? new ConnectionPool({
+        url: options.url,
+        name: options.connectionName ?? 'inbox-relay producer',
+        channelsPerConnection: 16,
+        logger: this.logger,
+      });
   }
 
   /** Publishes `data` to the user's inbox; resolves once RabbitMQ confirmed it. */

@@ -97,11 +97,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
 
   const consumerPool = new ConnectionPool({
     url: config.rabbitmqUrl,
-    name: 'inbox-relay consumer',
+    name: `${config.amqpConnectionName} consumer`,
     channelsPerConnection: config.channelsPerConnection,
     logger,
   });
-  const publisherPool = new ConnectionPool({ url: config.rabbitmqUrl, name: 'inbox-relay publisher', channelsPerConnection: 64, logger });
+  const publisherPool = new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger });
   const producer = new Producer({ url: config.rabbitmqUrl, pool: publisherPool, publishTimeoutMs: config.publishTimeoutMs, logger });
   for (const pool of [consumerPool, publisherPool]) {
     pool.on('connected', () => events.emit('amqp-connection', 'connected'));

@@ -63,6 +63,7 @@ export function token(user: string, expiresInSeconds = 3600): string {
 export function testProducer(config: RelayConfig): Producer {
   return new Producer({
     url: config.rabbitmqUrl,
+    connectionName: `${config.amqpConnectionName} producer`,
     provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
   });
 }

@@ -1,0 +1,79 @@
+/**
+ * RabbitMQ closes the relay's connections (and the producer's) mid-stream, three times: consumers
+ * are lost and restarted, clients see `degraded` then `ok`, and every confirmed message is
+ * delivered in order, none lost. Only this test's named connections are closed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Producer } from '../../src/amqp/producer.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { closeConnections } from '../helpers/rabbitmqctl.js';
+import { SoakClient, checkSoak } from '../helpers/soak-client.js';
+import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+
+const USERS = 5;
+const MESSAGES = 150;
+
+describe('broker connections closed mid-stream', () => {
+  const name = uid('chaos-amqp');
+  let relay: TestRelay;
+  let producer: Producer;
+  beforeAll(async () => {
+    relay = await startTestRelay(testConfig({ AMQP_CONNECTION_NAME: name, WINDOW_DEFAULT: '10', PUBLISH_TIMEOUT_MS: '3000' }));
+    producer = testProducer(relay.config);
+  });
+  afterAll(async () => {
+    await producer.close();
+    await relay.stop();
+  });
+
+  it('restarts consumers and delivers every confirmed message in order', async () => {
+    const users = Array.from({ length: USERS }, (_, i) => uid(`amqp${i}`));
+    const clients = users.map((user) => new SoakClient({ url: relay.url, token: () => token(user), ackEvery: 2 }));
+    for (const client of clients) client.start();
+    const watcher = await RawClient.connect(relay.url);
+    watcher.send({ type: 'hello', token: token(users[0]!), window: 1 });
+    await watcher.next('welcome');
+
+    const published = new Map<string, string[]>(users.map((user) => [user, []]));
+    let retries = 0;
+    const publishing = Promise.all(
+      users.map(async (user) => {
+        for (let n = 1; n <= MESSAGES; n += 1) {
+          const messageId = `${user}-${n}`;
+          // A publish cut by a closed connection is retried with the same messageId: if the
+          // first copy did arrive, the relay gives both the same seq.
+          for (let attempt = 0; ; attempt += 1) {
+            try {
+              await producer.publish(user, { n }, { messageId });
+              break;
+            } catch (error) {
+              if (attempt >= 30) throw error;
+              retries += 1;
+              await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+          }
+          published.get(user)!.push(messageId);
+        }
+      }),
+    );
+    await clients[0]!.until(() => clients[0]!.lastSeq >= 20, 30_000, 'first deliveries');
+    let closed = 0;
+    for (let round = 0; round < 3; round += 1) {
+      closed += await closeConnections(name);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+    }
+    expect(closed).toBeGreaterThanOrEqual(3);
+    expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'degraded' });
+    await publishing;
+    await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 60_000, 'all messages')));
+    const statuses = watcher.frames.filter((f) => f.type === 'status').map((f) => (f as { state: string }).state);
+    expect(statuses.at(-1)).toBe('ok');
+    for (const client of clients) client.stop();
+    watcher.close();
+    users.forEach((user, i) => {
+      expect(checkSoak(clients[i]!, published.get(user)!), user).toEqual([]);
+      expect(clients[i]!.violations, user).toEqual([]);
+    });
+    expect(retries).toBeGreaterThanOrEqual(0);
+  });
+});
