@@ -118,6 +118,8 @@ export class UserStream {
   private pending: Delivery[] = [];
   private assigning = false;
   private restartTimer: NodeJS.Timeout | undefined;
+  private assignRetryTimer: NodeJS.Timeout | undefined;
+  private epochGone = false;
   private restartAttempt = 0;
   private closing: Promise<void> | undefined;
   private degraded: string | undefined;
@@ -283,6 +285,11 @@ export class UserStream {
 
   /** Restarts a lost consumer now instead of at its next backoff step (a dependency came back). */
   retryNow(): void {
+    if (this.pending.length > 0 && !this.assigning) {
+      if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
+      this.assignRetryTimer = undefined;
+      void this.assignPending(this.generation);
+    }
     if (this.consumer || this.closing || this.connections.size === 0) return;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
@@ -394,10 +401,7 @@ export class UserStream {
     }
     this.consumer = handle;
     this.restartAttempt = 0;
-    if (this.degraded) {
-      this.degraded = undefined;
-      for (const connection of this.connections.values()) connection.sub.status('ok');
-    }
+    this.setHealthy();
   }
 
   private consumerLost(reason: string): void {
@@ -409,10 +413,7 @@ export class UserStream {
     this.options.events?.emit('consumer-lost', reason);
     if (this.closing) return;
     this.options.logger.warn({ user: this.user, reason }, 'consumer lost; restarting');
-    if (!this.degraded) {
-      this.degraded = reason;
-      for (const connection of this.connections.values()) connection.sub.status('degraded', reason);
-    }
+    this.setDegraded(reason);
     this.scheduleRestart();
   }
 
@@ -437,11 +438,25 @@ export class UserStream {
     this.restartTimer.unref();
   }
 
-  /** Drops the consumer so that its messages return to the queue, then restarts it later. */
-  private releaseAndRestart(reason: string): void {
-    const consumer = this.consumer;
-    this.consumerLost(reason);
-    void consumer?.close();
+  private setDegraded(reason: string): void {
+    if (this.degraded) return;
+    this.degraded = reason;
+    for (const connection of this.connections.values()) connection.sub.status('degraded', reason);
+  }
+
+  private setHealthy(): void {
+    if (!this.degraded) return;
+    this.degraded = undefined;
+    for (const connection of this.connections.values()) connection.sub.status('ok');
+  }
+
+  private scheduleAssignRetry(generation: number): void {
+    if (this.assignRetryTimer) return;
+    this.assignRetryTimer = setTimeout(() => {
+      this.assignRetryTimer = undefined;
+      void this.assignPending(generation);
+    }, 1_000);
+    this.assignRetryTimer.unref();
   }
 
   private async assignPending(generation: number): Promise<void> {
@@ -472,7 +487,14 @@ export class UserStream {
         try {
           seqs = await this.options.store.assign(this.user, this.epoch, accepted.map(({ id, fragment }) => ({ id, fragment })));
         } catch (error) {
-          if (generation === this.generation) this.releaseAndRestart(`state store unavailable: ${errorMessage(error)}`);
+          if (generation !== this.generation) return;
+          // Keep them unacked on this consumer, in order, and try again. Closing the channel
+          // instead would return them behind messages returned earlier (quorum queues do), and
+          // they could then be numbered out of their queue order.
+          this.pending.unshift(...accepted.map(({ delivery }) => delivery));
+          this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not number deliveries; retrying');
+          this.setDegraded('state store unavailable');
+          this.scheduleAssignRetry(generation);
           return;
         }
         if (generation !== this.generation) return;
@@ -481,6 +503,7 @@ export class UserStream {
           return;
         }
         accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, seqs[index] ?? 0, fragment, ts));
+        if (this.consumer) this.setHealthy();
         this.pumpAll();
       }
     } finally {
@@ -583,6 +606,7 @@ export class UserStream {
 
   /** The store lost this user's numbering: every connection is reset and the stream closes. */
   private epochLost(reason: string): void {
+    this.epochGone = true;
     if (this.closing) return;
     this.options.events?.emit('epoch-lost');
     this.options.logger.warn({ user: this.user }, 'state store lost the user numbering; resetting connections');
@@ -598,11 +622,25 @@ export class UserStream {
     );
   }
 
-  /** Releases the consumer (its unacked messages return to the queue, in order). Idempotent. */
+  private async settleAssignments(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.consumer && !this.epochGone && (this.assigning || this.pending.length > 0) && Date.now() < deadline) {
+      if (!this.assigning) void this.assignPending(this.generation);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
+   * Releases the consumer: whatever it received is numbered first (when the store answers), then
+   * the channel is closed and its unacked messages return to the queue in order. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Number what this consumer already received before letting it go (see assignPending).
+      await this.settleAssignments(3_000);
       this.generation += 1;
       if (this.restartTimer) clearTimeout(this.restartTimer);
+      if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
       await this.starting?.catch(() => undefined);
       const consumer = this.consumer;
       this.consumer = undefined;

@@ -17,10 +17,8 @@ import { within } from './wait.js';
 
 /** Reconnect delays are capped low so the demo's relay restarts take seconds, not half a minute. */
 const RECONNECT_MAX_DELAY_MS = 2_000;
-const DELIVERY_LINE_MS = 300;
 
 const CLOSE_MEANING: Record<number, string> = {
-  1000: 'normal',
   1001: 'relay going away',
   1006: 'connection dropped',
   1011: 'relay error',
@@ -43,49 +41,19 @@ export interface DemoClientOptions {
 
 type Counters = { -readonly [K in keyof ClientStats]: ClientStats[K] };
 
-/** Seqs processed since the last delivery line, printed as one range. */
-class DeliveryBatch {
-  private first: number | undefined;
-  private last = 0;
-  private count = 0;
-  private redelivered = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(private readonly print: (line: string) => void) {}
-
-  add(message: InboxMessage): void {
-    this.first ??= message.seq;
-    this.last = message.seq;
-    this.count += 1;
-    if (message.redelivered) this.redelivered += 1;
-    this.timer ??= setTimeout(() => this.flush(), DELIVERY_LINE_MS);
-  }
-
-  flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.first === undefined) return;
-    const range = this.first === this.last ? `seq ${this.first}` : `seq ${this.first}-${this.last}`;
-    const again = this.redelivered > 0 ? `, ${this.redelivered} marked redelivered` : '';
-    this.print(`got ${range} (${this.count} msg${this.count === 1 ? '' : 's'}${again})`);
-    this.first = undefined;
-    this.count = 0;
-    this.redelivered = 0;
-  }
-}
-
 /** A user's client that can be cut, restarted and closed by the scenario. */
 export class DemoClient {
   private readonly store = new MemoryPositionStore();
-  private readonly retired: Counters[] = [];
-  private readonly batch: DeliveryBatch;
+  /** Counters of the clients this one replaced. */
+  private readonly replaced: Counters[] = [];
   private client: InboxClient;
   private socket: WebSocket | undefined;
   private welcomed = false;
   private connected = false;
+  /** Connection attempts that failed since the last welcome. */
+  private failedAttempts = 0;
 
   constructor(private readonly options: DemoClientOptions) {
-    this.batch = new DeliveryBatch((line) => options.narrator.say(options.name, line));
     this.client = this.create();
   }
 
@@ -114,26 +82,23 @@ export class DemoClient {
   /** Closes this client and starts a new one with the same position store. */
   async restart(): Promise<void> {
     await this.close();
-    this.say(`client stopped at seq ${this.store.load()?.lastSeq ?? 0}; starting a new one`);
+    this.replaced.push({ ...this.client.stats() });
+    this.say(`client stopped at seq ${this.store.load()?.lastSeq ?? 0}; starting a new one with the same position store`);
     this.client = this.create();
     await this.start();
   }
 
-  /** Counters of every client this one has been, summed. */
+  /** Counters of this client and the ones it replaced, summed. */
   stats(): ClientStats {
     const sum: Counters = { ...this.client.stats() };
-    for (const old of this.retired) for (const key of Object.keys(sum) as (keyof Counters)[]) sum[key] += old[key];
+    for (const old of this.replaced) for (const key of Object.keys(sum) as (keyof Counters)[]) sum[key] += old[key];
     return sum;
   }
 
-  /** Closes the client (flushes its acks). Idempotent. */
+  /** Closes the client (flushing its acks). Idempotent. */
   async close(): Promise<void> {
-    const client = this.client;
-    if (client.state === 'closed') return;
-    await client.close();
-    this.batch.flush();
+    await this.client.close();
     this.connected = false;
-    this.retired.push({ ...client.stats() });
   }
 
   private create(): InboxClient {
@@ -156,19 +121,22 @@ export class DemoClient {
     });
     client.on('message', (message) => {
       this.options.onMessage(message);
-      this.batch.add(message);
+      this.options.narrator.delivered(this.name, message.seq, message.redelivered);
     });
     client.on('open', (open) => {
-      this.connected = true;
+      const attempts = this.failedAttempts > 0 ? ` (${this.failedAttempts} failed attempt${this.failedAttempts === 1 ? '' : 's'} before)` : '';
       if (!this.welcomed) this.say(`connected (epoch ${open.epoch.slice(0, 8)}, delivery after seq ${open.lastSeq})`);
-      else this.say(`${open.resumed ? 'resumed' : 'reconnected'} after seq ${open.lastSeq}${open.recovered ? '' : ' (position NOT recovered)'}`);
+      else this.say(`${open.resumed ? 'resumed' : 'reconnected'} after seq ${open.lastSeq}${attempts}${open.recovered ? '' : ' (position NOT recovered)'}`);
       this.welcomed = true;
+      this.connected = true;
+      this.failedAttempts = 0;
     });
     client.on('disconnect', (event) => {
-      const meaning = CLOSE_MEANING[event.code] ?? 'closed';
-      const next = event.willReconnect ? `, retrying in ${event.delayMs} ms` : '';
-      if (this.connected) this.say(`disconnected: ${event.code} ${meaning}${next}`);
-      else this.say(`connect failed: ${event.code} ${meaning}${next}`);
+      const why = `${event.code} ${CLOSE_MEANING[event.code] ?? 'closed'}`;
+      const next = event.willReconnect ? `, reconnecting in ${event.delayMs} ms` : '';
+      if (this.connected) this.say(`disconnected: ${why}${next}`);
+      else if (this.failedAttempts === 0) this.say(`relay unreachable (${why}); retrying with backoff`);
+      if (!this.connected) this.failedAttempts += 1;
       this.connected = false;
     });
     client.on('gap', (gap) => this.options.narrator.warn(this.name, `relay could not resume: lost from seq ${gap.lostFromSeq}, continues after ${gap.resumesAfterSeq}`));
@@ -178,7 +146,6 @@ export class DemoClient {
   }
 
   private say(what: string): void {
-    this.batch.flush();
     this.options.narrator.say(this.name, what);
   }
 }

@@ -21,7 +21,7 @@ import type { Services } from './services.js';
 
 const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy'];
 const TOKEN_LIFETIME_S = 600;
-const CONNECT_TIMEOUT_MS = 10_000;
+const CLIENT_START_TIMEOUT_MS = 10_000;
 const PUBLISH_TIMEOUT_MS = 5_000;
 
 export interface DemoRunOptions {
@@ -73,7 +73,7 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
         token: () => signDevToken(ledger.user, secret, { expiresInSeconds: TOKEN_LIFETIME_S }),
         narrator,
         onMessage: (message) => ledger.processed(message),
-        startTimeoutMs: CONNECT_TIMEOUT_MS,
+        startTimeoutMs: CLIENT_START_TIMEOUT_MS,
       }),
   );
   let relay: RelayProcess | undefined;
@@ -91,9 +91,11 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
       signal: options.signal,
       deadline: options.deadline,
       restartRelay: async (signal: 'SIGTERM' | 'SIGKILL') => {
+        const old = relay;
+        if (!old) return;
         narrator.say('relay', signal === 'SIGTERM' ? 'SIGTERM: draining, clients are told 1012 (restarting)' : 'SIGKILL: crash, clients just lose their sockets');
-        const exit = await relay!.stop(signal);
-        narrator.say('relay', `pid ${relay!.pid} gone after ${exit.ms} ms (${exit.signal ?? `exit code ${exit.code}`}); starting a new one on port ${port}`);
+        const exit = await old.stop(signal);
+        narrator.say('relay', `pid ${old.pid} gone after ${exit.ms} ms (${exit.signal ?? `exit code ${exit.code}`}); starting a new one on port ${port}`);
         relay = await RelayProcess.start(env, adminPort, onRelayLog);
         narrator.say('relay', `started again (pid ${relay.pid})`);
       },
@@ -103,7 +105,7 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
   } finally {
     await cleanUp();
   }
-  return summarize(ledgers, clients.map((client) => client.stats()), elapsedMs);
+  return summarize(runId, ledgers, clients.map((client) => client.stats()), elapsedMs);
 
   async function cleanUp(): Promise<void> {
     narrator.say('demo', 'cleaning up: clients, producer, relay, queues, Redis keys');

@@ -62,18 +62,20 @@ export class RelayProcess {
     private readonly child: ChildProcess,
     onLog: (message: string) => void,
   ) {
-    let partial = '';
-    const collect = (chunk: Buffer): void => {
-      const lines = (partial + chunk.toString()).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines.filter((text) => text.trim() !== '')) {
-        this.output.push(line);
-        if (this.output.length > KEPT_OUTPUT_LINES) this.output.shift();
-        onLog(logMessage(line));
-      }
+    const collector = (): ((chunk: Buffer) => void) => {
+      let partial = '';
+      return (chunk) => {
+        const lines = (partial + chunk.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines.filter((text) => text.trim() !== '')) {
+          this.output.push(line);
+          if (this.output.length > KEPT_OUTPUT_LINES) this.output.shift();
+          onLog(logMessage(line));
+        }
+      };
     };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
+    child.stdout?.on('data', collector());
+    child.stderr?.on('data', collector());
     process.once('exit', this.killOnExit);
     this.exited = new Promise((resolve) => {
       const end = (): void => {

@@ -21,8 +21,11 @@ export interface UserSummary {
 
 /** The run's outcome. */
 export interface Summary {
+  /** Names the run's queues (`inbox.demo-<runId>.<name>`) and Redis keys (`demo-<runId>:`). */
+  readonly runId: string;
   readonly users: readonly UserSummary[];
   readonly total: Omit<UserSummary, 'name'>;
+  /** From the start of the run to the end of the scenario (cleanup excluded). */
   readonly elapsedMs: number;
   /** Every sent message processed, in order. */
   readonly passed: boolean;
@@ -31,7 +34,7 @@ export interface Summary {
 }
 
 /** Computes the summary from the ledgers and each user's client counters. */
-export function summarize(ledgers: readonly UserLedger[], stats: readonly ClientStats[], elapsedMs: number): Summary {
+export function summarize(runId: string, ledgers: readonly UserLedger[], stats: readonly ClientStats[], elapsedMs: number): Summary {
   const users = ledgers.map((ledger, i): UserSummary => ({
     name: ledger.name,
     sent: ledger.sent.length,
@@ -56,7 +59,7 @@ export function summarize(ledgers: readonly UserLedger[], stats: readonly Client
     if (ledger.failedPublishes > 0) notes.push(`${ledger.name}: ${ledger.failedPublishes} publish(es) not confirmed by RabbitMQ (not counted as sent)`);
     if (ledger.repeats > 0) notes.push(`${ledger.name}: ${ledger.repeats} message(s) reached the handler again (at-least-once)`);
   }
-  return { users, total, elapsedMs, passed: total.lost === 0 && total.ordered, notes };
+  return { runId, users, total, elapsedMs, passed: total.lost === 0 && total.ordered, notes };
 }
 
 const COLUMNS = ['user', 'sent', 'delivered', 'duplicates', 'lost', 'reconnects', 'order'] as const;
@@ -76,9 +79,9 @@ export function renderSummary(summary: Summary): string {
     : `FAIL: ${summary.total.lost} lost${summary.total.ordered ? '' : ', order broken'}`;
   return [
     '',
-    'Summary',
+    `Summary of run ${summary.runId}`,
     ...rows.map(format),
-    `time ${(summary.elapsedMs / 1000).toFixed(1)} s`,
+    `time ${(summary.elapsedMs / 1000).toFixed(1)} s (start to last delivery)`,
     ...summary.notes,
     'delivered = distinct messages processed; duplicates = redeliveries the SDK suppressed',
     verdict,

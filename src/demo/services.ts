@@ -8,7 +8,7 @@ import { redactUrl } from '../cli/io.js';
 import { errorMessage } from '../errors.js';
 import { inboxQueueName } from '../amqp/topology.js';
 
-const CONNECT_TIMEOUT_MS = 3_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** RabbitMQ or Redis did not answer; `hint` says how to fix it. */
 export class ServiceUnavailableError extends Error {
@@ -36,20 +36,24 @@ export class Services {
   /** Connects to both; rejects with {@link ServiceUnavailableError} naming the one that failed. */
   static async open(rabbitmqUrl: string, redisUrl: string): Promise<Services> {
     const redis = new Redis(redisUrl, { lazyConnect: true, connectTimeout: CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    redis.on('error', () => undefined);
+    // connect() rejects with a bare "Connection is closed"; the 'error' event says why.
+    let lastError: unknown;
+    redis.on('error', (error: unknown) => {
+      lastError = error;
+    });
     try {
       await redis.connect();
       await redis.ping();
     } catch (error) {
       redis.disconnect();
-      throw new ServiceUnavailableError('Redis', redisUrl, error, 'start it (redis-server) or set REDIS_URL');
+      throw new ServiceUnavailableError('Redis', redisUrl, lastError ?? error, 'start it (e.g. redis-server) or point REDIS_URL at it');
     }
     let model: ChannelModel;
     try {
       model = await amqp.connect(rabbitmqUrl, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: 'inbox-relay demo' } });
     } catch (error) {
       redis.disconnect();
-      throw new ServiceUnavailableError('RabbitMQ', rabbitmqUrl, error, 'start it (rabbitmq-server -detached) or set RABBITMQ_URL');
+      throw new ServiceUnavailableError('RabbitMQ', rabbitmqUrl, error, 'start it (e.g. rabbitmq-server -detached) or point RABBITMQ_URL at it');
     }
     model.on('error', () => undefined);
     return new Services(model, redis);

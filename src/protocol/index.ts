@@ -32,4 +32,4 @@ export {
   retryAfterReason,
 } from './close-codes.js';
 export type { CloseCodeValue } from './close-codes.js';
-export { USER_ID_PATTERN, isValidUserId } from './user-id.js';
+export { RESERVED_USER_IDS, USER_ID_PATTERN, isValidUserId } from './user-id.js';

@@ -49,10 +49,10 @@ export async function cli(args: string[], env: Record<string, string | undefined
   return result(code, stdout, stderr);
 }
 
-/** Builds dist/ with the project's build (tsc -p tsconfig.build.json); throws with tsc's output on errors. */
+/** Builds dist/ when it is older than the sources (scripts/build-if-needed.mjs); throws with tsc's output on errors. */
 export async function buildDist(): Promise<void> {
   try {
-    await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { maxBuffer: 16 * 1024 * 1024 });
+    await run(process.execPath, ['scripts/build-if-needed.mjs'], { maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
     throw new Error(`build failed:\n${stdout ?? ''}${stderr ?? ''}`);
@@ -104,27 +104,38 @@ export function spawnCompiled(script: string, args: string[], env: Record<string
     }
     for (const wake of waiters) wake();
   });
-  child.stderr!.resume();
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4_000);
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     exited,
     waitForLog(match, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
+        const done = (): void => {
+          waiters.delete(check);
+          clearTimeout(timer);
+        };
         const check = (): void => {
           const found = lines.find(match);
           if (!found) return;
-          waiters.delete(check);
-          clearTimeout(timer);
+          done();
           resolve(found);
         };
         const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching log line within ${timeoutMs} ms; got ${JSON.stringify(lines.map((l) => l.msg))}`));
+          done();
+          reject(new Error(`no matching log line within ${timeoutMs} ms; got ${JSON.stringify(lines.map((l) => l.msg))}; stderr: ${stderr}`));
         }, timeoutMs);
         waiters.add(check);
         check();
-        void exited.then(() => check());
+        void exited.then((code) => {
+          check();
+          if (!waiters.has(check)) return;
+          done();
+          reject(new Error(`exited with ${code} before a matching log line; got ${JSON.stringify(lines.map((l) => l.msg))}; stderr: ${stderr}`));
+        });
       });
     },
     kill() {

@@ -16,6 +16,7 @@ export interface Closed {
 export class RawClient {
   readonly frames: ServerFrame[] = [];
   readonly closed: Promise<Closed>;
+  private closedWith: Closed | undefined;
   private waiters: (() => void)[] = [];
   private cursor = 0;
 
@@ -28,7 +29,8 @@ export class RawClient {
     });
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
-        resolve({ code, reason: reason.toString() });
+        this.closedWith = { code, reason: reason.toString() };
+        resolve(this.closedWith);
         this.wake();
       });
     });
@@ -67,7 +69,9 @@ export class RawClient {
         const frame = this.frames[this.cursor++]!;
         if (frame.type === type) return frame as Extract<ServerFrame, { type: T }>;
       }
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`connection closed while waiting for ${type}`);
+      if (this.ws.readyState === WebSocket.CLOSED) {
+        throw new Error(`connection closed (${this.closedWith?.code} ${this.closedWith?.reason}) while waiting for ${type}`);
+      }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no ${type} frame within ${timeoutMs} ms (got ${this.frames.map((f) => f.type).join(',')})`);
       await new Promise<void>((resolve) => {

@@ -104,9 +104,11 @@ describe('wire protocol', () => {
       const expired = await RawClient.connect(relay.url);
       expired.send({ type: 'hello', token: token(uid(), -10) });
       expect((await expired.closeCode()).code).toBe(4008);
-      const badUser = await RawClient.connect(relay.url);
-      badUser.send({ type: 'hello', token: jwt.sign({ sub: 'a'.repeat(129) }, TEST_SECRET, { algorithm: 'HS256' }) });
-      expect((await badUser.closeCode()).code).toBe(4003);
+      for (const sub of ['a'.repeat(129), 'dead', 'unrouted']) {
+        const badUser = await RawClient.connect(relay.url);
+        badUser.send({ type: 'hello', token: jwt.sign({ sub }, TEST_SECRET, { algorithm: 'HS256' }) });
+        expect((await badUser.closeCode()).code, sub).toBe(4003);
+      }
     });
   });
 

@@ -122,6 +122,9 @@ describe('createMetrics', () => {
     events.emit('amqp-connection', 'connected');
     events.emit('redis-connection', 'connected');
     events.emit('redis-connection', 'disconnected');
+    // Failed attempts while down are not further losses.
+    events.emit('redis-connection', 'disconnected');
+    events.emit('redis-connection', 'disconnected');
     const text = await metrics!.render();
     expect(sampleValue(text, 'inbox_relay_amqp_connections')).toBe(2);
     expect(sampleValue(text, 'inbox_relay_amqp_disconnects_total')).toBe(1);
@@ -129,6 +132,10 @@ describe('createMetrics', () => {
     expect(sampleValue(text, 'inbox_relay_redis_connections')).toBe(0);
     expect(sampleValue(text, 'inbox_relay_redis_disconnects_total')).toBe(1);
     expect(sampleValue(text, 'inbox_relay_redis_reconnects_total')).toBe(0);
+    events.emit('redis-connection', 'connected');
+    const after = await metrics!.render();
+    expect(sampleValue(after, 'inbox_relay_redis_connections')).toBe(1);
+    expect(sampleValue(after, 'inbox_relay_redis_reconnects_total')).toBe(1);
   });
 
   it('shows the broker blocked state and counts blockings', async () => {

@@ -257,6 +257,55 @@ describe('UserStream', () => {
     expect(queue.ready.length).toBe(0);
   });
 
+  it('keeps what it could not number on the consumer and numbers it in order once the store answers', async () => {
+    const queue = new FakeQueue();
+    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    let failures = 2;
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      assign: (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+        if (failures > 0) {
+          failures -= 1;
+          return Promise.reject(new Error('store down'));
+        }
+        return memory.assign(user, epoch, inputs);
+      },
+    });
+    const stream = new UserStream({
+      user: 'u4', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(5);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    // The channel was never closed (closing would return the messages behind earlier returns).
+    expect(queue.starts).toBe(1);
+    expect(sub.frames.map((f) => [f.seq, f.n])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, 1000 + seq - 1]));
+    expect(sub.statuses).toEqual(['degraded', 'ok']);
+  });
+
+  it('numbers every delivery it received before releasing the consumer', async () => {
+    const queue = new FakeQueue();
+    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        return memory.assign(user, epoch, inputs);
+      },
+    });
+    const stream = new UserStream({
+      user: 'u5', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(3);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    queue.publish(4);
+    stream.detach(sub);
+    await stream.close();
+    expect((await memory.peek('u5'))?.seq).toBe(7);
+    expect(queue.ready).toHaveLength(7);
+  });
+
   it('restarts a consumer whose channel was lost while it was starting', async () => {
     const { queue, stream } = setup();
     const factory = queue.factory;

@@ -1,0 +1,101 @@
+/** Command-line options of `node dist/bench/run.js` and the plan they give (full or --quick). */
+import type { QueueType } from '../src/config.js';
+import type { SystemName } from './systems/system.js';
+
+export interface Plan {
+  quick: boolean;
+  systems: SystemName[];
+  throughput: { queueTypes: QueueType[]; users: number[]; warmupMs: number; measureMs: number; rounds: number };
+  latency: { queueType: QueueType; users: number; rates: number[]; warmupMs: number; measureMs: number } | undefined;
+  connections: { count: number; stormCount: number; stormRate: number; queueType: QueueType } | undefined;
+  window: number;
+  /** Profile the relay over every measuring window (V8 CPU profiler through the bench's probe). */
+  profile: boolean;
+  /** Run every relay child with node --cpu-prof (one profile per child, over its whole life). */
+  cpuProf: boolean;
+  heapSnapshot: boolean;
+  /** Raise the priority of the measured processes for the run (root only); undefined: leave them. */
+  nice: number | undefined;
+  brokerRestart: boolean;
+  /** Only delete what earlier (interrupted) runs left: inbox.bench-* queues and bench-* Redis keys. */
+  cleanup: boolean;
+  resultsDir: string;
+}
+
+export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
+  --quick                 small run (< 2 min): 100 users, quorum only, short latency run, 1,000 connections, 500-client storm
+  --only=LIST             scenarios to run: throughput,latency,connections (default: all)
+  --systems=LIST          amqplib,relay,web-stomp (default), and relay-coalesced: the relay with client
+                          acks coalesced as the SDK does, an extra to the three
+  --queue-types=LIST      quorum,classic for the throughput runs
+  --users=LIST            user counts for the throughput runs (e.g. 100,1000)
+  --latency-users=N       users for the latency runs
+  --rates=LIST            open-loop rates for the latency runs (msgs/s)
+  --measure-s=N           throughput measuring window (s)
+  --rounds=N              throughput rounds per system, alternating systems (median reported)
+  --connections=N         concurrent connections (default 10000, quick 1000)
+  --storm=N               clients in the reconnect storm (default 5000, quick 500)
+  --connections-queue-type=quorum|classic
+                          queue type of the connections scenario (default classic: RabbitMQ 3.10 on the
+                          2-core machine stopped accepting connections with 10,000 quorum queues)
+  --profile               profile the relay over each measuring window (V8 CPU profiler) and summarise
+  --cpu-prof              run every relay child with node --cpu-prof (whole life of the child)
+  --heap-snapshot         take a heap snapshot of the relay once the connections are up, summarise it
+  --no-broker-restart     never restart RabbitMQ to raise its open-files limit
+  --no-renice             leave CPU priorities alone (default: the bench, its relay children, RabbitMQ
+                          and Redis run at nice -10 for the run, restored afterwards; root only)
+  --cleanup               only delete what interrupted runs left (inbox.bench-* queues, bench-* Redis keys)
+  --results=DIR           where to write results (default bench/results)`;
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function positive(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${value}`);
+  return n;
+}
+
+export function parsePlan(argv: readonly string[]): Plan {
+  const args = new Map<string, string>();
+  for (const arg of argv) {
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match?.[1]) throw new Error(`unknown argument ${arg}\n${USAGE}`);
+    args.set(match[1], match[2] ?? 'true');
+  }
+  const known = ['quick', 'only', 'systems', 'queue-types', 'users', 'latency-users', 'rates', 'measure-s', 'rounds', 'connections', 'connections-queue-type', 'storm', 'profile', 'cpu-prof', 'heap-snapshot', 'no-broker-restart', 'no-renice', 'cleanup', 'results', 'help'];
+  for (const key of args.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key}\n${USAGE}`);
+  if (args.has('help')) throw new Error(USAGE);
+  const quick = args.has('quick');
+  const only = new Set(list(args.get('only') ?? 'throughput,latency,connections'));
+  for (const name of only) if (!['throughput', 'latency', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+  const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
+  for (const name of systems) if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
+  const queueTypes = list(args.get('queue-types') ?? (quick ? 'quorum' : 'quorum,classic')) as QueueType[];
+  for (const type of queueTypes) if (type !== 'quorum' && type !== 'classic') throw new Error(`--queue-types: unknown type ${type}`);
+  const users = list(args.get('users') ?? (quick ? '100' : '100,1000')).map((v) => positive('--users', v));
+  const measureMs = positive('--measure-s', args.get('measure-s') ?? (quick ? '5' : '7')) * 1000;
+  const rounds = positive('--rounds', args.get('rounds') ?? (quick ? '1' : '3'));
+  const rates = list(args.get('rates') ?? '1000,3000').map((v) => positive('--rates', v));
+  const latencyUsers = positive('--latency-users', args.get('latency-users') ?? (quick ? '100' : '1000'));
+  const count = positive('--connections', args.get('connections') ?? (quick ? '1000' : '10000'));
+  const stormCount = Math.min(count, positive('--storm', args.get('storm') ?? (quick ? '500' : '5000')));
+  const connectionsQueueType = (args.get('connections-queue-type') ?? 'classic') as QueueType;
+  if (connectionsQueueType !== 'quorum' && connectionsQueueType !== 'classic') throw new Error('--connections-queue-type must be quorum or classic');
+  return {
+    quick,
+    systems,
+    throughput: only.has('throughput') ? { queueTypes, users, warmupMs: quick ? 2_000 : 3_000, measureMs, rounds } : { queueTypes: [], users: [], warmupMs: 0, measureMs: 0, rounds: 0 },
+    latency: only.has('latency') ? { queueType: 'quorum', users: latencyUsers, rates, warmupMs: quick ? 2_000 : 5_000, measureMs: quick ? 4_000 : 20_000 } : undefined,
+    connections: only.has('connections') && systems.includes('relay') ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType } : undefined,
+    window: 20,
+    profile: args.has('profile'),
+    cpuProf: args.has('cpu-prof'),
+    heapSnapshot: args.has('heap-snapshot'),
+    brokerRestart: !args.has('no-broker-restart'),
+    cleanup: args.has('cleanup'),
+    nice: args.has('no-renice') ? undefined : -10,
+    resultsDir: args.get('results') ?? 'bench/results',
+  };
+}

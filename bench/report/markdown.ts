@@ -1,0 +1,161 @@
+/** The run's Markdown report: targets, ratios, then every measured figure. */
+import { SYSTEM_LABELS, type SystemName } from '../systems/system.js';
+import type { BenchResults } from './results.js';
+
+const fmt = (n: number | undefined, digits = 0): string => (n === undefined ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const ms = (n: number | undefined): string => (n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US'));
+const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const label = (system: SystemName): string => SYSTEM_LABELS[system];
+const cpu = (c: Record<string, number>, key: string): string => (c[key] === undefined ? '' : `${c[key]}%`);
+
+export function renderMarkdown(r: BenchResults): string {
+  const out: string[] = [];
+  out.push(`# inbox-relay benchmark, ${r.startedAt.slice(0, 19).replace('T', ' ')} UTC (${r.mode})`, '');
+  const m = r.machine;
+  out.push(
+    `Machine: ${String(m.cpus)} cores (${String(m.cpuModel)}), ${String(m.memGiB)} GiB, Node ${String(m.node)}, RabbitMQ ${String(m.rabbitmq)} (open-files limit ${String(m.brokerFdLimit)}), Redis on 127.0.0.1; everything co-located. Load average at start: ${JSON.stringify(m.loadavg)}. Run \`${r.runId}\`, ${Math.round(r.durationS)} s.`,
+    '',
+  );
+  const busy = m.busyAtStart as { command: string; cpuPercent: number }[] | undefined;
+  if (busy && busy.length > 0) out.push(`Other processes busy when the run started: ${busy.map((b) => `${b.command} (${b.cpuPercent}%)`).join('; ')}.`, '');
+  out.push(
+    `Load: ${String(r.load.description)}`,
+    '',
+    '## Targets',
+    '',
+    '| target | goal | measured | met |',
+    '|---|---|---|---|',
+    ...r.targets.map((t) => `| ${t.name} | ${t.goal} | ${t.measured} | ${t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'} |`),
+    '',
+  );
+  if (r.ratios.length > 0) {
+    const range = (x: { median: number; min: number; max: number; rounds: number } | undefined): string =>
+      x === undefined ? 'n/a' : x.rounds > 1 ? `${fmt(x.median)} (${fmt(x.min)}-${fmt(x.max)})` : fmt(x.median);
+    out.push(
+      '## Throughput (messages consumed per second)',
+      '',
+      'Median of the rounds (range in brackets); the systems alternate round by round.',
+      '',
+      '| queues | users | plain amqplib (ceiling) | inbox-relay | Web-STOMP | relay / ceiling | relay / Web-STOMP |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...r.ratios.map(
+        (x) =>
+          `| ${x.queueType} | ${fmt(x.users)} | ${range(x.systems.amqplib)} | ${range(x.systems.relay)} | ${range(x.systems['web-stomp'])} | ${x.relayOverCeiling ?? 'n/a'} | ${x.relayOverStomp ?? 'n/a'} |`,
+      ),
+      '',
+    );
+    if (r.ratios.some((x) => x.coalesced !== undefined)) {
+      out.push(
+        'The same load through the relay with client acks coalesced as the SDK does by default (an ack every window / 2 = 10 messages or 50 ms, src/client/ack-coalescer.ts) instead of one per message; an extra, not one of the three systems above:',
+        '',
+        '| queues | users | inbox-relay, coalesced acks | / ceiling | / Web-STOMP |',
+        '|---|---:|---:|---:|---:|',
+        ...r.ratios.map((x) => `| ${x.queueType} | ${fmt(x.users)} | ${range(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} | ${x.coalescedOverStomp ?? 'n/a'} |`),
+        '',
+      );
+    }
+    out.push(
+      '### CPU per message',
+      '',
+      'CPU time of each process per message consumed (µs, median of the rounds), measured over the same windows. This does not depend on how much of the machine other processes took, so it is the fairer comparison on a shared box. "CPU-bound" is the rate the 2 cores could carry if only that system ran and every core were busy: cores x 1,000,000 / total µs (an upper bound).',
+      '',
+      '| queues | users | system | broker | relay | Redis | bench (publisher + consumers) | total | CPU-bound msgs/s | relay / ceiling | relay / Web-STOMP |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...r.ratios.flatMap((x) =>
+        Object.entries(x.systems).map(
+          ([name, s]) =>
+            `| ${x.queueType} | ${fmt(x.users)} | ${label(name as SystemName)} | ${s.cpuUsPerMsg.broker ?? ''} | ${s.cpuUsPerMsg.relay ?? ''} | ${s.cpuUsPerMsg.redis ?? ''} | ${s.cpuUsPerMsg.bench ?? ''} | ${s.cpuUsPerMsg.total ?? ''} | ${fmt(s.cpuBoundMsgsPerSec)} | ${name === 'relay' ? (x.cpuBoundRelayOverCeiling ?? 'n/a') : ''} | ${name === 'relay' ? (x.cpuBoundRelayOverStomp ?? 'n/a') : ''} |`,
+        ),
+      ),
+      '',
+      'Every round: published rate, accounting after the drain, and CPU over the measuring window (% of one core; machine = % of all cores; other = CPU of processes outside the bench, % of one core; wait = % of the time the main thread was runnable but had no CPU).',
+      '',
+      '| system | queues | users | round | consumed/s | published/s | lost | dup. | out of order | drain | CPU relay (wait) | CPU broker | CPU Redis | CPU bench | machine busy | other load |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...r.throughput.map(
+        (t) =>
+          `| ${label(t.system)} | ${t.queueType} | ${fmt(t.users)} | ${t.round} | ${fmt(t.msgsPerSec)} | ${fmt(t.publishPerSec)} | ${t.lost} | ${t.duplicates} | ${t.outOfOrder} | ${t.drained ? `${t.drainMs} ms` : '**not drained**'} | ${cpu(t.cpu, 'relay')}${t.cpu.relayWait === undefined ? '' : ` (${t.cpu.relayWait}%)`} | ${cpu(t.cpu, 'broker')} | ${cpu(t.cpu, 'redis')} | ${cpu(t.cpu, 'bench')} | ${cpu(t.cpu, 'machine')} | ${cpu(t.cpu, 'others')} |`,
+      ),
+      '',
+    );
+  }
+  if (r.latency.length > 0) {
+    const first = r.latency[0];
+    out.push(
+      '## Latency (due publish time to client receipt, open loop, after warm-up)',
+      '',
+      `${first ? `${first.queueType} queues, ${fmt(first.users)} users.` : ''} Milliseconds, HDR histogram.`,
+      '',
+      '| system | rate (msgs/s) | achieved | p50 | p90 | p99 | p99.9 | max | samples | lost | duplicates | CPU relay | CPU broker | machine busy | other load |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...r.latency.map(
+        (l) =>
+          `| ${label(l.system)} | ${fmt(l.rate)} | ${fmt(l.achievedRate)} | ${ms(l.latency?.p50Ms)} | ${ms(l.latency?.p90Ms)} | ${ms(l.latency?.p99Ms)} | ${ms(l.latency?.p999Ms)} | ${ms(l.latency?.maxMs)} | ${fmt(l.latency?.count)} | ${l.lost} | ${l.duplicates} | ${cpu(l.cpu, 'relay')} | ${cpu(l.cpu, 'broker')} | ${cpu(l.cpu, 'machine')} | ${cpu(l.cpu, 'others')} |`,
+      ),
+      '',
+    );
+  }
+  const c = r.connections;
+  if (c) {
+    out.push(
+      `## ${fmt(c.target)} concurrent connections (relay, ${c.queueType} queues, one queue and active consumer each)`,
+      '',
+      '| figure | value |',
+      '|---|---|',
+      `| connected | ${fmt(c.connected)} / ${fmt(c.target)} (${c.failed} failed, ${fmt(c.attempts)} attempts) |`,
+      `| time to connect all (hello to welcome, ${c.concurrency} in flight) | ${(c.connectMs / 1000).toFixed(1)} s (${fmt(c.connectPerSec)}/s) |`,
+      `| queue declaration beforehand (not in the above) | ${(c.queueSetupMs / 1000).toFixed(1)} s |`,
+      `| relay RSS before / after | ${mib(c.before.rss)} / ${mib(c.after.rss)} |`,
+      `| relay heap used before / after (after full GC) | ${mib(c.before.heapUsed)} / ${mib(c.after.heapUsed)} |`,
+      `| relay external + array buffers after | ${mib(c.after.external)} |`,
+      `| **RSS per connection** | **${kib(c.rssPerConnectionBytes)}** |`,
+      `| heap per connection | ${kib(c.heapPerConnectionBytes)} |`,
+      `| delivery check (one message to every user) | ${fmt(c.deliveryCheck.received)} / ${fmt(c.deliveryCheck.sent)} received in ${(c.deliveryCheck.ms / 1000).toFixed(1)} s, ${c.deliveryCheck.lost} lost |`,
+      `| CPU while connecting (relay / broker / Redis / bench / other load) | ${cpu(c.cpu, 'relay')} / ${cpu(c.cpu, 'broker')} / ${cpu(c.cpu, 'redis')} / ${cpu(c.cpu, 'bench')} / ${cpu(c.cpu, 'others')} (relay waited for a CPU ${cpu(c.cpu, 'relayWait')} of the time) |`,
+      '',
+    );
+    if (c.heap) {
+      out.push(`What the connections added to the relay's heap (heap snapshots before and after, self sizes by constructor; ${mib(c.heap.totalBytes)} in all), per connection:`, '', '| object | count per connection | bytes per connection |', '|---|---:|---:|');
+      for (const e of c.heap.perConnection.slice(0, 20)) out.push(`| \`${e.name}\` | ${e.count} | ${fmt(e.bytes)} |`);
+      out.push('');
+    }
+  }
+  const s = r.storm;
+  if (s) {
+    out.push(
+      `## Reconnect storm (${fmt(s.clients)} clients drop their TCP connections at once, then resume)`,
+      '',
+      '| figure | value |',
+      '|---|---|',
+      `| time until all resumed (welcome) | ${(s.resumedMs / 1000).toFixed(1)} s (${fmt(s.resumed)} / ${fmt(s.clients)}) |`,
+      `| connection attempts / refusals (1013 or HTTP 503) | ${fmt(s.attempts)} / ${fmt(s.refusals)} |`,
+      `| messages published during the storm (${fmt(s.publishRate)} msgs/s) | ${fmt(s.published)} (${s.nacked} refused by the broker) |`,
+      `| received | ${fmt(s.received)} (${s.drained ? `drained ${(s.drainMs / 1000).toFixed(1)} s after publishing stopped` : '**not drained**'}) |`,
+      `| **lost** | **${s.lost}** |`,
+      `| duplicates delivered (same message twice) | ${s.duplicates} |`,
+      `| seqs repeated / gaps in seq / not recovered / resets | ${s.repeatedSeqs} / ${s.gaps} / ${s.notRecovered} / ${s.resets} |`,
+      '',
+    );
+  }
+  if (r.profiles.length > 0) {
+    out.push('## CPU profiles of the relay', '');
+    for (const p of r.profiles) {
+      out.push(`### ${p.label || 'relay'}`, '', `\`${p.file}\`: ${fmt(p.busyMs)} ms busy of ${fmt(p.totalMs)} ms sampled.`, '', '| where (self time) | % of busy |', '|---|---:|');
+      for (const e of p.byLocation.slice(0, 12)) out.push(`| ${e.name} | ${e.percent} |`);
+      out.push('', '| function (self time) | % of busy |', '|---|---:|');
+      for (const e of p.byFunction.slice(0, 15)) out.push(`| \`${e.name}\` | ${e.percent} |`);
+      out.push('', '| project function (inclusive time) | % of busy |', '|---|---:|');
+      for (const e of p.inclusiveProject.slice(0, 12)) out.push(`| \`${e.name}\` | ${e.percent} |`);
+      out.push('');
+    }
+  }
+  if (r.skipped.length + r.warnings.length + r.errors.length > 0) {
+    out.push('## Notes', '');
+    for (const line of r.skipped) out.push(`- skipped: ${line}`);
+    for (const line of r.warnings) out.push(`- warning: ${line}`);
+    for (const line of r.errors) out.push(`- error: ${line}`);
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,121 @@
+/**
+ * The alert rules and the Grafana dashboard read only metrics that a running relay exposes, and
+ * every alert links a runbook that exists and has the sections an on-call engineer needs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMetrics, type RelayMetrics } from '../../src/metrics/metrics.js';
+import { exists, json, text, yamlFile } from '../helpers/ops-files.js';
+import { exposedSeries, metricNames } from '../helpers/ops-prometheus.js';
+import { startTestRelay, testConfig, type TestRelay } from '../helpers/relay.js';
+
+interface Rule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** Series Prometheus makes up itself rather than scraping. */
+const SYNTHETIC = new Set(['up']);
+const RUNBOOK_SECTIONS = ['Meaning', 'Impact', 'Diagnosis', 'Mitigation', 'Escalation'];
+
+const rules = (yamlFile<{ groups: { name: string; rules: Rule[] }[] }>('ops/prometheus/alerts.yml').groups ?? []).flatMap((group) => group.rules);
+
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  targets?: { expr: string }[];
+  panels?: Panel[];
+}
+const dashboard = json<{ uid: string; panels: Panel[]; templating: { list: { query: { query: string } | string }[] } }>('ops/grafana/dashboards/inbox-relay.json');
+const panels = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
+
+describe('alert rules and dashboard', () => {
+  let relay: TestRelay;
+  let exposed: Set<string>;
+  let metrics: RelayMetrics | undefined;
+  beforeAll(async () => {
+    relay = await startTestRelay(testConfig());
+    // Once the relay serves /metrics, read it from there; until then, bind the metrics to its events.
+    const served = await fetch(`http://127.0.0.1:${relay.relay.adminPort}/metrics`).catch(() => undefined);
+    let body: string;
+    if (served?.ok) {
+      body = await served.text();
+    } else {
+      const { relay: running } = relay;
+      metrics = createMetrics(running.events, {
+        connections: () => running.connectionCount,
+        streams: () => running.registry.size,
+        inflight: () => [...running.registry.values()].reduce((sum, stream) => sum + stream.inflightCount, 0),
+      });
+      body = await metrics.render();
+    }
+    exposed = exposedSeries(body);
+  });
+  afterAll(async () => {
+    metrics?.close();
+    await relay.stop();
+  });
+
+  it('has alert rules, each with an expression, a severity and a summary', () => {
+    expect(rules.length).toBeGreaterThanOrEqual(10);
+    const names = rules.map((rule) => rule.alert);
+    expect(new Set(names).size).toBe(names.length);
+    for (const rule of rules) {
+      expect(rule.alert, JSON.stringify(rule)).toMatch(/^InboxRelay[A-Za-z]+$/);
+      expect(rule.expr.trim().length, rule.alert).toBeGreaterThan(0);
+      expect(['page', 'ticket'], rule.alert).toContain(rule.labels?.severity);
+      expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+    }
+  });
+
+  it('uses in alert expressions only metrics a running relay exposes', () => {
+    for (const rule of rules) {
+      const used = metricNames(rule.expr);
+      expect(used.size, rule.alert).toBeGreaterThan(0);
+      for (const name of used) expect(SYNTHETIC.has(name) || exposed.has(name), `${rule.alert} uses ${name}`).toBe(true);
+    }
+  });
+
+  it('uses in dashboard panels and variables only metrics a running relay exposes', () => {
+    const expressions = panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ where: panel.title, expr: target.expr })));
+    expect(expressions.length).toBeGreaterThanOrEqual(20);
+    for (const variable of dashboard.templating.list) {
+      const query = typeof variable.query === 'string' ? variable.query : variable.query.query;
+      const match = /^label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/.exec(query);
+      expect(match, query).not.toBeNull();
+      expressions.push({ where: `variable ${query}`, expr: match![1]! });
+    }
+    for (const { where, expr } of expressions) {
+      const used = metricNames(expr);
+      expect(used.size, where).toBeGreaterThan(0);
+      for (const name of used) expect(SYNTHETIC.has(name) || exposed.has(name), `${where} uses ${name}`).toBe(true);
+    }
+  });
+
+  it('has a dashboard with unique panel ids, each panel placed on the grid', () => {
+    expect(dashboard.uid).toBe('inbox-relay');
+    const ids = panels.map((panel) => panel.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const panel of panels) expect((panel as unknown as { gridPos?: unknown }).gridPos, panel.title).toBeDefined();
+  });
+
+  it('links every alert to runbooks/<alert>.md, which exists and has every section', () => {
+    for (const rule of rules) {
+      const url = rule.annotations?.runbook_url ?? '';
+      expect(url, rule.alert).toMatch(new RegExp(`/runbooks/${rule.alert}\\.md$`));
+      const path = `runbooks/${rule.alert}.md`;
+      expect(exists(path), path).toBe(true);
+      const page = text(path);
+      expect(page, path).toMatch(new RegExp(`^# ${rule.alert}\\b`));
+      for (const section of RUNBOOK_SECTIONS) expect(page, `${path}: ## ${section}`).toMatch(new RegExp(`^## ${section}\\b`, 'm'));
+    }
+  });
+
+  it('indexes every runbook in runbooks/README.md', () => {
+    const index = text('runbooks/README.md');
+    for (const rule of rules) expect(index, rule.alert).toContain(`(${rule.alert}.md)`);
+  });
+});

@@ -1,0 +1,184 @@
+import type { MessageProperties, XDeath } from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { parseInvocation, usageLine, COMMANDS } from '../../src/cli/commands.js';
+import { deliveryLimitWarning } from '../../src/cli/commands/dlq.js';
+import { deadLetterUser, replayCount, replayProperties, summarize } from '../../src/cli/dead-letter.js';
+import { defaultManagementUrl, loadOperatorConfig, vhostOf } from '../../src/cli/operator-config.js';
+import { redactUrl } from '../../src/cli/io.js';
+import { REPLAY_HEADER } from '../../src/delivery/message-codec.js';
+
+function props(overrides: Partial<MessageProperties> = {}): MessageProperties {
+  return {
+    contentType: undefined,
+    contentEncoding: undefined,
+    headers: {},
+    deliveryMode: 2,
+    priority: undefined,
+    correlationId: undefined,
+    replyTo: undefined,
+    expiration: undefined,
+    messageId: 'm-1',
+    timestamp: undefined,
+    type: undefined,
+    userId: undefined,
+    appId: undefined,
+    clusterId: undefined,
+    ...overrides,
+  };
+}
+
+/** An x-death entry; typed loosely, as RabbitMQ sends reasons amqplib's type does not list (delivery_limit). */
+const death = (queue: string, keys: string[], reason = 'rejected'): XDeath =>
+  ({ count: 1, reason, queue, exchange: 'inbox', 'routing-keys': keys, time: { '!': 'timestamp', value: 1_700_000_000 } }) as unknown as XDeath;
+
+describe('deadLetterUser', () => {
+  it('takes the user of the inbox queue the message died in, newest death first', () => {
+    expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.bob', ['alice']), death('inbox.carol', ['carol'])] } }))).toBe('bob');
+  });
+
+  it('falls back to x-first-death-queue, then to a valid routing key of x-death', () => {
+    expect(deadLetterUser(props({ headers: { 'x-first-death-queue': 'inbox.dave' } }))).toBe('dave');
+    expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.unrouted', ['bad key!', 'erin'])] } }))).toBe('erin');
+  });
+
+  it('finds no user for a message that died in the unrouted queue with an invalid key, or has no x-death', () => {
+    expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.unrouted', ['not valid'])] } }))).toBeUndefined();
+    expect(deadLetterUser(props({ headers: {} }))).toBeUndefined();
+    expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.dead', [])] } }))).toBeUndefined();
+  });
+});
+
+describe('replayProperties', () => {
+  it('keeps messageId and properties, drops the broker death headers, expiration and userId, and counts the replay', () => {
+    const original = props({
+      messageId: 'm-9',
+      contentType: 'application/json',
+      contentEncoding: 'identity',
+      correlationId: 'c-1',
+      replyTo: 'reply',
+      type: 't',
+      appId: 'app',
+      priority: 3,
+      timestamp: 1_700_000_000_000,
+      expiration: '1000',
+      userId: 'someone',
+      headers: {
+        'x-death': [death('inbox.bob', ['bob'])],
+        'x-first-death-queue': 'inbox.bob',
+        'x-first-death-reason': 'rejected',
+        'x-first-death-exchange': 'inbox',
+        'x-last-death-queue': 'inbox.bob',
+        'x-delivery-count': 4,
+        'x-custom': 'kept',
+        [REPLAY_HEADER]: 2,
+      },
+    });
+    expect(replayProperties(original)).toEqual({
+      persistent: true,
+      messageId: 'm-9',
+      contentType: 'application/json',
+      contentEncoding: 'identity',
+      correlationId: 'c-1',
+      replyTo: 'reply',
+      type: 't',
+      appId: 'app',
+      priority: 3,
+      timestamp: 1_700_000_000_000,
+      headers: { 'x-custom': 'kept', [REPLAY_HEADER]: 3 },
+    });
+  });
+
+  it('starts the replay count at 1 and ignores a count that is not a positive whole number', () => {
+    expect(replayProperties(props()).headers).toEqual({ [REPLAY_HEADER]: 1 });
+    expect(replayCount(props({ headers: { [REPLAY_HEADER]: 'x' } }))).toBe(0);
+    expect(replayCount(props({ headers: { [REPLAY_HEADER]: -2 } }))).toBe(0);
+    expect(replayCount(props({ headers: { [REPLAY_HEADER]: 5 } }))).toBe(5);
+  });
+});
+
+describe('summarize', () => {
+  const message = (content: string | Buffer, overrides: Partial<MessageProperties> = {}) => ({
+    content: Buffer.isBuffer(content) ? content : Buffer.from(content),
+    properties: props({ headers: { 'x-death': [death('inbox.bob', ['bob'], 'delivery_limit')], 'x-first-death-reason': 'delivery_limit', 'x-delivery-count': 2 }, ...overrides }),
+  });
+
+  it('describes a dead letter without its body', () => {
+    const summary = summarize(4, message('{"a":1}', { contentType: 'application/json', timestamp: 5 }), false);
+    expect(summary).toEqual({
+      position: 4,
+      messageId: 'm-1',
+      user: 'bob',
+      reason: 'delivery_limit',
+      queue: 'inbox.bob',
+      deaths: 1,
+      diedAt: new Date(1_700_000_000_000).toISOString(),
+      firstDeathReason: 'delivery_limit',
+      replays: 0,
+      deliveryCount: 2,
+      contentType: 'application/json',
+      bytes: 7,
+      timestamp: 5,
+    });
+  });
+
+  it('adds the body on request: JSON as a value, anything else as base64', () => {
+    expect(summarize(1, message('{"a":1}'), true)).toMatchObject({ body: { a: 1 }, bodyEncoding: 'json' });
+    expect(summarize(1, message('not json', { contentType: 'application/json' }), true)).toMatchObject({ body: Buffer.from('not json').toString('base64'), bodyEncoding: 'base64' });
+    expect(summarize(1, message(Buffer.from([1, 2]), { contentType: 'application/octet-stream' }), true)).toMatchObject({ body: 'AQI=', bodyEncoding: 'base64' });
+  });
+});
+
+describe('deliveryLimitWarning', () => {
+  it('warns on RabbitMQ 4.0 to 4.2 only', () => {
+    expect(deliveryLimitWarning('4.0.5')).toMatch(/x-delivery-limit=-1/);
+    expect(deliveryLimitWarning('4.2.1')).toBeDefined();
+    expect(deliveryLimitWarning('4.3.0')).toBeUndefined();
+    expect(deliveryLimitWarning('3.10.8')).toBeUndefined();
+    expect(deliveryLimitWarning(undefined)).toBeUndefined();
+  });
+});
+
+describe('parseInvocation', () => {
+  it('parses every command with its options, and --json anywhere', () => {
+    expect(parseInvocation(['--json', 'inspect', 'bob'])).toMatchObject({ spec: { name: 'inspect' }, positionals: ['bob'], json: true });
+    expect(parseInvocation(['dlq', 'replay', '--user', 'bob', '--limit', '5', '--json'])).toMatchObject({
+      spec: { name: 'dlq replay' },
+      values: { user: 'bob', limit: '5', json: true },
+    });
+    expect(parseInvocation(['publish', 'bob', '{"a":1}', '--message-id', 'm'])).toMatchObject({ positionals: ['bob', '{"a":1}'], values: { 'message-id': 'm' } });
+  });
+
+  it('throws usage errors (exit 2) for unknown commands, options and missing or extra arguments', () => {
+    for (const argv of [['nope'], ['inspect'], ['inspect', 'a', 'b'], ['inspect', 'a', '--limit', '1'], ['dlq'], ['dlq', 'nope'], ['token', 'u', '--ttl']]) {
+      expect(() => parseInvocation(argv), argv.join(' ')).toThrow(expect.objectContaining({ exitCode: 2 }));
+    }
+  });
+
+  it('writes a usage line for every command', () => {
+    for (const spec of COMMANDS) expect(usageLine(spec)).toMatch(new RegExp(`^inbox-relay ${spec.name}`));
+  });
+});
+
+describe('operator configuration', () => {
+  it('does not need JWT_SECRET and ignores a broken JWT setting', () => {
+    expect(loadOperatorConfig({}).rabbitmqUrl).toBe('amqp://guest:guest@127.0.0.1:5672');
+    expect(() => loadOperatorConfig({ JWT_ALGORITHMS: 'none' })).not.toThrow();
+  });
+
+  it('derives the management URL from RABBITMQ_URL, and disables it when set empty', () => {
+    expect(loadOperatorConfig({}).managementUrl).toBe('http://guest:guest@127.0.0.1:15672');
+    expect(defaultManagementUrl('amqps://u:p@rabbit.example:5671/prod')).toBe('https://u:p@rabbit.example:15671');
+    expect(loadOperatorConfig({ RABBITMQ_MANAGEMENT_URL: '' }).managementUrl).toBeUndefined();
+    expect(() => loadOperatorConfig({ RABBITMQ_MANAGEMENT_URL: 'ftp://x' })).toThrow(/RABBITMQ_MANAGEMENT_URL/);
+    expect(vhostOf('amqp://h/%2Fprod')).toBe('/prod');
+    expect(vhostOf('amqp://h')).toBe('/');
+  });
+
+  it('names the variable of an invalid setting', () => {
+    expect(() => loadOperatorConfig({ QUEUE_MAX_LENGTH: '-1' })).toThrow(/QUEUE_MAX_LENGTH/);
+  });
+
+  it('hides passwords in URLs it prints', () => {
+    expect(redactUrl('amqp://user:hunter2@host:5672')).not.toContain('hunter2');
+  });
+});

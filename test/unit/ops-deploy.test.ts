@@ -1,0 +1,317 @@
+/**
+ * The deployment files agree with the code: docker-compose.yml, ops/Dockerfile, the RabbitMQ
+ * configuration and definitions (the exact topology src/amqp/topology.ts declares), Prometheus
+ * and Grafana provisioning, and the Kubernetes manifests.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import type { Channel } from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { declareSharedTopology } from '../../src/amqp/topology.js';
+import { DEFAULTS, loadConfig } from '../../src/config.js';
+import { RelayEvents } from '../../src/events.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { configVariables, exists, filesIn, interpolate, json, text, yamlDocuments, yamlFile } from '../helpers/ops-files.js';
+import { exposedSeries } from '../helpers/ops-prometheus.js';
+
+type Obj = Record<string, any>;
+
+const SECRET = 'x'.repeat(40);
+
+interface Declared {
+  exchanges: { name: string; type: string; durable: boolean; arguments: Obj }[];
+  queues: { name: string; durable: boolean; arguments: Obj }[];
+  bindings: { source: string; destination: string; routing_key: string }[];
+}
+
+/** What declareSharedTopology asks of RabbitMQ, recorded through a fake channel. */
+async function declaredTopology(): Promise<Declared> {
+  const declared: Declared = { exchanges: [], queues: [], bindings: [] };
+  const channel = {
+    assertExchange: async (name: string, type: string, options: Obj = {}) => {
+      declared.exchanges.push({ name, type, durable: options.durable ?? true, arguments: options.arguments ?? {} });
+    },
+    assertQueue: async (name: string, options: Obj = {}) => {
+      declared.queues.push({ name, durable: options.durable ?? true, arguments: options.arguments ?? {} });
+    },
+    bindQueue: async (destination: string, source: string, key: string) => {
+      declared.bindings.push({ source, destination, routing_key: key });
+    },
+    checkQueue: async () => ({}),
+    close: async () => undefined,
+  };
+  const config = loadConfig({ JWT_SECRET: SECRET });
+  await declareSharedTopology(async () => channel as unknown as Channel, {
+    queueType: config.queueType,
+    queueMaxLength: config.queueMaxLength,
+    queueDeliveryLimit: config.queueDeliveryLimit,
+  });
+  return declared;
+}
+
+function byName<T extends { name: string }>(items: T[]): T[] {
+  return [...items].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Parses the `key = value` lines of rabbitmq.conf. */
+function rabbitConf(): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const line of text('ops/rabbitmq/rabbitmq.conf').split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const match = /^([a-z0-9_.]+)\s*=\s*(.+)$/.exec(trimmed);
+    if (!match) throw new Error(`rabbitmq.conf: cannot read line "${trimmed}"`);
+    entries.set(match[1]!, match[2]!.trim());
+  }
+  return entries;
+}
+
+/** Compose volume mounts as target -> source. */
+function mountsOf(volumes: string[]): Map<string, string> {
+  return new Map(volumes.map((volume) => {
+    const [source = '', target = ''] = volume.split(':');
+    return [target, source];
+  }));
+}
+
+function expectKnownVariables(env: Record<string, unknown>, where: string): void {
+  const known = configVariables();
+  for (const name of Object.keys(env)) expect(known.has(name), `${where}: ${name} is not read by src/config.ts`).toBe(true);
+}
+
+async function exposedMetricNames(): Promise<Set<string>> {
+  const metrics = createMetrics(new RelayEvents(), { connections: () => 0, streams: () => 0, inflight: () => 0 });
+  try {
+    return exposedSeries(await metrics.render());
+  } finally {
+    metrics.close();
+  }
+}
+
+describe('docker-compose.yml', () => {
+  const compose = yamlFile<Obj>('docker-compose.yml');
+  const services = compose.services as Obj;
+
+  it('runs RabbitMQ, Redis, the relay, Prometheus and Grafana', () => {
+    expect(Object.keys(services).sort()).toEqual(['grafana', 'prometheus', 'rabbitmq', 'redis', 'relay']);
+  });
+
+  it('runs a current RabbitMQ with the management and prometheus plugins, raised nofile and a consumer timeout', () => {
+    const rabbit = services.rabbitmq;
+    expect(rabbit.image).toMatch(/^rabbitmq:4\.\d+-management$/);
+    expect(rabbit.ulimits.nofile.soft).toBeGreaterThanOrEqual(65_536);
+    expect(rabbit.ulimits.nofile.hard).toBeGreaterThanOrEqual(rabbit.ulimits.nofile.soft);
+    const mounts = mountsOf(rabbit.volumes as string[]);
+    expect(mounts.get('/etc/rabbitmq/enabled_plugins')).toBe('./ops/rabbitmq/enabled_plugins');
+    expect(mounts.get('/etc/rabbitmq/definitions.json')).toBe('./ops/rabbitmq/definitions.json');
+    expect(mounts.get('/etc/rabbitmq/conf.d/30-inbox-relay.conf')).toBe('./ops/rabbitmq/rabbitmq.conf');
+    for (const [, source] of mounts) if (source.startsWith('./')) expect(exists(source), source).toBe(true);
+    const plugins = text('ops/rabbitmq/enabled_plugins').trim();
+    expect(plugins).toMatch(/^\[.*\]\.$/);
+    expect(plugins).toContain('rabbitmq_management');
+    expect(plugins).toContain('rabbitmq_prometheus');
+    const conf = rabbitConf();
+    expect(conf.get('load_definitions')).toBe('/etc/rabbitmq/definitions.json');
+    expect(Number(conf.get('consumer_timeout'))).toBeGreaterThan(DEFAULTS.ackTimeoutMs);
+    expect(Number(conf.get('channel_max'))).toBeGreaterThan(DEFAULTS.channelsPerConnection);
+  });
+
+  it('runs Redis with AOF on and a data volume', () => {
+    const redis = services.redis;
+    expect(redis.command.join(' ')).toMatch(/--appendonly yes/);
+    expect(redis.volumes.some((volume: string) => volume.endsWith(':/data'))).toBe(true);
+  });
+
+  it('builds the relay from ops/Dockerfile with a configuration the relay accepts', () => {
+    const relay = services.relay;
+    expect(relay.build).toEqual({ context: '.', dockerfile: 'ops/Dockerfile' });
+    const env = Object.fromEntries(Object.entries(relay.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]));
+    expect(env).toMatchObject({ PORT: '8080', ADMIN_PORT: '9090' });
+    for (const name of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET']) expect(env[name], name).toBeDefined();
+    expectKnownVariables(env, 'docker-compose relay');
+    const config = loadConfig(env);
+    expect(new URL(config.rabbitmqUrl).hostname).toBe('rabbitmq');
+    expect(new URL(config.redisUrl!).hostname).toBe('redis');
+    expect(relay.depends_on.rabbitmq.condition).toBe('service_healthy');
+    const grace = /^(\d+)s$/.exec(relay.stop_grace_period);
+    expect(Number(grace?.[1]) * 1000).toBeGreaterThan(config.drainTimeoutMs);
+  });
+
+  it('uses the RabbitMQ user that definitions.json creates, with its password', () => {
+    const url = new URL(String(services.relay.environment.RABBITMQ_URL));
+    const definitions = json<Obj>('ops/rabbitmq/definitions.json');
+    const user = (definitions.users as Obj[]).find((entry) => entry.name === decodeURIComponent(url.username));
+    expect(user).toBeDefined();
+    const hash = Buffer.from(user!.password_hash, 'base64');
+    const salt = hash.subarray(0, 4);
+    const expected = createHash('sha256').update(Buffer.concat([salt, Buffer.from(decodeURIComponent(url.password))])).digest();
+    expect(hash.subarray(4).equals(expected)).toBe(true);
+    expect(definitions.permissions).toContainEqual(expect.objectContaining({ user: user!.name, vhost: '/', configure: '.*', write: '.*', read: '.*' }));
+  });
+
+  it('loads the alert rules into Prometheus and scrapes the relay admin port', () => {
+    const prometheus = services.prometheus;
+    const mounts = mountsOf(prometheus.volumes as string[]);
+    const config = yamlFile<Obj>('ops/prometheus/prometheus.yml');
+    const ruleMount = [...mounts.entries()].find(([target]) => target.startsWith('/etc/prometheus/rules/'));
+    expect(ruleMount?.[1]).toBe('./ops/prometheus/alerts.yml');
+    const globs = (config.rule_files as string[]).map((glob) => new RegExp(`^${glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*')}$`));
+    expect(globs.some((glob) => glob.test(ruleMount![0]))).toBe(true);
+    expect(mounts.get('/etc/prometheus/prometheus.yml')).toBe('./ops/prometheus/prometheus.yml');
+    const relayJob = (config.scrape_configs as Obj[]).find((job) => job.job_name === 'inbox-relay');
+    expect(relayJob?.metrics_path).toBe('/metrics');
+    expect(relayJob?.static_configs[0].targets).toEqual([`relay:${services.relay.environment.ADMIN_PORT}`]);
+  });
+
+  it('provisions Grafana with the Prometheus datasource and the dashboard', () => {
+    const grafana = services.grafana;
+    const mounts = mountsOf(grafana.volumes as string[]);
+    expect(mounts.get('/etc/grafana/provisioning')).toBe('./ops/grafana/provisioning');
+    const provider = yamlFile<Obj>('ops/grafana/provisioning/dashboards/inbox-relay.yml').providers[0];
+    expect(mounts.get(provider.options.path)).toBe('./ops/grafana/dashboards');
+    const datasource = yamlFile<Obj>('ops/grafana/provisioning/datasources/prometheus.yml').datasources[0];
+    expect(datasource).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090' });
+    const dashboard = json<Obj>('ops/grafana/dashboards/inbox-relay.json');
+    const uids = new Set((dashboard.panels as Obj[]).filter((panel) => panel.datasource).map((panel) => panel.datasource.uid));
+    expect([...uids]).toEqual([datasource.uid]);
+  });
+});
+
+describe('ops/Dockerfile', () => {
+  const dockerfile = text('ops/Dockerfile');
+  const instructions = dockerfile
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+
+  it('is multi-stage: npm ci and npm run build in a build stage, a runtime stage without dev dependencies', () => {
+    const from = instructions.filter((line) => line.startsWith('FROM '));
+    expect(from.length).toBeGreaterThanOrEqual(2);
+    expect(from[0]).toMatch(/^FROM node:20\S* AS build$/);
+    expect(instructions).toContainEqual(expect.stringMatching(/^RUN npm ci\b/));
+    expect(instructions).toContainEqual(expect.stringMatching(/^RUN npm run build\b.*npm prune --omit=dev/));
+    expect(instructions).toContainEqual(expect.stringMatching(/^COPY --from=build \/app\/dist\/src /));
+  });
+
+  it('runs node dist/src/main.js as a non-root user, with the CLI on the PATH', () => {
+    const users = instructions.filter((line) => line.startsWith('USER '));
+    expect(users.at(-1)).toBe('USER node');
+    expect(instructions.at(-1)).toBe('CMD ["node", "dist/src/main.js"]');
+    const pkg = json<Obj>('package.json');
+    expect(dockerfile).toContain(`/app/${pkg.bin['inbox-relay']}`);
+    expect(exists('ops/Dockerfile.dockerignore')).toBe(true);
+    expect(text('ops/Dockerfile.dockerignore')).toMatch(/node_modules/);
+  });
+});
+
+describe('ops/rabbitmq/definitions.json', () => {
+  it('declares exactly the shared topology of src/amqp/topology.ts, with the same arguments', async () => {
+    const declared = await declaredTopology();
+    const definitions = json<Obj>('ops/rabbitmq/definitions.json');
+    expect(byName((definitions.exchanges as Obj[]).map(({ name, type, durable, arguments: args, auto_delete, internal, vhost }) => {
+      expect({ auto_delete, internal, vhost }).toEqual({ auto_delete: false, internal: false, vhost: '/' });
+      return { name, type, durable, arguments: args };
+    }))).toEqual(byName(declared.exchanges));
+    expect(byName((definitions.queues as Obj[]).map(({ name, durable, arguments: args, auto_delete, vhost }) => {
+      expect({ auto_delete, vhost }).toEqual({ auto_delete: false, vhost: '/' });
+      return { name, durable, arguments: args };
+    }))).toEqual(byName(declared.queues));
+    const bindings = (definitions.bindings as Obj[]).map(({ source, destination, routing_key, destination_type }) => {
+      expect(destination_type).toBe('queue');
+      return { source, destination, routing_key };
+    });
+    expect(bindings).toEqual(expect.arrayContaining(declared.bindings));
+    expect(bindings).toHaveLength(declared.bindings.length);
+  });
+});
+
+describe('Kubernetes manifests', () => {
+  const docs = filesIn('ops/k8s', '.yaml').flatMap((file) => yamlDocuments<Obj>(file).map((doc): Obj => ({ ...doc, file })));
+  const find = (kind: string, name = 'inbox-relay'): Obj => {
+    const found = docs.find((doc) => doc.kind === kind && doc.metadata?.name === name);
+    if (!found) throw new Error(`no ${kind} ${name} in ops/k8s`);
+    return found;
+  };
+  const deployment = find('Deployment');
+  const pod = deployment.spec.template.spec;
+  const container = pod.containers[0];
+  const portNumber = (port: string | number) => (typeof port === 'number' ? port : container.ports.find((p: Obj) => p.name === port)?.containerPort);
+  const env = {
+    ...find('ConfigMap').data,
+    ...find('Secret').stringData,
+  } as Record<string, string>;
+
+  it('lists every applied manifest in kustomization.yaml', () => {
+    const kustomization = yamlFile<Obj>('ops/k8s/kustomization.yaml');
+    for (const resource of kustomization.resources as string[]) expect(exists(`ops/k8s/${resource}`), resource).toBe(true);
+    for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ConfigMap']) {
+      const doc = find(kind);
+      expect(kustomization.resources, kind).toContain(doc.file.replace('ops/k8s/', ''));
+    }
+  });
+
+  it('configures the relay with variables it reads and values it accepts', () => {
+    expectKnownVariables(env, 'ConfigMap + Secret');
+    const config = loadConfig(env);
+    expect(container.envFrom).toEqual([{ configMapRef: { name: 'inbox-relay' } }, { secretRef: { name: 'inbox-relay' } }]);
+    expect(portNumber('ws')).toBe(config.port);
+    expect(portNumber('admin')).toBe(config.adminPort);
+  });
+
+  it('gives the pod longer to stop than preStop plus DRAIN_TIMEOUT_MS', () => {
+    const config = loadConfig(env);
+    const preStop = container.lifecycle.preStop;
+    const sleepSeconds = preStop.sleep?.seconds ?? Number(preStop.exec.command.at(-1));
+    expect(sleepSeconds).toBeGreaterThan(0);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(sleepSeconds * 1000 + config.drainTimeoutMs);
+  });
+
+  it('probes readiness on /readyz and liveness on /healthz, on the admin port', () => {
+    expect(container.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(container.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(portNumber(container.readinessProbe.httpGet.port)).toBe(9090);
+    expect(portNumber(container.livenessProbe.httpGet.port)).toBe(9090);
+  });
+
+  it('runs as non-root with a read-only root filesystem', () => {
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+  });
+
+  it('has a PodDisruptionBudget and a Service that select the deployment pods', () => {
+    const labels = deployment.spec.template.metadata.labels;
+    expect(deployment.spec.selector.matchLabels).toEqual(labels);
+    expect(find('PodDisruptionBudget').spec.selector.matchLabels).toEqual(labels);
+    expect(find('PodDisruptionBudget').spec.maxUnavailable).toBe(1);
+    const service = find('Service');
+    expect(service.spec.selector).toEqual(labels);
+    for (const port of service.spec.ports) expect(portNumber(port.targetPort), port.name).toBeDefined();
+  });
+
+  it('autoscales the deployment on the connections gauge the relay exposes', async () => {
+    const hpa = find('HorizontalPodAutoscaler');
+    expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    const metric = hpa.spec.metrics[0];
+    expect(metric.type).toBe('Pods');
+    const exposed = await exposedMetricNames();
+    expect(exposed.has(metric.pods.metric.name)).toBe(true);
+    const adapter = yamlFile<Obj>('ops/k8s/prometheus-adapter-rules.yaml');
+    const rules = (parseYaml(adapter.data['config.yaml']) as Obj).rules as Obj[];
+    expect(rules.map((rule) => rule.name.as)).toContain(metric.pods.metric.name);
+    expect(rules[0]!.seriesQuery).toContain(metric.pods.metric.name);
+  });
+
+  it('renders with kustomize when kubectl is installed', () => {
+    let rendered: string;
+    try {
+      rendered = execFileSync('kubectl', ['kustomize', 'ops/k8s'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return;
+      throw error;
+    }
+    expect(rendered).toContain('kind: Deployment');
+    expect(rendered).toContain('kind: HorizontalPodAutoscaler');
+  });
+});
