@@ -86,9 +86,9 @@ export class DeliveryFlow {
   }
 
   /**
-   * The relay refused a requeue (RELAY_ERR_NACK_LIMIT) and dead-lettered the seq instead. It
-   * does not replay what the client dropped after it, so the seq counts as dead-lettered and
-   * the connection is replaced: the relay resumes after it.
+   * The relay refused a requeue (RELAY_ERR_NACK_LIMIT) and dead-lettered the seq instead. The
+   * seq counts as dead-lettered and the connection is replaced, so the client resumes right after
+   * it (the relay also resends what followed it; resuming does not depend on that).
    */
   serverError(connection: Connection, code: string, error: InboxClientError): void {
     const rewind = this.#rewind;

@@ -12,7 +12,7 @@ export const DEFAULT_CONTENT_TYPE = 'application/json';
  * had before it was dead-lettered.
  */
 export const REPLAY_HEADER = 'x-inbox-relay-replay';
-const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,256}$/;
+const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,255}$/;
 
 export type DecodedMessage =
   | { ok: true; id: string; key: string; ts: number; fragment: string }
@@ -37,7 +37,7 @@ export function decodeMessage(
 ): DecodedMessage {
   const id: unknown = properties.messageId;
   if (typeof id !== 'string' || !MESSAGE_ID.test(id)) {
-    return { ok: false, reason: 'missing or invalid messageId (1-256 characters, no control characters)' };
+    return { ok: false, reason: 'missing or invalid messageId (1-255 characters, no control characters)' };
   }
   if (content.length > maxBytes) return { ok: false, reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES` };
   const contentType = typeof properties.contentType === 'string' && properties.contentType !== '' ? properties.contentType : DEFAULT_CONTENT_TYPE;

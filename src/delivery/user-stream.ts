@@ -120,6 +120,8 @@ export class UserStream {
   private restartTimer: NodeJS.Timeout | undefined;
   private assignRetryTimer: NodeJS.Timeout | undefined;
   private epochGone = false;
+  /** Highest seq sent to any connection of this stream. */
+  private highestSentAny = 0;
   private restartAttempt = 0;
   private closing: Promise<void> | undefined;
   private degraded: string | undefined;
@@ -166,7 +168,9 @@ export class UserStream {
       sub,
       cursor: result.lastSeq,
       acked: result.lastSeq,
-      highestSent: resume && !result.reset ? Math.max(resume.lastSeq, result.lastSeq) : result.lastSeq,
+      // Anything another connection of this user was sent may have reached this client too
+      // (a reconnect can arrive before the old connection is gone): mark it redelivered.
+      highestSent: Math.max(this.highestSentAny, resume && !result.reset ? Math.max(resume.lastSeq, result.lastSeq) : result.lastSeq),
       pumping: false,
       repump: false,
       nacks: new Map(),
@@ -182,7 +186,6 @@ export class UserStream {
       throw error;
     }
     if (this.closing) throw new StreamClosedError();
-    if (this.degraded) sub.status('degraded', this.degraded);
     void this.pump(connection);
     return result;
   }
@@ -230,7 +233,7 @@ export class UserStream {
 
   /**
    * A client could not process one seq. `requeue`: the connection is rewound and the seq sent
-   * again (then everything after it, in order), up to `nackLimit` times; then, or without
+   * again (then everything after it, in order), `nackLimit` times; past that, or without
    * `requeue`, the message is dead-lettered and the client goes on after it.
    */
   nack(sub: Subscriber, seq: number, requeue: boolean): AckOutcome | 'dead-lettered' {
@@ -240,7 +243,7 @@ export class UserStream {
       const attempts = (connection.nacks.get(seq) ?? 0) + 1;
       connection.nacks.set(seq, attempts);
       this.options.events?.emit('nacked', true);
-      if (attempts < this.options.nackLimit) {
+      if (attempts <= this.options.nackLimit) {
         connection.cursor = seq - 1;
         void this.pump(connection);
         return 'ok';
@@ -254,6 +257,11 @@ export class UserStream {
       void this.pump(connection);
     }
     return 'dead-lettered';
+  }
+
+  /** Why delivery to this user is paused, if it is (told to a connection after its welcome). */
+  get degradedReason(): string | undefined {
+    return this.degraded;
   }
 
   /** A snapshot for diagnostics (logs, operator tools, tests). */
@@ -305,12 +313,13 @@ export class UserStream {
 
   private deadLetter(seq: number, reason: string): void {
     const entry = this.inflight.get(seq);
-    this.options.events?.emit('dead-lettered', reason);
     if (!entry) {
-      // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again unacked.
+      // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again unacked
+      // (at or below the acked mark, another connection processed it: nothing to dead-letter).
       if (seq > this.acked) this.deadLetterSeqs.add(seq);
       return;
     }
+    this.options.events?.emit('dead-lettered', reason);
     this.inflight.delete(seq);
     for (const tag of entry.tags) {
       this.outstanding.delete(tag);
@@ -521,6 +530,7 @@ export class UserStream {
     if (this.deadLetterSeqs.delete(seq)) {
       this.outstanding.delete(delivery.tag);
       this.consumer?.reject(delivery.tag, false);
+      this.options.events?.emit('dead-lettered', 'client-nack');
       return;
     }
     const existing = this.inflight.get(seq);
@@ -551,6 +561,7 @@ export class UserStream {
     connection.sub.send(msgFrame(seq, again, fragment));
     connection.cursor = seq;
     if (seq > connection.highestSent) connection.highestSent = seq;
+    if (seq > this.highestSentAny) this.highestSentAny = seq;
     this.options.events?.emit('delivered', 1, again ? 1 : 0);
   }
 

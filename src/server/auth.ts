@@ -4,7 +4,7 @@ import { isValidUserId } from '../protocol/user-id.js';
 
 export interface Identity {
   user: string;
-  /** When the token expires (ms since epoch), if it carries `exp`. */
+  /** When the token expires (ms since epoch). */
   expiresAt: number | undefined;
 }
 
@@ -30,7 +30,9 @@ export function verifyToken(token: string, config: JwtConfig): AuthResult {
   }
   if (typeof claims === 'string') return { ok: false, failure: 'unauthenticated', reason: 'invalid token: payload is not a JSON object' };
   if (!isValidUserId(claims.sub)) return { ok: false, failure: 'forbidden', reason: 'token subject is not a valid user id' };
-  return { ok: true, identity: { user: claims.sub, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined } };
+  // exp is enforced for the whole life of a connection, so a token must have one.
+  if (typeof claims.exp !== 'number') return { ok: false, failure: 'unauthenticated', reason: 'invalid token: no exp claim' };
+  return { ok: true, identity: { user: claims.sub, expiresAt: claims.exp * 1000 } };
 }
 
 /** Signs a token for a user with an HMAC secret (development tokens and tests). */

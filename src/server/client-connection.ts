@@ -28,6 +28,8 @@ export interface ClientConnectionOptions {
   retryAfterMs: () => number;
   /** Called once when the connection leaves the awaiting-hello state (admission counts these). */
   onHelloSettled: () => void;
+  /** A node-wide reason delivery is paused (breaker open, broker blocked), told after `welcome`. */
+  nodeDegraded?: () => string | undefined;
   events?: RelayEvents;
   onClose: (connection: ClientConnection) => void;
 }
@@ -121,9 +123,9 @@ export class ClientConnection implements Subscriber {
     this.sendFrame(seq === undefined ? { type: 'error', code, message } : { type: 'error', code, message, seq });
   }
 
-  private onMessage(text: string, isBinary: boolean): void {
+  private onMessage(text: string, isBinary: boolean, charge = true): void {
     if (this.state === 'closed') return;
-    if (!this.inbound.take(Date.now())) {
+    if (charge && !this.inbound.take(Date.now())) {
       this.options.events?.emit('refused', 'frame-rate');
       return this.close(CloseCode.policyViolation, 'rate limit: too many frames');
     }
@@ -233,10 +235,12 @@ export class ClientConnection implements Subscriber {
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.state = 'open';
     this.lastAckProgressAt = Date.now();
+    const degraded = stream.degradedReason ?? this.options.nodeDegraded?.();
+    if (degraded !== undefined) this.status('degraded', degraded);
     stream.resume(this);
     const queued = this.queued;
     this.queued = [];
-    for (const text of queued) this.onMessage(text, false);
+    for (const text of queued) this.onMessage(text, false, false);
   }
 
   private onRefresh(token: string): void {

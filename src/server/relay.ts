@@ -255,6 +255,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
         onHelloSettled: () => {
           pendingHellos -= 1;
         },
+        nodeDegraded: () => {
+          const open = openGuard();
+          if (open) return `${open.name} unavailable`;
+          return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
+        },
         onClose: (closed) => connections.delete(closed),
       });
       connections.add(connection);
