@@ -86,14 +86,15 @@ describe('wire protocol', () => {
       expect((await client.closeCode()).code).toBe(4001);
     });
 
-    it('closes with 4001 for alg none, another key and another algorithm', async () => {
+    it('closes with 4001 for alg none, another key, another algorithm and no exp', async () => {
       const user = uid('alg');
       const none = jwt.sign({ sub: user }, '', { algorithm: 'none' });
       const otherKey = jwt.sign({ sub: user }, 'another-secret-0123456789-abcdefghijklmnop', { algorithm: 'HS256' });
       const otherAlg = jwt.sign({ sub: user }, TEST_SECRET, { algorithm: 'HS512' });
       const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const rsa = jwt.sign({ sub: user }, privateKey, { algorithm: 'RS256' });
-      for (const bad of [none, otherKey, otherAlg, rsa]) {
+      const noExp = jwt.sign({ sub: user }, TEST_SECRET, { algorithm: 'HS256' });
+      for (const bad of [none, otherKey, otherAlg, rsa, noExp]) {
         const client = await RawClient.connect(relay.url);
         client.send({ type: 'hello', token: bad });
         expect((await client.closeCode()).code).toBe(4001);
