@@ -9,12 +9,12 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `condition` every `intervalMs` until it holds (true) or `timeoutMs` passed (false). */
-export async function waitUntil(condition: () => boolean, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+/** Polls `condition` every `intervalMs` until it holds (true), or `timeoutMs` passed or `giveUp` holds (false). */
+export async function waitUntil(condition: () => boolean, timeoutMs: number, intervalMs = 50, giveUp: () => boolean = () => false): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (condition()) return true;
-    if (Date.now() >= deadline) return false;
+    if (Date.now() >= deadline || giveUp()) return false;
     await sleep(intervalMs);
   }
 }

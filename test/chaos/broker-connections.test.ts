@@ -72,7 +72,6 @@ describe('broker connections closed mid-stream', () => {
     watcher.close();
     users.forEach((user, i) => {
       expect(checkSoak(clients[i]!, published.get(user)!), user).toEqual([]);
-      expect(clients[i]!.violations, user).toEqual([]);
     });
     expect(retries).toBeGreaterThanOrEqual(0);
   });

@@ -1,16 +1,8 @@
 /** Runs the compiled relay (`node dist/src/main.js`) as a child process, for crash and signal tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { once } from 'node:events';
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort } from '../../src/demo/relay-process.js';
 
 export class ChildRelay {
   private child: ChildProcess | undefined;

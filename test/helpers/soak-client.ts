@@ -171,11 +171,13 @@ export class SoakClient {
 
 /**
  * Checks the contract for one client over one epoch's published messages: processed seqs are
- * 1..n gap-free and in publish order, and anything received twice was announced as redelivered
- * and was above the position the client had acked when it came again.
+ * 1..n gap-free and in publish order, each connection got strictly consecutive seqs from its
+ * welcome on, anything received twice was announced as redelivered, and (unless allowed) no
+ * `reset` came.
  */
-export function checkSoak(client: SoakClient, published: readonly string[]): string[] {
-  const problems: string[] = [];
+export function checkSoak(client: SoakClient, published: readonly string[], options: { allowResets?: boolean } = {}): string[] {
+  const problems: string[] = [...client.violations];
+  if (!options.allowResets && client.resets.length > 0) problems.push(`${client.resets.length} unexpected reset(s)`);
   const seqToId = new Map<string, string>();
   for (const record of client.received) {
     const key = `${record.epoch}/${record.seq}`;

@@ -54,8 +54,6 @@ describe.each(['quorum', 'classic'] as const)('delivery under client churn (%s q
     users.forEach((user, i) => {
       const client = clients[i]!;
       expect(checkSoak(client, published.get(user)!), user).toEqual([]);
-      expect(client.violations, user).toEqual([]);
-      expect(client.resets, user).toEqual([]);
       // Data order: each seq carries the message published in that position.
       for (const record of client.received) expect((record.data as { n: number }).n).toBe(record.seq);
       drops += client.connections - 1;
