@@ -48,6 +48,8 @@ export class ClientConnection implements Subscriber {
   private expiryTimer: NodeJS.Timeout | undefined;
   private queued: string[] = [];
   private blocked = false;
+  private readonly degradedBy = new Map<'stream' | 'node', string>();
+  private shownState: 'ok' | 'degraded' = 'ok';
   private lastAckProgressAt = Date.now();
   private readonly inbound: TokenBucket;
   private readonly log: Logger;
@@ -99,7 +101,28 @@ export class ClientConnection implements Subscriber {
     return this.state === 'open' && !this.blocked;
   }
 
+  /** The user's stream paused or resumed delivery (see `nodeStatus` for the node's own causes). */
   status(state: 'ok' | 'degraded', reason?: string): void {
+    this.setDegraded('stream', state === 'degraded' ? (reason ?? 'degraded') : undefined);
+  }
+
+  /** The node paused delivery (breaker open, broker blocked) for `reason`, or resumed it (undefined). */
+  nodeStatus(reason: string | undefined): void {
+    this.setDegraded('node', reason);
+  }
+
+  private setDegraded(source: 'stream' | 'node', reason: string | undefined): void {
+    if (reason === undefined) this.degradedBy.delete(source);
+    else this.degradedBy.set(source, reason);
+    if (this.state === 'open') this.showStatus();
+  }
+
+  /** Sends `status` when the combined state changes: degraded while any cause holds, ok when none does. */
+  private showStatus(): void {
+    const reason = this.degradedBy.values().next().value;
+    const state = reason === undefined ? 'ok' : 'degraded';
+    if (state === this.shownState) return;
+    this.shownState = state;
     this.sendFrame(reason === undefined ? { type: 'status', state } : { type: 'status', state, reason: reason.slice(0, 200) });
   }
 
@@ -235,8 +258,11 @@ export class ClientConnection implements Subscriber {
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.state = 'open';
     this.lastAckProgressAt = Date.now();
-    const degraded = stream.degradedReason ?? this.options.nodeDegraded?.();
-    if (degraded !== undefined) this.status('degraded', degraded);
+    const streamReason = stream.degradedReason;
+    if (streamReason !== undefined) this.degradedBy.set('stream', streamReason);
+    const nodeReason = this.options.nodeDegraded?.();
+    if (nodeReason !== undefined) this.degradedBy.set('node', nodeReason);
+    this.showStatus();
     stream.resume(this);
     const queued = this.queued;
     this.queued = [];

@@ -191,26 +191,24 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   const lag = new LagMonitor();
   const admission = new AdmissionControl(config.admission, Date.now());
 
-  // While a breaker is open, connected clients are told delivery is paused; when it closes,
-  // stalled consumers restart at once and clients are told it goes on.
-  events.on('breaker', (name, state) => {
-    if (state === 'open') {
-      for (const connection of connections) if (connection.isOpen) connection.status('degraded', `${name} unavailable`);
-    } else if (state === 'closed' && !openGuard()) {
-      for (const stream of registry.values()) stream.retryNow();
-      for (const connection of connections) if (connection.isOpen) connection.status('ok');
-    }
+  // Why delivery is paused on this whole node, if it is: a breaker open, or a resource alarm
+  // (producers are blocked, so nothing new reaches inboxes; queued messages still flow and new
+  // connections are still accepted). Every connection is told on each change.
+  const nodeDegraded = (): string | undefined => {
+    const open = openGuard();
+    if (open) return `${open.name} unavailable`;
+    return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
+  };
+  const tellConnections = (): void => {
+    const reason = nodeDegraded();
+    for (const connection of connections) connection.nodeStatus(reason);
+  };
+  events.on('breaker', (_name, state) => {
+    // When a breaker closes, stalled consumers and numbering restart at once.
+    if (state === 'closed' && !openGuard()) for (const stream of registry.values()) stream.retryNow();
+    tellConnections();
   });
-
-  // A resource alarm stops new messages from reaching inboxes (producers are blocked) while
-  // delivery of what is queued goes on: clients are told, new connections are still accepted.
-  events.on('broker-blocked', (blocked) => {
-    for (const connection of connections) {
-      if (!connection.isOpen) continue;
-      if (blocked) connection.status('degraded', 'broker blocked: resource alarm');
-      else if (!openGuard()) connection.status('ok');
-    }
-  });
+  events.on('broker-blocked', tellConnections);
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -255,11 +253,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
         onHelloSettled: () => {
           pendingHellos -= 1;
         },
-        nodeDegraded: () => {
-          const open = openGuard();
-          if (open) return `${open.name} unavailable`;
-          return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
-        },
+        nodeDegraded,
         onClose: (closed) => connections.delete(closed),
       });
       connections.add(connection);
