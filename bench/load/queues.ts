@@ -75,6 +75,25 @@ export async function leftoverBenchUsers(): Promise<string[]> {
     .map((name) => name.slice('inbox.'.length));
 }
 
+/** Ready messages in `inbox.<user>` per user (undefined where the check failed). */
+export async function queueDepths(url: string, users: readonly string[], deadlineMs: number): Promise<(number | undefined)[]> {
+  const depths: (number | undefined)[] = users.map(() => undefined);
+  await withChannels(url, 16, async (take, give) => {
+    await forEachLimit(
+      users,
+      16,
+      async (user, index) => {
+        const channel = await withTimeout(take(), 30_000, 'open channel');
+        const ok = await withTimeout(channel.checkQueue(inboxQueueName(user)), 30_000, `check ${inboxQueueName(user)}`);
+        depths[index] = ok.messageCount;
+        give(channel);
+      },
+      deadlineMs,
+    );
+  });
+  return depths;
+}
+
 /** Deletes `inbox.<user>` for every user (messages and all). */
 export async function deleteInboxes(url: string, users: readonly string[], deadlineMs: number): Promise<{ done: number; failed: number; errors: string[] }> {
   let result = { done: 0, failed: 0, errors: [] as string[] };

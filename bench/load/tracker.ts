@@ -121,6 +121,14 @@ export class Tracker implements Receiver {
     };
   }
 
+  /** Messages 1..count of one user, not refused by the broker, that never arrived. */
+  missing(user: number, count: number, nacked: readonly [number, number][]): number {
+    const refused = new Set(nacked.filter(([u]) => u === user).map(([, k]) => k));
+    let missing = 0;
+    for (let k = 1; k <= count; k += 1) if (!this.has(user, k) && !refused.has(k)) missing += 1;
+    return missing;
+  }
+
   latency(): LatencySummary | undefined {
     const h = this.histogram;
     if (!h || h.totalCount === 0) return undefined;

@@ -163,7 +163,9 @@ export function evaluateTargets(results: Pick<BenchResults, 'ratios' | 'latency'
   targets.push({
     name: `reconnect storm (${s ? s.clients.toLocaleString('en-US') : '5,000'} clients): resumed, nothing lost`,
     goal: '<= 30 s, 0 lost',
-    measured: s ? `${(s.resumedMs / 1000).toFixed(1)} s, ${s.resumed}/${s.clients} resumed, ${s.lost} lost, ${s.duplicates} duplicates` : 'not run',
+    measured: s
+      ? `${s.allResumed ? `${(s.resumedMs / 1000).toFixed(1)} s` : `not all within ${(s.resumedMs / 1000).toFixed(0)} s`}, ${s.resumed}/${s.clients} resumed, ${s.lost ?? 'unknown'} lost, ${s.duplicates} duplicates`
+      : 'not run',
     met: s ? s.allResumed && s.resumedMs <= 30_000 && s.lost === 0 : undefined,
   });
   return targets;

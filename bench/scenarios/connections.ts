@@ -13,7 +13,7 @@ import type { QueueType } from '../../src/config.js';
 import { ConnectRefused, type RelayClient } from '../clients/relay-client.js';
 import type { RelayMemory } from '../env/relay-process.js';
 import { watchCpu } from '../env/proc.js';
-import { declareInboxes, deleteInboxes } from '../load/queues.js';
+import { declareInboxes, deleteInboxes, queueDepths } from '../load/queues.js';
 import { Tracker } from '../load/tracker.js';
 import { forEachLimit, sleep, waitUntil, withTimeout } from '../lib/time.js';
 import { RelaySystem } from '../systems/relay-system.js';
@@ -56,10 +56,18 @@ export interface StormResult {
   published: number;
   nacked: number;
   received: number;
-  /** Confirmed messages of users whose client resumed that never arrived: the guarantee says 0. */
-  lost: number;
-  /** Confirmed messages of users whose client did not resume in time: still in RabbitMQ, not lost. */
+  /**
+   * Confirmed messages that neither reached the client nor were still in the user's queue once
+   * the relay had stopped (its unacked messages back in the queue): the guarantee says 0.
+   * undefined when the queues could not be counted.
+   */
+  lost: number | undefined;
+  /** Confirmed messages not received within the drain bound but still in RabbitMQ afterwards (not lost). */
+  stillQueued: number | undefined;
+  /** Of those, messages of users whose client had not resumed. */
   stranded: number;
+  /** Confirmed messages not received by the end of the drain wait. */
+  notReceived: number;
   duplicates: number;
   repeatedSeqs: number;
   gaps: number;
@@ -132,6 +140,8 @@ export async function connectionsScenario(
   );
   let connections: ConnectionsResult | undefined;
   let storm: StormResult | undefined;
+  /** Per storm user: confirmed messages not received, to be checked against the queues at the end. */
+  let stormMissing: { users: string[]; missing: number[] } | undefined;
   try {
     ctx.log(`connections: declaring ${users.length} ${options.queueType} queues`);
     const setupStart = Date.now();
@@ -239,6 +249,7 @@ export async function connectionsScenario(
     const drainMs = Date.now() - drainStart;
     const account = tracker.account(resumedPublished, report.nacked);
     const strandedAccount = tracker.account(strandedPublished, report.nacked);
+    stormMissing = { users: stormUsers, missing: report.published.map((count, u) => tracker.missing(u, count, report.nacked)) };
     storm = {
       clients: stormClients.length,
       publishRate: options.stormRate,
@@ -250,8 +261,10 @@ export async function connectionsScenario(
       published: sum(report.published),
       nacked: report.nacked.length,
       received: tracker.received,
-      lost: account.lost,
+      lost: undefined,
+      stillQueued: undefined,
       stranded: strandedAccount.lost,
+      notReceived: account.lost + strandedAccount.lost,
       duplicates: account.duplicates,
       repeatedSeqs: stats.repeatedSeqs - statsBefore.repeatedSeqs,
       gaps: stats.gaps - statsBefore.gaps,
@@ -260,7 +273,7 @@ export async function connectionsScenario(
       drainMs,
       drained,
     };
-    ctx.log(`storm: published ${sum(report.published)}, received ${tracker.received}, lost ${account.lost}, stranded (client not resumed) ${strandedAccount.lost}, duplicates ${account.duplicates}`);
+    ctx.log(`storm: published ${sum(report.published)}, received ${tracker.received}, not received yet ${account.lost + strandedAccount.lost} (${strandedAccount.lost} of clients not resumed), duplicates ${account.duplicates}`);
     return { connections, storm };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -269,6 +282,19 @@ export async function connectionsScenario(
   } finally {
     ctx.log('connections: closing clients, stopping the relay, deleting queues');
     await withTimeout(system.stop(), 90_000, 'stop the relay').catch((error: unknown) => ctx.log((error as Error).message));
+    if (storm && stormMissing) {
+      // With the relay stopped, every message it held unacked is back in its queue: what is
+      // neither received nor queued is lost.
+      const missing = stormMissing.missing;
+      const depths = await withTimeout(queueDepths(ctx.rabbitmqUrl, stormMissing.users, Date.now() + 120_000), 150_000, 'count queues').catch(() => undefined);
+      if (depths && depths.every((d) => d !== undefined)) {
+        storm.stillQueued = depths.reduce<number>((acc, d, u) => acc + Math.min(d ?? 0, missing[u] ?? 0), 0);
+        storm.lost = missing.reduce((acc, m, u) => acc + Math.max(0, m - (depths[u] ?? 0)), 0);
+        ctx.log(`storm: after the relay stopped, ${storm.stillQueued} of the ${storm.notReceived} messages not received are still in their queues; lost ${storm.lost}`);
+      } else {
+        ctx.log('storm: could not count the queues; losses unknown');
+      }
+    }
     const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, users, Date.now() + 540_000), 600_000, 'delete queues').catch((error: unknown) => ({
       done: 0,
       failed: users.length,

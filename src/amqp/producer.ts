@@ -131,7 +131,13 @@ export class Producer {
   async touch(): Promise<void> {
     const channel = await this.confirmChannel();
     await new Promise<void>((resolve) => {
-      channel.publish('', 'inbox-relay.publisher-probe', Buffer.alloc(0), {}, () => resolve());
+      // Settles on the confirm, or after a while when a blocked connection holds it back.
+      const timer = setTimeout(resolve, 30_000);
+      timer.unref();
+      channel.publish('', 'inbox-relay.publisher-probe', Buffer.alloc(0), {}, () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   }
 

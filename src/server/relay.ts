@@ -58,6 +58,9 @@ export interface RelayDependencies {
   onDrained?: () => void;
 }
 
+/** How often the relay checks, by publishing nothing, whether RabbitMQ blocks publishers. */
+const ALARM_PROBE_MS = 5_000;
+
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -118,9 +121,21 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     events.emit('broker-blocked', false);
     logger.info('RabbitMQ unblocked publishing');
   });
-  publisherPool.on('connected', () => {
-    producer.touch().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'publisher probe failed'));
-  });
+  // RabbitMQ tells a connection it is blocked only when it publishes, so the relay publishes a
+  // message that goes nowhere every few seconds to learn about resource alarms early.
+  let touching = false;
+  const touch = (): void => {
+    if (touching || publisherPool.blocked !== undefined) return;
+    touching = true;
+    producer
+      .touch()
+      .catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'publisher probe failed'))
+      .finally(() => {
+        touching = false;
+      });
+  };
+  const alarmProbe = setInterval(touch, ALARM_PROBE_MS);
+  alarmProbe.unref();
 
   // Breakers: the store, and the broker (consumer set-up, the relay's own publishing).
   const redisGuard = new Guard({
@@ -172,7 +187,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     onDeadLettered: (reason) => events.emit('dead-lettered', reason),
   });
   await mover.start();
-  await producer.touch().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'publisher probe failed'));
+  touch();
 
   const registry = new StreamRegistry({
     store,
@@ -312,6 +327,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     draining ??= (async () => {
       clearInterval(heartbeat);
       clearInterval(ackSweep);
+      clearInterval(alarmProbe);
       logger.info({ connections: connections.size }, 'draining');
       for (const connection of [...connections]) connection.close(CloseCode.restarting, 'relay restarting');
       await mover.stop();

@@ -47,11 +47,14 @@ describe('RabbitMQ resource alarm', () => {
 
     try {
       await setMemoryWatermark('0.0000001');
-      await waitFor(() => blocked, 20_000, 'the relay to see the alarm');
+      await waitFor(() => blocked, 30_000, 'the relay to see the alarm');
       expect(await watcher.next('status', 5_000)).toMatchObject({ state: 'degraded' });
 
+      // RabbitMQ tells a publisher it is blocked when it publishes: the first publish after the
+      // alarm can still be accepted; from then on the producer knows and fails at once.
+      await producer.publish(user, { n: 11 }).catch(() => undefined);
       const started = Date.now();
-      const failure = await producer.publish(user, { n: 11 }).then(
+      const failure = await producer.publish(user, { n: 12 }).then(
         () => undefined,
         (error: unknown) => error,
       );
@@ -68,10 +71,12 @@ describe('RabbitMQ resource alarm', () => {
       client.send({ type: 'ack', seq: 10 });
 
       await setMemoryWatermark(original);
-      await waitFor(() => !blocked, 20_000, 'the alarm to clear');
+      await waitFor(() => !blocked, 30_000, 'the alarm to clear');
       expect(await watcher.next('status', 5_000)).toMatchObject({ state: 'ok' });
-      await producer.publish(user, { n: 11 });
-      expect((await client.next('msg')).data).toEqual({ n: 11 });
+      await producer.publish(user, { n: 13 });
+      let next = await client.next('msg');
+      if ((next.data as { n: number }).n === 11) next = await client.next('msg');
+      expect(next.data).toEqual({ n: 13 });
       client.close();
       watcher.close();
     } finally {

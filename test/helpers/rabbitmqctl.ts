@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 async function rabbitmqctl(...args: string[]): Promise<string> {
-  const { stdout } = await run('rabbitmqctl', args, { timeout: 30_000 });
+  const { stdout } = await run('rabbitmqctl', args, { timeout: 90_000 });
   return stdout;
 }
 
@@ -26,6 +26,14 @@ export async function memoryWatermark(): Promise<string> {
   return out.trim().split('\n').pop()!.trim();
 }
 
+/** Sets the memory watermark, trying three times (a restore must not be lost to a slow CLI). */
 export async function setMemoryWatermark(value: string): Promise<void> {
-  await rabbitmqctl('set_vm_memory_high_watermark', value);
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await rabbitmqctl('set_vm_memory_high_watermark', value);
+      return;
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
 }
