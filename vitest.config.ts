@@ -18,7 +18,8 @@ export default defineConfig({
         test: {
           name: 'main',
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/browser/**/*.test.ts'],
-          maxWorkers: 2,
+          // One file at a time: the broker, Redis, relays and clients share two cores.
+          maxWorkers: 1,
           sequence: { groupOrder: 0 },
         },
       },

@@ -2,10 +2,11 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { loadConfig, type RelayConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log.js';
 import { signDevToken } from '../../src/server/auth.js';
 import { startRelay, type Relay } from '../../src/server/relay.js';
 import { Producer } from '../../src/amqp/producer.js';
+import { isRelayError } from '../../src/errors.js';
 import type { SeqStore } from '../../src/store/store.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
@@ -32,7 +33,7 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     PORT: '0',
     ADMIN_PORT: '0',
     HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: process.env.DEBUG_RELAY_LOG ?? 'silent',
     // Tests share two cores with the broker and with each other; shedding on event-loop lag is
     // tested on its own (test/chaos), so it does not refuse connections here.
     EVENT_LOOP_LAG_SHED_MS: '60000',
@@ -52,7 +53,7 @@ export interface TestRelay {
 }
 
 export async function startTestRelay(config: RelayConfig, store?: SeqStore): Promise<TestRelay> {
-  const relay = await startRelay(config, { logger: silentLogger(), ...(store ? { store } : {}) });
+  const relay = await startRelay(config, { logger: createLogger(config.logLevel), ...(store ? { store } : {}) });
   return { relay, config, url: `ws://127.0.0.1:${relay.port}/v1/stream`, stop: () => relay.drain() };
 }
 
@@ -60,10 +61,28 @@ export function token(user: string, expiresInSeconds = 3600): string {
   return signDevToken(user, TEST_SECRET, { expiresInSeconds });
 }
 
+/**
+ * A producer for tests that behaves as producers should: a publish RabbitMQ refused or did not
+ * confirm (a quorum queue can nack while it is busy) is retried with the same messageId, so
+ * every message the test counts as published was confirmed exactly as one message.
+ */
 export function testProducer(config: RelayConfig): Producer {
-  return new Producer({
+  const producer = new Producer({
     url: config.rabbitmqUrl,
     connectionName: `${config.amqpConnectionName} producer`,
     provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
   });
+  const publish = producer.publish.bind(producer);
+  producer.publish = async (userId, data, options = {}) => {
+    const messageId = options.messageId ?? randomUUID();
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await publish(userId, data, { ...options, messageId });
+      } catch (error) {
+        if (attempt >= 5 || !isRelayError(error) || !error.retryable) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
+  };
+  return producer;
 }
