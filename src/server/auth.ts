@@ -18,7 +18,7 @@ export type AuthResult = { ok: true; identity: Identity } | { ok: false; failure
 export function verifyToken(token: string, config: JwtConfig): AuthResult {
   let claims: string | jwt.JwtPayload;
   try {
-    claims = jwt.verify(token, config.key, {
+    claims = jwt.verify(token, config.verifyKey, {
       algorithms: config.algorithms as jwt.Algorithm[],
       ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
       ...(config.audience === undefined ? {} : { audience: config.audience }),
