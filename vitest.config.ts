@@ -1,9 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two groups: `main` runs files in parallel, each isolated by unique names; `chaos` runs after
- * it, one file at a time, because it breaks shared things on purpose (broker connections,
- * resource alarms).
+ * Two projects: `main` (files isolated by unique names) and `chaos`, one file at a time, which
+ * breaks shared things on purpose (resource alarms block every publisher on the broker). `npm test`
+ * runs chaos only after main has finished (two vitest runs), so they never overlap.
  */
 export default defineConfig({
   test: {
