@@ -34,16 +34,24 @@ describe('state store lost mid-stream', () => {
     for (const client of clients) client.start();
     const published = new Map<string, string[]>(users.map((user) => [user, []]));
     let flushed = false;
+    let markFlushed: () => void = () => undefined;
+    const flush = new Promise<void>((resolve) => {
+      markFlushed = resolve;
+    });
     await Promise.all(
       users.map(async (user, index) => {
         for (let n = 1; n <= MESSAGES; n += 1) {
           published.get(user)!.push((await producer.publish(user, { n })).messageId);
-          if (index === 0 && n === MESSAGES / 3) {
+          if (n !== MESSAGES / 3) continue;
+          if (index === 0) {
             // Let the first third be delivered and partly acked, then lose the store.
-            await clients[0]!.until(() => clients[0]!.lastSeq >= MESSAGES / 4, 30_000, 'first deliveries');
+            await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES / 4, 30_000, 'first deliveries')));
             await redis.flushdb();
             flushed = true;
+            markFlushed();
           }
+          // Every user publishes the rest after the loss, so every stream meets it mid-stream.
+          await flush;
         }
       }),
     );

@@ -26,7 +26,7 @@ describe.each([
 
   it('loses nothing and keeps order across the restart', async () => {
     const port = await freePort();
-    const env = testEnv({ QUEUE_TYPE: queueType, PORT: String(port), WINDOW_DEFAULT: '10', DRAIN_TIMEOUT_MS: '5000' });
+    const env = testEnv({ QUEUE_TYPE: queueType, PORT: String(port), WINDOW_DEFAULT: '10', DRAIN_TIMEOUT_MS: '10000' });
     const first = new ChildRelay(env);
     relays.push(first);
     await first.start();
@@ -46,8 +46,9 @@ describe.each([
     await clients[0]!.until(() => clients.reduce((sum, c) => sum + c.lastSeq, 0) >= (USERS * MESSAGES) / 3, 60_000, 'a third delivered');
     const stopped = await first.stop(signal);
     if (signal === 'SIGTERM') {
-      expect(stopped.code).toBe(0);
-      expect(stopped.ms).toBeLessThan(5_000);
+      // Drained and exited by itself, within DRAIN_TIMEOUT_MS.
+      expect(stopped.code, first.logs.slice(-15).join('\n')).toBe(0);
+      expect(stopped.ms).toBeLessThan(10_000);
     }
     const second = new ChildRelay(env);
     relays.push(second);
