@@ -332,8 +332,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
       for (const connection of [...connections]) connection.close(CloseCode.restarting, 'relay restarting');
       await mover.stop();
       await registry.closeAll();
-      await closeServer(http);
+      // Clients were sent 1012 above; one that has not finished the closing handshake by now is
+      // cut, or closing the listener would wait for its socket.
       for (const client of wss.clients) client.terminate();
+      http.closeAllConnections();
+      await closeServer(http);
       await consumerPool.close();
       await producer.close();
       await publisherPool.close();
