@@ -5,11 +5,11 @@
  * alarm clears everything resumes. The watermark is restored whatever happens.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Producer } from '../../src/amqp/producer.js';
+import { Producer } from '../../src/amqp/producer.js';
 import { isRelayError } from '../../src/errors.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { memoryWatermark, setMemoryWatermark } from '../helpers/rabbitmqctl.js';
-import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { startTestRelay, testConfig, token, uid, type TestRelay } from '../helpers/relay.js';
 
 async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -26,7 +26,8 @@ describe('RabbitMQ resource alarm', () => {
   beforeAll(async () => {
     original = await memoryWatermark();
     relay = await startTestRelay(testConfig({ PUBLISH_TIMEOUT_MS: '3000' }));
-    producer = testProducer(relay.config);
+    // The library itself, without the tests' retry wrapper: its own fail-fast is what is measured.
+    producer = new Producer({ url: relay.config.rabbitmqUrl, publishTimeoutMs: 3_000 });
   });
   afterAll(async () => {
     await setMemoryWatermark(original);
