@@ -1,21 +1,14 @@
 /** inbox-relay end to end: the relay as a child process, one bench WebSocket client per user. */
 import jwt from 'jsonwebtoken';
-import type { QueueType } from '../../src/config.js';
 import { RelayClient, newClientStats, type AckPolicy, type ClientStats } from '../clients/relay-client.js';
-import { RelayProcess } from '../env/relay-process.js';
+import { RelayProcess, type RelayProcessOptions } from '../env/relay-process.js';
 import { deleteRedisPrefix } from '../lib/redis-cleanup.js';
 import { forEachLimit, withTimeout } from '../lib/time.js';
 import type { ReceiverSlot, SystemUnderTest } from './system.js';
 
-export interface RelaySystemOptions {
-  rabbitmqUrl: string;
-  redisUrl: string;
-  redisKeyPrefix: string;
-  jwtSecret: string;
-  queueType: QueueType;
-  window: number;
-  logFile: string;
-  nodeArgs?: string[];
+/** What the relay child is started with (its own options), plus how the bench drives it. */
+export interface RelaySystemOptions
+  extends Pick<RelayProcessOptions, 'rabbitmqUrl' | 'redisUrl' | 'redisKeyPrefix' | 'jwtSecret' | 'queueType' | 'window' | 'logFile' | 'nodeArgs'> {
   connectConcurrency?: number;
   /** Default: an ack per message. */
   ackPolicy?: AckPolicy;

@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
-import { RawClient } from '../helpers/raw-client.js';
 import { closeConnections } from '../helpers/rabbitmqctl.js';
-import { SoakClient, checkSoak } from '../helpers/soak-client.js';
-import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { checkSoak } from '../helpers/soak-client.js';
+import { soakUsersWithWatcher } from '../helpers/soak-users.js';
+import { startTestRelay, testConfig, testProducer, uid, type TestRelay } from '../helpers/relay.js';
 
 const USERS = 5;
 const MESSAGES = 150;
@@ -27,12 +27,8 @@ describe('broker connections closed mid-stream', () => {
   });
 
   it('restarts consumers and delivers every confirmed message in order', async () => {
-    const users = Array.from({ length: USERS }, (_, i) => uid(`amqp${i}`));
-    const clients = users.map((user) => new SoakClient({ url: relay.url, token: () => token(user), ackEvery: 2 }));
-    for (const client of clients) client.start();
-    const watcher = await RawClient.connect(relay.url);
-    watcher.send({ type: 'hello', token: token(users[0]!), window: 1 });
-    await watcher.next('welcome');
+    // Soak clients, and one extra connection of the first user that watches status frames.
+    const { users, clients, watcher } = await soakUsersWithWatcher(relay.url, 'amqp', USERS);
 
     const published = new Map<string, string[]>(users.map((user) => [user, []]));
     let retries = 0;

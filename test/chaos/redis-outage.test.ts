@@ -10,8 +10,9 @@ import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
 import { readyz } from '../helpers/admin.js';
 import { OwnRedis } from '../helpers/own-redis.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { SoakClient, checkSoak } from '../helpers/soak-client.js';
-import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { checkSoak } from '../helpers/soak-client.js';
+import { soakUsersWithWatcher } from '../helpers/soak-users.js';
+import { startTestRelay, testConfig, testProducer, type TestRelay } from '../helpers/relay.js';
 
 const USERS = 5;
 const MESSAGES = 120;
@@ -51,13 +52,8 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
   });
 
   it('opens the breaker, sheds new connections, and resumes delivery in order afterwards', async () => {
-    const users = Array.from({ length: USERS }, (_, i) => uid(`redis${i}`));
-    const clients = users.map((user) => new SoakClient({ url: relay.url, token: () => token(user), ackEvery: 2 }));
-    for (const client of clients) client.start();
-    // Watch status frames on one extra connection of the first user.
-    const watcher = await RawClient.connect(relay.url);
-    watcher.send({ type: 'hello', token: token(users[0]!), window: 1 });
-    await watcher.next('welcome');
+    // Soak clients, and one extra connection of the first user that watches status frames.
+    const { users, clients, watcher } = await soakUsersWithWatcher(relay.url, 'redis', USERS);
 
     const published = new Map<string, string[]>(users.map((user) => [user, []]));
     const publish = async (from: number, to: number): Promise<void> => {
