@@ -459,11 +459,12 @@ export class UserStream {
     for (const connection of this.connections.values()) connection.sub.status('ok');
   }
 
-  private scheduleAssignRetry(generation: number): void {
+  private scheduleAssignRetry(): void {
     if (this.assignRetryTimer) return;
     this.assignRetryTimer = setTimeout(() => {
       this.assignRetryTimer = undefined;
-      void this.assignPending(generation);
+      // The consumer may have been replaced meanwhile: number what the current one holds.
+      void this.assignPending(this.generation);
     }, 1_000);
     this.assignRetryTimer.unref();
   }
@@ -503,7 +504,7 @@ export class UserStream {
           this.pending.unshift(...accepted.map(({ delivery }) => delivery));
           this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not number deliveries; retrying');
           this.setDegraded('state store unavailable');
-          this.scheduleAssignRetry(generation);
+          this.scheduleAssignRetry();
           return;
         }
         if (generation !== this.generation) return;
@@ -517,6 +518,12 @@ export class UserStream {
       }
     } finally {
       this.assigning = false;
+      // Deliveries of a newer consumer that arrived while an older batch was being numbered
+      // found `assigning` set and were left to this loop, which gives up on its generation:
+      // nothing else would number them (a full prefetch brings no further delivery to do it).
+      if (generation !== this.generation && this.pending.length > 0 && !this.assignRetryTimer) {
+        queueMicrotask(() => void this.assignPending(this.generation));
+      }
     }
   }
 

@@ -308,6 +308,36 @@ describe('UserStream', () => {
     expect(queue.ready).toHaveLength(7);
   });
 
+  it('numbers a new consumer\'s deliveries that arrived while an old consumer\'s batch was being numbered', async () => {
+    const queue = new FakeQueue();
+    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    let slow = true;
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+        if (slow) {
+          slow = false;
+          // The consumer is lost, and its replacement fills its prefetch, while this call waits.
+          await Promise.resolve();
+          queue.lose();
+          await new Promise((resolve) => setTimeout(resolve, 40));
+        }
+        return memory.assign(user, epoch, inputs);
+      },
+    });
+    const stream = new UserStream({
+      user: 'u6', store, consumers: queue.factory, prefetch: 4, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(), restartDelayMs: () => 1,
+    });
+    const sub = new FakeSub(4);
+    await stream.attach(sub, undefined);
+    queue.publish(4);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(queue.starts).toBe(2);
+    // Without a second look at what arrived meanwhile, nothing would be numbered or sent: the
+    // full prefetch brings no further delivery to start numbering.
+    expect(sub.seqs).toEqual([1, 2, 3, 4]);
+    expect(sub.frames.map((f) => f.n)).toEqual([1000, 1001, 1002, 1003]);
+  });
+
   it('restarts a consumer whose channel was lost while it was starting', async () => {
     const { queue, stream } = setup();
     const factory = queue.factory;
