@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
 import { closeConnections } from '../helpers/rabbitmqctl.js';
-import { checkSoak } from '../helpers/soak-client.js';
+import { checkSoak, untilAllProcessed } from '../helpers/soak-client.js';
 import { soakUsersWithWatcher } from '../helpers/soak-users.js';
 import { startTestRelay, testConfig, testProducer, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -61,7 +61,7 @@ describe('broker connections closed mid-stream', () => {
     expect(closed).toBeGreaterThanOrEqual(3);
     expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'degraded' });
     await publishing;
-    await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 60_000, 'all messages')));
+    await untilAllProcessed(clients, users, MESSAGES, 60_000, (user) => relay.relay.registry.get(user)?.snapshot());
     const statuses = watcher.frames.filter((f) => f.type === 'status').map((f) => (f as { state: string }).state);
     expect(statuses.at(-1)).toBe('ok');
     for (const client of clients) client.stop();

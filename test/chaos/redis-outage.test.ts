@@ -10,7 +10,7 @@ import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
 import { readyz } from '../helpers/admin.js';
 import { OwnRedis } from '../helpers/own-redis.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { checkSoak } from '../helpers/soak-client.js';
+import { checkSoak, untilAllProcessed } from '../helpers/soak-client.js';
 import { soakUsersWithWatcher } from '../helpers/soak-users.js';
 import { startTestRelay, testConfig, testProducer, type TestRelay } from '../helpers/relay.js';
 
@@ -94,13 +94,7 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
     await waitFor(async () => (await readyz(relay.relay.adminPort)) === 200, 10_000, 'ready again');
     expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'ok' });
 
-    try {
-      await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 30_000, 'all messages')));
-    } catch (error) {
-      const streams = [...relay.relay.registry.values()].map((stream) => stream.snapshot());
-      const state = clients.map((c) => ({ lastSeq: c.lastSeq, acked: c.ackedSeq, codes: c.closeCodes }));
-      throw new Error(`${(error as Error).message}\n${JSON.stringify({ streams, state }, null, 1)}`);
-    }
+    await untilAllProcessed(clients, users, MESSAGES, 30_000, (user) => relay.relay.registry.get(user)?.snapshot());
     for (const client of clients) client.stop();
     watcher.close();
     users.forEach((user, i) => {

@@ -1,11 +1,13 @@
 /** Starts relays in-process against the real broker and Redis, isolated by a unique Redis key prefix. */
 import { randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
 import { inject } from 'vitest';
 import { loadConfig, type RelayConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { signDevToken } from '../../src/server/auth.js';
 import { startRelay, type Relay } from '../../src/server/relay.js';
 import { Producer } from '../../src/amqp/producer.js';
+import { inboxQueueName } from '../../src/amqp/topology.js';
 import { isRelayError } from '../../src/errors.js';
 import type { SeqStore } from '../../src/store/store.js';
 
@@ -85,4 +87,16 @@ export function testProducer(config: RelayConfig): Producer {
     }
   };
   return producer;
+}
+
+/** Ready and consumer counts of a user's inbox queue, read with a passive declare (diagnostics). */
+export async function queueCounts(user: string): Promise<{ ready: number; consumers: number }> {
+  const connection = await amqp.connect(rabbitmqUrl());
+  try {
+    const channel = await connection.createChannel();
+    const { messageCount, consumerCount } = await channel.checkQueue(inboxQueueName(user));
+    return { ready: messageCount, consumers: consumerCount };
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
 }

@@ -211,3 +211,39 @@ export function checkSoak(client: SoakClient, published: readonly string[], opti
   }
   return problems;
 }
+
+/**
+ * Waits until every client processed `target` seqs. On timeout the error says where each
+ * unfinished client stands (position, connections, last close codes and welcome) together with
+ * what `diagnose` adds for its user (a stream snapshot, the queue's counts), so that a stall can
+ * be told from a slow run.
+ */
+export async function untilAllProcessed(
+  clients: readonly SoakClient[],
+  users: readonly string[],
+  target: number,
+  timeoutMs: number,
+  diagnose?: (user: string) => unknown,
+): Promise<void> {
+  try {
+    await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= target, timeoutMs, `seq ${target}`)));
+  } catch (error) {
+    const stalled = await Promise.all(
+      clients
+        .map((client, i) => ({ client, user: users[i] ?? `#${i}` }))
+        .filter(({ client }) => client.lastSeq < target)
+        .map(async ({ client, user }) => ({
+          user,
+          lastSeq: client.lastSeq,
+          acked: client.ackedSeq,
+          received: client.received.length,
+          connections: client.connections,
+          codes: client.closeCodes.slice(-5),
+          welcome: client.welcomes.at(-1),
+          violations: client.violations.slice(0, 5),
+          relay: diagnose ? await Promise.resolve(diagnose(user)).catch((e: unknown) => String(e)) : undefined,
+        })),
+    );
+    throw new Error(`${(error as Error).message}; ${stalled.length} client(s) stalled:\n${JSON.stringify(stalled, null, 1)}`);
+  }
+}

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
-import { SoakClient, checkSoak } from '../helpers/soak-client.js';
-import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { SoakClient, checkSoak, untilAllProcessed } from '../helpers/soak-client.js';
+import { queueCounts, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
 const USERS = 50;
 const MESSAGES = 200;
@@ -45,7 +45,10 @@ describe.each(['quorum', 'classic'] as const)('delivery under client churn (%s q
     );
     for (const client of clients) client.start();
     const published = await publishAll(producer, users);
-    await Promise.all(clients.map((client) => client.until(() => client.lastSeq >= MESSAGES, 90_000, 'all messages')));
+    await untilAllProcessed(clients, users, MESSAGES, 90_000, async (user) => ({
+      stream: relay.relay.registry.get(user)?.snapshot(),
+      queue: await queueCounts(user),
+    }));
     for (const client of clients) client.flushAck();
     for (const client of clients) client.stop();
 
