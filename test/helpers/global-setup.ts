@@ -4,13 +4,20 @@
  * (on machines with a Docker engine). Fails with a clear message when none is available.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     rabbitmqUrl: string;
     redisUrl: string;
+    /** A file every `uid()` of this run is appended to; teardown removes what they named. */
+    idLog: string;
   }
 }
 
@@ -58,8 +65,61 @@ export async function setup(project: TestProject): Promise<void> {
   }
   project.provide('rabbitmqUrl', rabbitmqUrl);
   project.provide('redisUrl', redisUrl);
+  const idLog = join(mkdtempSync(join(tmpdir(), 'inbox-relay-test-')), 'ids.txt');
+  writeFileSync(idLog, '');
+  project.provide('idLog', idLog);
+  stops.push(() => removeTestState(idLog, rabbitmqUrl, redisUrl));
 }
 
 export async function teardown(): Promise<void> {
   for (const stop of stops) await stop();
+}
+
+/**
+ * Deletes the queues (`inbox.<id>`) and Redis keys (`<id>:...`) of this run's unique names, so
+ * that runs do not pile up queues on a shared broker (thousands of them slow it down, and with a
+ * low open-files limit hang it). Best effort and bounded: a failure here never fails the run.
+ */
+async function removeTestState(idLog: string, rabbitmqUrl: string, redisUrl: string): Promise<void> {
+  const ids = [...new Set(readFileSync(idLog, 'utf8').split('\n').filter(Boolean))];
+  rmSync(dirname(idLog), { recursive: true, force: true });
+  if (ids.length === 0) return;
+  const deadline = Date.now() + 60_000;
+  let deleted = 0;
+  try {
+    const connection = await amqp.connect(rabbitmqUrl);
+    try {
+      const channels = await Promise.all(Array.from({ length: 8 }, () => connection.createChannel()));
+      let next = 0;
+      await Promise.all(
+        channels.map(async (channel) => {
+          while (next < ids.length && Date.now() < deadline) {
+            const id = ids[next++]!;
+            await channel.deleteQueue(`inbox.${id}`);
+            deleted += 1;
+          }
+        }),
+      );
+    } finally {
+      await connection.close().catch(() => undefined);
+    }
+  } catch (error) {
+    console.warn(`[teardown] deleted ${deleted} of ${ids.length} test queues: ${(error as Error).message}`);
+  }
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const prefixes = new Set(ids);
+    let cursor = '0';
+    do {
+      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', '*-*:*', 'COUNT', 1000);
+      cursor = nextCursor;
+      const mine = keys.filter((key) => prefixes.has(key.slice(0, key.indexOf(':'))));
+      if (mine.length > 0) await redis.del(...mine);
+    } while (cursor !== '0' && Date.now() < deadline);
+  } catch (error) {
+    console.warn(`[teardown] could not remove test keys from Redis: ${(error as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -1,5 +1,6 @@
 /** Starts relays in-process against the real broker and Redis, isolated by a unique Redis key prefix. */
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import { inject } from 'vitest';
 import { loadConfig, type RelayConfig } from '../../src/config.js';
@@ -13,8 +14,14 @@ import type { SeqStore } from '../../src/store/store.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
+/**
+ * A unique name for a user, a key prefix or a connection. Each is written to the run's id log
+ * (see global-setup.ts), whose teardown deletes the queues and Redis keys named after them.
+ */
 export function uid(prefix = 't'): string {
-  return `${prefix}-${randomUUID().slice(0, 12)}`;
+  const id = `${prefix}-${randomUUID().slice(0, 12)}`;
+  appendFileSync(inject('idLog'), `${id}\n`);
+  return id;
 }
 
 export function rabbitmqUrl(): string {
