@@ -1,3 +1,4 @@
+import { ErrorCode, RelayError } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import type { SeqStore } from '../store/store.js';
@@ -12,6 +13,20 @@ export interface StreamRegistryOptions {
   maxMessageBytes: number;
   logger: Logger;
   events?: RelayEvents;
+}
+
+/** How long a new connection waits for the user's previous stream to release its consumer. */
+const CLOSING_WAIT_MS = 10_000;
+
+function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    promise.then(done, done);
+  });
 }
 
 /** The user streams of this node: at most one per user, created on first attach, dropped when idle. */
@@ -37,7 +52,14 @@ export class StreamRegistry {
     for (let attempt = 0; ; attempt += 1) {
       let stream = this.streams.get(user);
       if (stream?.closed) {
-        await stream.close();
+        // Its consumer must be gone before another starts (single active consumer; order). A
+        // close the broker does not answer must not hold this connection's hello forever.
+        const closed = await settleWithin(stream.close(), CLOSING_WAIT_MS);
+        if (!closed) {
+          throw new RelayError(ErrorCode.brokerUnavailable, `the previous consumer of this user has not closed within ${CLOSING_WAIT_MS} ms`, {
+            retryable: true,
+          });
+        }
         if (this.streams.get(user) === stream) this.streams.delete(user);
         stream = undefined;
       }
