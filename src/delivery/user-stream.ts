@@ -125,6 +125,11 @@ export class UserStream {
   private restartAttempt = 0;
   private closing: Promise<void> | undefined;
   private degraded: string | undefined;
+  /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
+  private brokerAckScheduled = false;
+  /** The store's acked mark: what was last written (or is being written), and whether a write is in flight. */
+  private storeAcked = 0;
+  private storeAckBusy = false;
 
   constructor(private readonly options: UserStreamOptions) {
     this.user = options.user;
@@ -158,6 +163,7 @@ export class UserStream {
       this.epoch = meta.epoch;
       this.head = meta.seq;
       this.acked = meta.acked;
+      this.storeAcked = meta.acked;
       this.loaded = true;
     } else {
       this.head = Math.max(this.head, meta.seq);
@@ -312,11 +318,12 @@ export class UserStream {
   }
 
   private deadLetter(seq: number, reason: string): void {
+    // Another connection processed it (its broker ack may still be on its way): nothing to do.
+    if (seq <= this.acked) return;
     const entry = this.inflight.get(seq);
     if (!entry) {
-      // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again unacked
-      // (at or below the acked mark, another connection processed it: nothing to dead-letter).
-      if (seq > this.acked) this.deadLetterSeqs.add(seq);
+      // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again.
+      this.deadLetterSeqs.add(seq);
       return;
     }
     this.options.events?.emit('dead-lettered', reason);
@@ -328,40 +335,68 @@ export class UserStream {
     this.options.logger.info({ user: this.user, seq, reason }, 'message dead-lettered');
   }
 
+  /**
+   * Moves the acked mark. RabbitMQ and the store learn of it once per turn of the event loop and
+   * once per store round trip, not once per client ack: a client acking every message then
+   * costs one broker ack and one store write per burst (acks of one burst arrive together).
+   * Until then the messages stay in flight; a crash in between redelivers them with the same
+   * seqs, and a resuming client is past them.
+   */
   private advanceAcked(seq: number): void {
     this.acked = seq;
-    this.ackBroker(seq);
     for (const dead of this.deadLetterSeqs) if (dead <= seq) this.deadLetterSeqs.delete(dead);
+    if (!this.brokerAckScheduled) {
+      this.brokerAckScheduled = true;
+      setImmediate(() => {
+        this.brokerAckScheduled = false;
+        this.ackBroker(this.acked);
+      });
+    }
+    this.writeStoreAck();
+  }
+
+  /** One store write in flight per user; when it returns, the latest mark is written if it moved. */
+  private writeStoreAck(): void {
+    if (this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
     const epoch = this.epoch;
+    const seq = this.acked;
+    this.storeAckBusy = true;
+    this.storeAcked = seq;
     this.options.store.ack(this.user, epoch, seq).then(
       (ok) => {
-        if (!ok && epoch === this.epoch) this.epochLost('epoch-lost');
+        this.storeAckBusy = false;
+        if (!ok && epoch === this.epoch) return this.epochLost('epoch-lost');
+        if (epoch === this.epoch) this.writeStoreAck();
       },
-      (error: unknown) => this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store'),
+      (error: unknown) => {
+        this.storeAckBusy = false;
+        // Not written: the next ack writes the mark again (acks are cumulative).
+        if (epoch === this.epoch && this.storeAcked === seq) this.storeAcked = seq - 1;
+        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store');
+      },
     );
   }
 
   /** Acks every in-flight message with seq <= `seq` to RabbitMQ, with one multiple-ack when that is exact. */
   private ackBroker(seq: number): void {
     const tags: number[] = [];
+    let highest = 0;
     const now = Date.now();
     for (const [held, entry] of this.inflight) {
       if (held > seq) continue;
-      tags.push(...entry.tags);
       this.inflight.delete(held);
+      for (const tag of entry.tags) {
+        tags.push(tag);
+        if (tag > highest) highest = tag;
+      }
       this.options.events?.emit('delivery-latency', now - entry.ts);
     }
     if (tags.length === 0 || !this.consumer) return;
-    const acking = new Set(tags);
-    const highest = Math.max(...tags);
-    let exact = true;
-    for (const tag of this.outstanding) {
-      if (tag <= highest && !acking.has(tag)) {
-        exact = false;
-        break;
-      }
-    }
-    if (exact) {
+    // Every tag being acked is outstanding; a multiple-ack up to `highest` is exact when no
+    // other outstanding tag is at or below it.
+    let below = 0;
+    for (const tag of this.outstanding) if (tag <= highest) below += 1;
+    if (below === tags.length) {
       this.consumer.ack(highest, true);
     } else {
       for (const tag of tags) this.consumer.ack(tag, false);
@@ -389,7 +424,8 @@ export class UserStream {
         if (generation !== this.generation) return;
         this.outstanding.add(delivery.tag);
         this.pending.push(delivery);
-        void this.assignPending(generation);
+        // Deliveries parsed from one socket read arrive in one go: number them in one store call.
+        if (this.pending.length === 1) queueMicrotask(() => void this.assignPending(generation));
       },
       onLost: (reason) => {
         if (generation !== this.generation) return;
@@ -660,6 +696,8 @@ export class UserStream {
       if (this.restartTimer) clearTimeout(this.restartTimer);
       if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
       await this.starting?.catch(() => undefined);
+      // What clients acked goes to RabbitMQ before the channel closes (else it comes back).
+      this.ackBroker(this.acked);
       const consumer = this.consumer;
       this.consumer = undefined;
       this.inflight.clear();

@@ -4,6 +4,7 @@
  * Whatever ends the connection, the stream is detached exactly once.
  */
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
 import { errorMessage, isRelayError } from '../errors.js';
@@ -31,6 +32,8 @@ export interface ClientConnectionOptions {
   /** A node-wide reason delivery is paused (breaker open, broker blocked), told after `welcome`. */
   nodeDegraded?: () => string | undefined;
   events?: RelayEvents;
+  /** The upgraded TCP socket under `ws`: frames sent in one turn are corked into one write. */
+  socket?: Pick<Duplex, 'cork' | 'uncork'>;
   onClose: (connection: ClientConnection) => void;
 }
 
@@ -48,6 +51,7 @@ export class ClientConnection implements Subscriber {
   private expiryTimer: NodeJS.Timeout | undefined;
   private queued: string[] = [];
   private blocked = false;
+  private corked = false;
   private readonly degradedBy = new Map<'stream' | 'node', string>();
   private shownState: 'ok' | 'degraded' = 'ok';
   private lastAckProgressAt = Date.now();
@@ -86,6 +90,16 @@ export class ClientConnection implements Subscriber {
 
   send(frame: string): void {
     if (this.state === 'closed') return;
+    const socket = this.options.socket;
+    if (socket && !this.corked) {
+      // A burst of msg frames leaves in one write (one syscall, fewer TCP segments).
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
     const highWater = this.options.config.sendBufferHighWaterBytes;
     this.ws.send(frame, (error) => {
       if (error || !this.blocked) return;

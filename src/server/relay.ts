@@ -269,6 +269,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
           pendingHellos -= 1;
         },
         nodeDegraded,
+        socket,
         onClose: (closed) => connections.delete(closed),
       });
       connections.add(connection);

@@ -162,8 +162,37 @@ describe('UserStream', () => {
     await settle();
     expect(queue.acks).toEqual([]);
     stream.ack(sub, 3);
+    // Acks reach RabbitMQ once per turn of the event loop.
+    expect(queue.acks).toEqual([]);
+    await settle();
     expect(queue.acks).toEqual([{ tag: 3, multiple: true }]);
     expect([...queue.unacked.keys()]).toEqual([4, 5]);
+  });
+
+  it('coalesces client acks of one turn into one broker ack, with one store write in flight', async () => {
+    const queue = new FakeQueue();
+    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const written: number[] = [];
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      ack: async (user: string, epoch: string, seq: number) => {
+        written.push(seq);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        return memory.ack(user, epoch, seq);
+      },
+    });
+    const stream = new UserStream({
+      user: 'u7', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(10);
+    await settle();
+    for (let seq = 1; seq <= 10; seq += 1) stream.ack(sub, seq);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(queue.acks).toEqual([{ tag: 10, multiple: true }]);
+    // The first write went out at once; the other nine acks became one write of the latest mark.
+    expect(written).toEqual([1, 10]);
+    expect((await memory.peek('u7'))?.acked).toBe(10);
   });
 
   it('acks a redelivered duplicate with a later tag one by one, never a later message', async () => {
@@ -175,6 +204,7 @@ describe('UserStream', () => {
     await settle();
     expect(sub.seqs).toEqual([1, 2]);
     stream.ack(sub, 1);
+    await settle();
     // Tags 1 and 3 are seq 1; tag 2 is seq 2 and must stay unacked.
     expect(queue.acks).toEqual([
       { tag: 1, multiple: false },
@@ -255,6 +285,7 @@ describe('UserStream', () => {
     expect(sub.seqs).toEqual([1, 2, 3, 4, 5, 6]);
     // Seqs 3 and 4 came back from RabbitMQ and were acked with the client's ack, not sent again.
     stream.ack(sub, 6);
+    await settle();
     expect(queue.unacked.size).toBe(0);
     expect(queue.ready.length).toBe(0);
   });
@@ -368,6 +399,7 @@ describe('UserStream', () => {
     await settle();
     const { epoch } = await stream.attach(new FakeSub(4), { epoch: (await setupEpoch(stream)) ?? '', lastSeq: 3 });
     expect(epoch.length).toBeGreaterThan(0);
+    await settle();
     // The second connection said it processed up to 3: RabbitMQ is acked for all three.
     expect(queue.unacked.size).toBe(0);
     expect(a.seqs).toEqual([1, 2, 3]);
