@@ -21,6 +21,7 @@ const CLOSING_WAIT_MS = 10_000;
 function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
     const done = (): void => {
       clearTimeout(timer);
       resolve(true);
@@ -61,7 +62,9 @@ export class StreamRegistry {
           });
         }
         if (this.streams.get(user) === stream) this.streams.delete(user);
-        stream = undefined;
+        // Another hello of this user may have waited too and created the next stream already:
+        // look again, so that both join it (two streams would mean two consumers on the queue).
+        continue;
       }
       if (!stream) {
         const created = new UserStream({

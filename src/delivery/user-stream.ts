@@ -167,7 +167,11 @@ export class UserStream {
       this.loaded = true;
     } else {
       this.head = Math.max(this.head, meta.seq);
-      this.acked = Math.max(this.acked, meta.acked);
+      if (meta.acked > this.acked) {
+        // A connection on another node acked further: finish those messages here too.
+        this.storeAcked = Math.max(this.storeAcked, meta.acked);
+        this.advanceAcked(meta.acked);
+      }
     }
     const result = this.resolvePosition(resume, meta.start);
     const connection: Connection = {
@@ -256,7 +260,8 @@ export class UserStream {
       }
     }
     if (!requeue) this.options.events?.emit('nacked', false);
-    this.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
+    // Another connection of this user already processed it: nothing to dead-letter.
+    if (!this.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack')) return 'stale';
     if (requeue && connection.cursor > seq) {
       // The client dropped what followed the seq it asked to see again: send that again.
       connection.cursor = seq;
@@ -317,14 +322,15 @@ export class UserStream {
     if (connection) void this.pump(connection);
   }
 
-  private deadLetter(seq: number, reason: string): void {
-    // Another connection processed it (its broker ack may still be on its way): nothing to do.
-    if (seq <= this.acked) return;
+  /** Dead-letters one seq; false when some connection already processed it (nothing to do). */
+  private deadLetter(seq: number, reason: string): boolean {
+    // At or below the acked mark (its broker ack may still be on its way): processed.
+    if (seq <= this.acked) return false;
     const entry = this.inflight.get(seq);
     if (!entry) {
       // Not held by this consumer now: dead-letter it if RabbitMQ delivers it again.
       this.deadLetterSeqs.add(seq);
-      return;
+      return true;
     }
     this.options.events?.emit('dead-lettered', reason);
     this.inflight.delete(seq);
@@ -333,6 +339,7 @@ export class UserStream {
       this.consumer?.reject(tag, false);
     }
     this.options.logger.info({ user: this.user, seq, reason }, 'message dead-lettered');
+    return true;
   }
 
   /**
@@ -370,11 +377,25 @@ export class UserStream {
       },
       (error: unknown) => {
         this.storeAckBusy = false;
-        // Not written: the next ack writes the mark again (acks are cumulative).
-        if (epoch === this.epoch && this.storeAcked === seq) this.storeAcked = seq - 1;
-        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store');
+        if (epoch !== this.epoch) return;
+        // Not written: write the mark again a little later (acks are cumulative).
+        if (this.storeAcked === seq) this.storeAcked = seq - 1;
+        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store; retrying');
+        setTimeout(() => this.writeStoreAck(), 1_000).unref();
       },
     );
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) until the store holds this stream's acked mark, so that the next
+   * stream of this user (which reads the mark from the store) does not start behind RabbitMQ.
+   */
+  private async settleStoreAck(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.epochGone && (this.storeAckBusy || this.acked > this.storeAcked) && Date.now() < deadline) {
+      this.writeStoreAck();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   /** Acks every in-flight message with seq <= `seq` to RabbitMQ, with one multiple-ack when that is exact. */
@@ -510,6 +531,12 @@ export class UserStream {
     this.assigning = true;
     try {
       while (this.pending.length > 0 && generation === this.generation) {
+        if (!this.consumer && this.starting) {
+          // Deliveries can arrive before the consumer's set-up returned; settling one (an
+          // invalid message is rejected at once) needs the handle.
+          await this.starting.catch(() => undefined);
+          continue;
+        }
         const batch = this.pending.splice(0, 200);
         const accepted: { delivery: Delivery; id: string; fragment: string; ts: number }[] = [];
         for (const delivery of batch) {
@@ -557,7 +584,8 @@ export class UserStream {
       // Deliveries of a newer consumer that arrived while an older batch was being numbered
       // found `assigning` set and were left to this loop, which gives up on its generation:
       // nothing else would number them (a full prefetch brings no further delivery to do it).
-      if (generation !== this.generation && this.pending.length > 0 && !this.assignRetryTimer) {
+      const current = this.consumer !== undefined || this.starting !== undefined;
+      if (generation !== this.generation && current && this.pending.length > 0 && !this.assignRetryTimer) {
         queueMicrotask(() => void this.assignPending(this.generation));
       }
     }
@@ -641,9 +669,11 @@ export class UserStream {
             return;
           }
           if (entries[0]?.seq !== next) {
-            // Not in history. Above the acked mark RabbitMQ still holds it and delivers it again
-            // (pump runs on every delivery); below it, history was trimmed under this connection.
-            if (next <= this.acked && !this.inflight.has(next)) connection.sub.resync(`history no longer holds seq ${next}`);
+            // Every seq up to the head was written to history when it was numbered, and history
+            // is trimmed only at or below the store's acked mark: RabbitMQ no longer holds it
+            // (this node's mark may lag another's). Unless it arrived meanwhile, the connection
+            // resumes from a fresh position instead of waiting for a delivery that cannot come.
+            if (!this.inflight.has(next)) connection.sub.resync(`history no longer holds seq ${next}`);
             break;
           }
           for (const entry of entries) {
@@ -696,7 +726,9 @@ export class UserStream {
       if (this.restartTimer) clearTimeout(this.restartTimer);
       if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
       await this.starting?.catch(() => undefined);
-      // What clients acked goes to RabbitMQ before the channel closes (else it comes back).
+      // What clients acked goes to the store and to RabbitMQ before the channel closes (else
+      // it comes back, and the next stream would start from an older mark).
+      await this.settleStoreAck(2_000);
       this.ackBroker(this.acked);
       const consumer = this.consumer;
       this.consumer = undefined;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
+import { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -367,6 +368,76 @@ describe('UserStream', () => {
     // full prefetch brings no further delivery to start numbering.
     expect(sub.seqs).toEqual([1, 2, 3, 4]);
     expect(sub.frames.map((f) => f.n)).toEqual([1000, 1001, 1002, 1003]);
+  });
+
+  it('joins two hellos that waited for the same closing stream to one new stream (one consumer)', async () => {
+    const queue = new FakeQueue();
+    const slowClose: ConsumerFactory = async (user, prefetch, callbacks) => {
+      const handle = await queue.factory(user, prefetch, callbacks);
+      return {
+        ...handle,
+        close: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 30));
+          await handle.close();
+        },
+      };
+    };
+    const registry = new StreamRegistry({
+      store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }),
+      consumers: slowClose,
+      prefetch: 10,
+      nackLimit: 3,
+      maxMessageBytes: 1024,
+      logger: silentLogger(),
+    });
+    const first = new FakeSub(10);
+    const { stream: closing } = await registry.attach('u8', first, undefined);
+    closing.detach(first);
+    const [a, b] = await Promise.all([registry.attach('u8', new FakeSub(10), undefined), registry.attach('u8', new FakeSub(10), undefined)]);
+    expect(a.stream).not.toBe(closing);
+    expect(a.stream).toBe(b.stream);
+    expect(registry.get('u8')).toBe(a.stream);
+    expect(queue.starts).toBe(2);
+  });
+
+  it('writes the latest acked mark to the store before releasing the consumer', async () => {
+    const queue = new FakeQueue();
+    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      ack: async (user: string, epoch: string, seq: number) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return memory.ack(user, epoch, seq);
+      },
+    });
+    const stream = new UserStream({
+      user: 'u9', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
+    });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(5);
+    await settle();
+    stream.ack(sub, 2);
+    stream.ack(sub, 5);
+    stream.detach(sub);
+    await stream.close();
+    // The next stream of this user reads its starting point from the store.
+    expect((await memory.peek('u9'))?.acked).toBe(5);
+    expect(queue.ready).toHaveLength(0);
+  });
+
+  it('does not dead-letter a seq another connection of the user already processed', async () => {
+    const { queue, stream } = setup({ prefetch: 4 });
+    const a = new FakeSub(4);
+    const b = new FakeSub(4);
+    await stream.attach(a, undefined);
+    await stream.attach(b, undefined);
+    queue.publish(3);
+    await settle();
+    expect(stream.ack(a, 3)).toBe('ok');
+    expect(stream.nack(b, 2, false)).toBe('stale');
+    await settle();
+    expect(queue.rejected).toEqual([]);
+    expect(queue.acks).toEqual([{ tag: 3, multiple: true }]);
   });
 
   it('restarts a consumer whose channel was lost while it was starting', async () => {
