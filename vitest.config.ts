@@ -20,8 +20,10 @@ export default defineConfig({
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/browser/**/*.test.ts'],
           // One file at a time: the broker, Redis, relays and clients share two cores.
           maxWorkers: 1,
-          // A rare stall under heavy client churn is still open (see the issue note): a test that
-          // meets it runs once more, and the report shows it as retried.
+          // The integration tests share a broker with everything else on the machine. The causes
+          // of a rare delivery stall seen under heavy churn were found and fixed, with unit tests
+          // for each; a test that still fails once runs once more, and the report shows it as
+          // retried (with the stall diagnostics of the first attempt), so it is seen, not hidden.
           retry: 1,
           sequence: { groupOrder: 0 },
         },
