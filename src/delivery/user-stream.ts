@@ -229,6 +229,12 @@ export class UserStream {
     if (this.connections.size === 0) void this.close();
   }
 
+  /** Whether an ack of `seq` would move this connection forward (a seq sent and not yet acked). */
+  isProgress(sub: Subscriber, seq: number): boolean {
+    const connection = this.connections.get(sub);
+    return connection !== undefined && seq > connection.acked && seq <= connection.cursor;
+  }
+
   /** Cumulative ack from one connection. */
   ack(sub: Subscriber, seq: number): AckOutcome {
     const connection = this.connections.get(sub);

@@ -162,14 +162,18 @@ export class ClientConnection implements Subscriber {
 
   private onMessage(text: string, isBinary: boolean, charge = true): void {
     if (this.state === 'closed') return;
-    if (charge && !this.inbound.take(Date.now())) {
-      this.options.events?.emit('refused', 'frame-rate');
-      return this.close(CloseCode.policyViolation, 'rate limit: too many frames');
-    }
     if (isBinary) return this.close(CloseCode.policyViolation, 'binary frames are not accepted');
     const decoded = decodeClientFrame(text);
     if (!decoded.ok) return this.close(CloseCode.policyViolation, decoded.reason);
     const frame = decoded.frame;
+    // An ack that moves this connection forward is bounded by the msg frames it was sent (one
+    // per message at most), so a client acking every message at any delivery rate is not
+    // refused; every other frame, stale acks included, is charged against the frame rate.
+    const progress = frame.type === 'ack' && this.state === 'open' && this.stream?.isProgress(this, frame.seq) === true;
+    if (charge && !progress && !this.inbound.take(Date.now())) {
+      this.options.events?.emit('refused', 'frame-rate');
+      return this.close(CloseCode.policyViolation, 'rate limit: too many frames');
+    }
     if (this.state === 'awaiting-hello') {
       if (frame.type !== 'hello') return this.close(CloseCode.policyViolation, 'expected hello first');
       void this.onHello(frame);

@@ -16,7 +16,8 @@ export interface Closed {
 export class RawClient {
   readonly frames: ServerFrame[] = [];
   readonly closed: Promise<Closed>;
-  private closedWith: Closed | undefined;
+  /** How the connection closed, once it has. */
+  closedWith: Closed | undefined;
   private waiters: (() => void)[] = [];
   private cursor = 0;
 

@@ -89,6 +89,27 @@ describe('overload', () => {
     expect([closed.code, closed.reason]).toEqual([1008, expect.stringContaining('rate limit')]);
   });
 
+  it('does not charge acks that move the connection forward, and charges stale ones', async () => {
+    const { relay, producer } = await relayWith({ FRAME_RATE_PER_SEC: '10', FRAME_BURST: '20', WINDOW_DEFAULT: '10' });
+    const user = uid('acker');
+    await Promise.all(Array.from({ length: 100 }, (_, n) => producer.publish(user, { n })));
+    const client = await RawClient.connect(relay.url);
+    client.send({ type: 'hello', token: token(user) });
+    await client.next('welcome');
+    // 100 acks within about a second: ten times the frame rate, five times the burst.
+    for (let seq = 1; seq <= 100; seq += 1) {
+      const msg = await client.next('msg');
+      expect(msg.seq).toBe(seq);
+      client.send({ type: 'ack', seq });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(client.closedWith).toBeUndefined();
+    // The same ack again and again does not move anything: it is charged like any frame.
+    for (let i = 0; i < 100; i += 1) client.send({ type: 'ack', seq: 100 });
+    const closed = await client.closeCode();
+    expect([closed.code, closed.reason]).toEqual([1008, expect.stringContaining('rate limit')]);
+  });
+
   it('keeps memory bounded for a client that never reads, and other users unaffected', async () => {
     const { relay, producer } = await relayWith({ WINDOW_DEFAULT: '10', WINDOW_MAX: '10', HEARTBEAT_MS: '60000' });
     const stuck = uid('stuck');
