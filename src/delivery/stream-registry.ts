@@ -11,6 +11,8 @@ export interface StreamRegistryOptions {
   prefetch: number;
   nackLimit: number;
   maxMessageBytes: number;
+  /** See UserStreamOptions.lingerMs. */
+  lingerMs?: number;
   logger: Logger;
   events?: RelayEvents;
 }

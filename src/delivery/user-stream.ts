@@ -64,6 +64,12 @@ export interface UserStreamOptions {
   restartDelayMs?: (attempt: number) => number;
   /** Metrics and logs listen here; never in the way of delivery. */
   events?: RelayEvents;
+  /**
+   * How long the consumer is kept after the last connection left (default 0: released at once).
+   * A client that reconnects within it (a network blip, a reconnect storm) joins the same stream:
+   * no channel is closed and opened again, and what the consumer holds is sent from memory.
+   */
+  lingerMs?: number;
   /** Called once the stream has no connection left and has released its consumer. */
   onIdle?: () => void;
 }
@@ -118,6 +124,7 @@ export class UserStream {
   private pending: Delivery[] = [];
   private assigning = false;
   private restartTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
   private assignRetryTimer: NodeJS.Timeout | undefined;
   private epochGone = false;
   /** Highest seq sent to any connection of this stream. */
@@ -187,6 +194,7 @@ export class UserStream {
       detached: false,
     };
     this.connections.set(sub, connection);
+    this.stopLinger();
     if (result.lastSeq > this.acked) this.advanceAcked(result.lastSeq);
     try {
       await this.ensureConsumer();
@@ -220,13 +228,42 @@ export class UserStream {
     return { ...base, lastSeq: Math.min(historyStart - 1, this.acked), resumed: true, recovered: false };
   }
 
-  /** Removes a connection; the last one out releases the consumer (messages return in order). */
+  /**
+   * Removes a connection. The last one out releases the consumer (its messages return to the
+   * queue in order), after `lingerMs` if set and unless a connection joins meanwhile.
+   */
   detach(sub: Subscriber): void {
     const connection = this.connections.get(sub);
     if (!connection) return;
     connection.detached = true;
     this.connections.delete(sub);
-    if (this.connections.size === 0) void this.close();
+    if (this.connections.size === 0) this.linger();
+  }
+
+  private linger(): void {
+    const lingerMs = this.options.lingerMs ?? 0;
+    // Without a consumer there is nothing to keep.
+    if (lingerMs <= 0 || !this.consumer || this.closing) {
+      void this.close();
+      return;
+    }
+    if (this.lingerTimer) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      if (this.connections.size === 0) void this.close();
+    }, lingerMs);
+    this.lingerTimer.unref();
+  }
+
+  private stopLinger(): void {
+    if (!this.lingerTimer) return;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+  }
+
+  /** True while the stream keeps its consumer with no connection (see `lingerMs`). */
+  get lingering(): boolean {
+    return this.lingerTimer !== undefined;
   }
 
   /** Whether an ack of `seq` would move this connection forward (a seq sent and not yet acked). */
@@ -291,6 +328,7 @@ export class UserStream {
       consumer: this.consumer !== undefined,
       starting: this.starting !== undefined,
       restartScheduled: this.restartTimer !== undefined,
+      lingering: this.lingering,
       restartAttempt: this.restartAttempt,
       degraded: this.degraded,
       closed: this.closed,
@@ -484,6 +522,11 @@ export class UserStream {
     this.pending = [];
     this.options.events?.emit('consumer-lost', reason);
     if (this.closing) return;
+    if (this.connections.size === 0) {
+      this.stopLinger();
+      void this.close();
+      return;
+    }
     this.options.logger.warn({ user: this.user, reason }, 'consumer lost; restarting');
     this.setDegraded(reason);
     this.scheduleRestart();
@@ -731,6 +774,7 @@ export class UserStream {
       this.generation += 1;
       if (this.restartTimer) clearTimeout(this.restartTimer);
       if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
+      this.stopLinger();
       await this.starting?.catch(() => undefined);
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).

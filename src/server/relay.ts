@@ -195,6 +195,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     prefetch: config.windowMax,
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
+    lingerMs: config.streamLingerMs,
     logger,
     events,
   });

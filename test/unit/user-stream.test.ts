@@ -440,6 +440,46 @@ describe('UserStream', () => {
     expect(queue.acks).toEqual([{ tag: 3, multiple: true }]);
   });
 
+  it('keeps the consumer for lingerMs after the last connection left, for a reconnect to reuse', async () => {
+    const queue = new FakeQueue();
+    const stream = new UserStream({
+      user: 'u10',
+      store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }),
+      consumers: queue.factory,
+      prefetch: 4,
+      nackLimit: 3,
+      maxMessageBytes: 1024,
+      logger: silentLogger(),
+      lingerMs: 50,
+    });
+    const first = new FakeSub(4);
+    const { epoch } = await stream.attach(first, undefined);
+    queue.publish(6);
+    await settle();
+    expect(first.seqs).toEqual([1, 2, 3, 4]);
+    stream.ack(first, 2);
+    stream.detach(first);
+    await settle();
+    expect(stream.lingering).toBe(true);
+    expect(stream.closed).toBe(false);
+    // The client comes back having processed 3: same consumer, nothing went back to the queue.
+    const again = new FakeSub(4);
+    const result = await stream.attach(again, { epoch, lastSeq: 3 });
+    expect(result).toMatchObject({ resumed: true, lastSeq: 3 });
+    await settle();
+    expect(queue.starts).toBe(1);
+    expect(again.frames.map((f) => [f.seq, f.redelivered])).toEqual([
+      [4, true],
+      [5, false],
+      [6, false],
+    ]);
+    // Then it leaves for good: after the linger the consumer is released, unacked ones return in order.
+    stream.detach(again);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(stream.closed).toBe(true);
+    expect(queue.ready.map((m) => m.n)).toEqual([1003, 1004, 1005]);
+  });
+
   it('restarts a consumer whose channel was lost while it was starting', async () => {
     const { queue, stream } = setup();
     const factory = queue.factory;
