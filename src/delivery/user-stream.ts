@@ -775,7 +775,12 @@ export class UserStream {
       if (this.restartTimer) clearTimeout(this.restartTimer);
       if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
       this.stopLinger();
-      await this.starting?.catch(() => undefined);
+      // A consumer still starting is waited for briefly; one that starts later sees the new
+      // generation and closes itself (see startConsumer), so a slow broker cannot hold a drain.
+      if (this.starting) {
+        const starting = this.starting.catch(() => undefined);
+        await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+      }
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
       await this.settleStoreAck(2_000);

@@ -1,6 +1,10 @@
 /** Runs the compiled relay (`node dist/src/main.js`) as a child process, for crash and signal tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { appendFileSync } from 'node:fs';
+
+/** Set CHILD_RELAY_LOG_DIR to keep every child relay's log there (one file per process). */
+const logDir = process.env.CHILD_RELAY_LOG_DIR;
 
 export { freePort } from '../../src/demo/relay-process.js';
 
@@ -30,6 +34,7 @@ export class ChildRelay {
         buffered = lines.pop() ?? '';
         for (const line of lines) {
           this.logs.push(line);
+          if (logDir) appendFileSync(`${logDir}/relay-${child.pid}.log`, `${line}\n`);
           if (line.includes('inbox-relay listening')) {
             clearTimeout(timer);
             resolve();

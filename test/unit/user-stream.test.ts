@@ -480,6 +480,35 @@ describe('UserStream', () => {
     expect(queue.ready.map((m) => m.n)).toEqual([1003, 1004, 1005]);
   });
 
+  it('closes within 2 s while a consumer is still starting, and that consumer closes itself when it starts', async () => {
+    const queue = new FakeQueue();
+    let closedLate = false;
+    let first = true;
+    const slowStart: ConsumerFactory = async (user, prefetch, callbacks) => {
+      const handle = await queue.factory(user, prefetch, callbacks);
+      if (first) {
+        first = false;
+        return handle;
+      }
+      // The restart after a loss hangs (a slow broker) for longer than close waits.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      return { ...handle, close: async () => { closedLate = true; await handle.close(); } };
+    };
+    const stream = new UserStream({
+      user: 'u11', store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }), consumers: slowStart,
+      prefetch: 4, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(), restartDelayMs: () => 1,
+    });
+    await stream.attach(new FakeSub(4), undefined);
+    queue.lose();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const started = Date.now();
+    await stream.close();
+    expect(Date.now() - started).toBeLessThan(2_400);
+    expect(closedLate).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(closedLate).toBe(true);
+  });
+
   it('restarts a consumer whose channel was lost while it was starting', async () => {
     const { queue, stream } = setup();
     const factory = queue.factory;
