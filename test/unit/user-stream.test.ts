@@ -4,6 +4,7 @@ import { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import type { SeqStore } from '../../src/store/store.js';
 
 /** A broker queue in memory with one consumer at a time, RabbitMQ's tag and requeue rules. */
 class FakeQueue {
@@ -123,19 +124,35 @@ class FakeSub implements Subscriber {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
 
-function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
-  const queue = new FakeQueue();
-  const store = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
-  const stream = new UserStream({
-    user: 'u1',
+const newMemory = () => new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+
+/** The memory store with some methods replaced (slow or failing), the others its own. */
+function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'assign' | 'ack'>>): MemoryStore {
+  return Object.assign(Object.create(memory) as MemoryStore, overrides);
+}
+
+function newStream(
+  consumers: ConsumerFactory,
+  store: SeqStore,
+  options: { user?: string; prefetch?: number; nackLimit?: number; lingerMs?: number } = {},
+): UserStream {
+  return new UserStream({
+    user: options.user ?? 'u1',
     store,
-    consumers: (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks),
+    consumers,
     prefetch: options.prefetch ?? 10,
     nackLimit: options.nackLimit ?? 3,
     maxMessageBytes: 1024,
     logger: silentLogger(),
     restartDelayMs: () => 1,
+    ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }),
   });
+}
+
+function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
+  const queue = new FakeQueue();
+  const store = newMemory();
+  const stream = newStream((user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks), store, options);
   return { queue, store, stream };
 }
 
@@ -172,18 +189,16 @@ describe('UserStream', () => {
 
   it('coalesces client acks of one turn into one broker ack, with one store write in flight', async () => {
     const queue = new FakeQueue();
-    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const memory = newMemory();
     const written: number[] = [];
-    const store = Object.assign(Object.create(memory) as MemoryStore, {
+    const store = storeWith(memory, {
       ack: async (user: string, epoch: string, seq: number) => {
         written.push(seq);
         await new Promise((resolve) => setTimeout(resolve, 10));
         return memory.ack(user, epoch, seq);
       },
     });
-    const stream = new UserStream({
-      user: 'u7', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u7', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
     queue.publish(10);
@@ -293,9 +308,9 @@ describe('UserStream', () => {
 
   it('keeps what it could not number on the consumer and numbers it in order once the store answers', async () => {
     const queue = new FakeQueue();
-    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const memory = newMemory();
     let failures = 2;
-    const store = Object.assign(Object.create(memory) as MemoryStore, {
+    const store = storeWith(memory, {
       assign: (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
         if (failures > 0) {
           failures -= 1;
@@ -304,9 +319,7 @@ describe('UserStream', () => {
         return memory.assign(user, epoch, inputs);
       },
     });
-    const stream = new UserStream({
-      user: 'u4', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u4', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
     queue.publish(5);
@@ -319,16 +332,14 @@ describe('UserStream', () => {
 
   it('numbers every delivery it received before releasing the consumer', async () => {
     const queue = new FakeQueue();
-    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
-    const store = Object.assign(Object.create(memory) as MemoryStore, {
+    const memory = newMemory();
+    const store = storeWith(memory, {
       assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
         await new Promise((resolve) => setTimeout(resolve, 30));
         return memory.assign(user, epoch, inputs);
       },
     });
-    const stream = new UserStream({
-      user: 'u5', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u5', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
     queue.publish(3);
@@ -342,9 +353,9 @@ describe('UserStream', () => {
 
   it('numbers a new consumer\'s deliveries that arrived while an old consumer\'s batch was being numbered', async () => {
     const queue = new FakeQueue();
-    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
+    const memory = newMemory();
     let slow = true;
-    const store = Object.assign(Object.create(memory) as MemoryStore, {
+    const store = storeWith(memory, {
       assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
         if (slow) {
           slow = false;
@@ -356,9 +367,7 @@ describe('UserStream', () => {
         return memory.assign(user, epoch, inputs);
       },
     });
-    const stream = new UserStream({
-      user: 'u6', store, consumers: queue.factory, prefetch: 4, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(), restartDelayMs: () => 1,
-    });
+    const stream = newStream(queue.factory, store, { user: 'u6', prefetch: 4 });
     const sub = new FakeSub(4);
     await stream.attach(sub, undefined);
     queue.publish(4);
@@ -383,7 +392,7 @@ describe('UserStream', () => {
       };
     };
     const registry = new StreamRegistry({
-      store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }),
+      store: newMemory(),
       consumers: slowClose,
       prefetch: 10,
       nackLimit: 3,
@@ -402,16 +411,14 @@ describe('UserStream', () => {
 
   it('writes the latest acked mark to the store before releasing the consumer', async () => {
     const queue = new FakeQueue();
-    const memory = new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
-    const store = Object.assign(Object.create(memory) as MemoryStore, {
+    const memory = newMemory();
+    const store = storeWith(memory, {
       ack: async (user: string, epoch: string, seq: number) => {
         await new Promise((resolve) => setTimeout(resolve, 20));
         return memory.ack(user, epoch, seq);
       },
     });
-    const stream = new UserStream({
-      user: 'u9', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u9', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
     queue.publish(5);
@@ -442,16 +449,7 @@ describe('UserStream', () => {
 
   it('keeps the consumer for lingerMs after the last connection left, for a reconnect to reuse', async () => {
     const queue = new FakeQueue();
-    const stream = new UserStream({
-      user: 'u10',
-      store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }),
-      consumers: queue.factory,
-      prefetch: 4,
-      nackLimit: 3,
-      maxMessageBytes: 1024,
-      logger: silentLogger(),
-      lingerMs: 50,
-    });
+    const stream = newStream(queue.factory, newMemory(), { user: 'u10', prefetch: 4, lingerMs: 50 });
     const first = new FakeSub(4);
     const { epoch } = await stream.attach(first, undefined);
     queue.publish(6);
@@ -494,10 +492,7 @@ describe('UserStream', () => {
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       return { ...handle, close: async () => { closedLate = true; await handle.close(); } };
     };
-    const stream = new UserStream({
-      user: 'u11', store: new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 }), consumers: slowStart,
-      prefetch: 4, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(), restartDelayMs: () => 1,
-    });
+    const stream = newStream(slowStart, newMemory(), { user: 'u11', prefetch: 4 });
     await stream.attach(new FakeSub(4), undefined);
     queue.lose();
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -566,9 +561,7 @@ describe('UserStream', () => {
   it('says recovered:false and where it continues when history no longer covers the gap', async () => {
     const queue = new FakeQueue();
     const store = new MemoryStore({ maxCount: 2, maxAgeMs: 3_600_000 });
-    const stream = new UserStream({
-      user: 'u2', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u2', prefetch: 10 });
     const first = new FakeSub(10);
     const welcome = await stream.attach(first, undefined);
     queue.publish(6);
@@ -602,9 +595,7 @@ describe('UserStream', () => {
   it('dead-letters a message that is not valid JSON instead of delivering or losing it silently', async () => {
     const queue = new FakeQueue();
     const store = new MemoryStore({ maxCount: 10, maxAgeMs: 3_600_000 });
-    const stream = new UserStream({
-      user: 'u3', store, consumers: queue.factory, prefetch: 10, nackLimit: 3, maxMessageBytes: 1024, logger: silentLogger(),
-    });
+    const stream = newStream(queue.factory, store, { user: 'u3', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
     const callbacks = queue.callbacks!;
