@@ -26,11 +26,18 @@ async function publishAll(producer: Producer, users: string[]): Promise<Map<stri
   return published;
 }
 
-describe.each(['quorum', 'classic'] as const)('delivery under client churn (%s queues)', (queueType) => {
+// Reconnects (20-100 ms after a drop) mostly find the user's consumer still lingering; with
+// STREAM_LINGER_MS=0 every drop releases the consumer and every reconnect starts a new one, so
+// messages go back to the queue and come again (RabbitMQ's requeue order, single active consumer).
+describe.each([
+  ['quorum', '5000'],
+  ['classic', '5000'],
+  ['quorum', '0'],
+] as const)('delivery under client churn (%s queues, STREAM_LINGER_MS=%s)', (queueType, lingerMs) => {
   let relay: TestRelay;
   let producer: Producer;
   beforeAll(async () => {
-    relay = await startTestRelay(testConfig({ QUEUE_TYPE: queueType, WINDOW_DEFAULT: '10' }));
+    relay = await startTestRelay(testConfig({ QUEUE_TYPE: queueType, WINDOW_DEFAULT: '10', STREAM_LINGER_MS: lingerMs }));
     producer = testProducer(relay.config);
   });
   afterAll(async () => {
