@@ -436,8 +436,14 @@ export class UserStream {
    */
   private async settleStoreAck(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let attempts = 0;
     while (!this.epochGone && (this.storeAckBusy || this.acked > this.storeAcked) && Date.now() < deadline) {
-      this.writeStoreAck();
+      if (!this.storeAckBusy) {
+        // Three tries at most: with the store down each one fails at once (and logs).
+        if (attempts >= 3) return;
+        attempts += 1;
+        this.writeStoreAck();
+      }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
