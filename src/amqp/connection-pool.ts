@@ -135,7 +135,16 @@ export class ConnectionPool extends EventEmitter<ConnectionPoolEvents> {
     this.closing ??= Promise.all(
       this.slots.map(async (slot) => {
         const model = slot.model ?? (await slot.connecting?.catch(() => undefined));
-        await model?.close().catch(() => undefined);
+        if (!model) return;
+        // Bounded: a broker that does not answer must not hold a drain past its timeout.
+        const closed = model.close().then(
+          () => true,
+          () => true,
+        );
+        const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref());
+        if (!(await Promise.race([closed, timedOut]))) {
+          this.options.logger.warn({ connection: slot.index }, 'AMQP connection close not confirmed in time; going on');
+        }
       }),
     ).then(() => undefined);
     return this.closing;

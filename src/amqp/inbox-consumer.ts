@@ -5,6 +5,8 @@ import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle } from '../deli
 import type { ConnectionPool } from './connection-pool.js';
 import { inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
 
+const CHANNEL_CLOSE_TIMEOUT_MS = 5_000;
+
 function tagOnly(tag: number): Message {
   return { fields: { deliveryTag: tag } } as unknown as Message;
 }
@@ -75,7 +77,17 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
       reject: (tag, requeue) => guarded(() => channel.nack(tagOnly(tag), false, requeue)),
       close: async () => {
         ended = true;
-        await channel.close().catch(() => undefined);
+        // RabbitMQ 3.10 can crash a channel (a consume on an unavailable quorum queue fails with
+        // noproc and takes the connection down); a close-ok that never comes must not hold the
+        // stream, a drain or the user's next connection. The connection's end frees the channel.
+        const closed = channel.close().then(
+          () => true,
+          () => true,
+        );
+        const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), CHANNEL_CLOSE_TIMEOUT_MS).unref());
+        if (!(await Promise.race([closed, timedOut]))) {
+          logger.warn({ user, timeoutMs: CHANNEL_CLOSE_TIMEOUT_MS }, 'channel close not confirmed in time; going on');
+        }
       },
     };
   };
