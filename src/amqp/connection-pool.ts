@@ -3,6 +3,7 @@ import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { settledWithin } from '../settle.js';
 
 interface Slot {
   index: number;
@@ -137,12 +138,7 @@ export class ConnectionPool extends EventEmitter<ConnectionPoolEvents> {
         const model = slot.model ?? (await slot.connecting?.catch(() => undefined));
         if (!model) return;
         // Bounded: a broker that does not answer must not hold a drain past its timeout.
-        const closed = model.close().then(
-          () => true,
-          () => true,
-        );
-        const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref());
-        if (!(await Promise.race([closed, timedOut]))) {
+        if (!(await settledWithin(model.close(), 5_000))) {
           this.options.logger.warn({ connection: slot.index }, 'AMQP connection close not confirmed in time; going on');
         }
       }),

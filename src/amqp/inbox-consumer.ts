@@ -1,6 +1,7 @@
 import type { Message } from 'amqplib';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { settledWithin } from '../settle.js';
 import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
@@ -80,12 +81,7 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
         // RabbitMQ 3.10 can crash a channel (a consume on an unavailable quorum queue fails with
         // noproc and takes the connection down); a close-ok that never comes must not hold the
         // stream, a drain or the user's next connection. The connection's end frees the channel.
-        const closed = channel.close().then(
-          () => true,
-          () => true,
-        );
-        const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), CHANNEL_CLOSE_TIMEOUT_MS).unref());
-        if (!(await Promise.race([closed, timedOut]))) {
+        if (!(await settledWithin(channel.close(), CHANNEL_CLOSE_TIMEOUT_MS))) {
           logger.warn({ user, timeoutMs: CHANNEL_CLOSE_TIMEOUT_MS }, 'channel close not confirmed in time; going on');
         }
       },

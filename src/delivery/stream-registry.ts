@@ -1,6 +1,7 @@
 import { ErrorCode, RelayError } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
+import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
 import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber } from './user-stream.js';
@@ -19,18 +20,6 @@ export interface StreamRegistryOptions {
 
 /** How long a new connection waits for the user's previous stream to release its consumer. */
 const CLOSING_WAIT_MS = 10_000;
-
-function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    timer.unref();
-    const done = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    promise.then(done, done);
-  });
-}
 
 /** The user streams of this node: at most one per user, created on first attach, dropped when idle. */
 export class StreamRegistry {
@@ -57,7 +46,7 @@ export class StreamRegistry {
       if (stream?.closed) {
         // Its consumer must be gone before another starts (single active consumer; order). A
         // close the broker does not answer must not hold this connection's hello forever.
-        const closed = await settleWithin(stream.close(), CLOSING_WAIT_MS);
+        const closed = await settledWithin(stream.close(), CLOSING_WAIT_MS);
         if (!closed) {
           throw new RelayError(ErrorCode.brokerUnavailable, `the previous consumer of this user has not closed within ${CLOSING_WAIT_MS} ms`, {
             retryable: true,

@@ -14,6 +14,7 @@
  */
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
+import { settledWithin } from '../settle.js';
 import { errorMessage } from '../errors.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory, ConsumerHandle, Delivery } from './consumer.js';
@@ -783,10 +784,7 @@ export class UserStream {
       this.stopLinger();
       // A consumer still starting is waited for briefly; one that starts later sees the new
       // generation and closes itself (see startConsumer), so a slow broker cannot hold a drain.
-      if (this.starting) {
-        const starting = this.starting.catch(() => undefined);
-        await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
-      }
+      if (this.starting) await settledWithin(this.starting, 2_000);
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
       await this.settleStoreAck(2_000);
