@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import type { TestProject } from 'vitest/node';
+import { deleteInboxes } from '../../bench/load/queues.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -85,26 +85,11 @@ async function removeTestState(idLog: string, rabbitmqUrl: string, redisUrl: str
   rmSync(dirname(idLog), { recursive: true, force: true });
   if (ids.length === 0) return;
   const deadline = Date.now() + 60_000;
-  let deleted = 0;
   try {
-    const connection = await amqp.connect(rabbitmqUrl);
-    try {
-      const channels = await Promise.all(Array.from({ length: 8 }, () => connection.createChannel()));
-      let next = 0;
-      await Promise.all(
-        channels.map(async (channel) => {
-          while (next < ids.length && Date.now() < deadline) {
-            const id = ids[next++]!;
-            await channel.deleteQueue(`inbox.${id}`);
-            deleted += 1;
-          }
-        }),
-      );
-    } finally {
-      await connection.close().catch(() => undefined);
-    }
+    const result = await deleteInboxes(rabbitmqUrl, ids, deadline);
+    if (result.done < ids.length) console.warn(`[teardown] deleted ${result.done} of ${ids.length} test queues: ${result.errors.join('; ')}`);
   } catch (error) {
-    console.warn(`[teardown] deleted ${deleted} of ${ids.length} test queues: ${(error as Error).message}`);
+    console.warn(`[teardown] could not delete test queues: ${(error as Error).message}`);
   }
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
