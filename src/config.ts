@@ -25,6 +25,7 @@ export const DEFAULTS = {
   maxMessageBytes: 1024 * 1024,
   drainTimeoutMs: 10_000,
   streamLingerMs: 5_000,
+  storeAckIntervalMs: 1_000,
   publishTimeoutMs: 10_000,
   channelsPerConnection: 500,
   redisKeyPrefix: 'inbox-relay:',
@@ -91,6 +92,8 @@ export interface RelayConfig {
   drainTimeoutMs: number;
   /** How long a user's consumer is kept after the last connection left, for a reconnect to reuse. */
   streamLingerMs: number;
+  /** How long a user's acked mark may wait before it is written to Redis (acks in between become one write). */
+  storeAckIntervalMs: number;
   publishTimeoutMs: number;
   channelsPerConnection: number;
   /** Prefix of the AMQP connection names shown by RabbitMQ (management UI, rabbitmqctl). */
@@ -223,6 +226,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     maxMessageBytes: read(env, 'MAX_MESSAGE_BYTES', int(1, 128 * 1024 * 1024), DEFAULTS.maxMessageBytes),
     drainTimeoutMs: read(env, 'DRAIN_TIMEOUT_MS', int(0), DEFAULTS.drainTimeoutMs),
     streamLingerMs: read(env, 'STREAM_LINGER_MS', int(0), DEFAULTS.streamLingerMs),
+    storeAckIntervalMs: read(env, 'STORE_ACK_INTERVAL_MS', int(0), DEFAULTS.storeAckIntervalMs),
     publishTimeoutMs: read(env, 'PUBLISH_TIMEOUT_MS', int(1), DEFAULTS.publishTimeoutMs),
     channelsPerConnection: read(env, 'AMQP_CHANNELS_PER_CONNECTION', int(1, 2_000), DEFAULTS.channelsPerConnection),
     amqpConnectionName: read(env, 'AMQP_CONNECTION_NAME', z.string().min(1).max(100), DEFAULTS.amqpConnectionName),

@@ -14,6 +14,8 @@ export interface StreamRegistryOptions {
   maxMessageBytes: number;
   /** See UserStreamOptions.lingerMs. */
   lingerMs?: number;
+  /** See UserStreamOptions.storeAckIntervalMs. */
+  storeAckIntervalMs?: number;
   logger: Logger;
   events?: RelayEvents;
 }

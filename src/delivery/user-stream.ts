@@ -71,6 +71,14 @@ export interface UserStreamOptions {
    * no channel is closed and opened again, and what the consumer holds is sent from memory.
    */
   lingerMs?: number;
+  /**
+   * How long an acked mark may wait before it is written to the store (default 0: at once, one
+   * write in flight). Acks in between become one write. RabbitMQ is acked at once regardless, and
+   * a stream that closes writes its mark before it releases the consumer; the store's mark only
+   * bounds history trimming and where a stream on a restarted node starts (behind RabbitMQ by
+   * at most this much, which resume handles: those messages are not delivered again).
+   */
+  storeAckIntervalMs?: number;
   /** Called once the stream has no connection left and has released its consumer. */
   onIdle?: () => void;
 }
@@ -138,6 +146,8 @@ export class UserStream {
   /** The store's acked mark: what was last written (or is being written), and whether a write is in flight. */
   private storeAcked = 0;
   private storeAckBusy = false;
+  /** Set while a store write of the acked mark waits for storeAckIntervalMs. */
+  private storeAckTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: UserStreamOptions) {
     this.user = options.user;
@@ -404,11 +414,25 @@ export class UserStream {
         this.ackBroker(this.acked);
       });
     }
-    this.writeStoreAck();
+    this.scheduleStoreAck();
   }
 
-  /** One store write in flight per user; when it returns, the latest mark is written if it moved. */
+  /** Writes the acked mark after storeAckIntervalMs (at once without one), unless a write is due already. */
+  private scheduleStoreAck(): void {
+    if (this.storeAckTimer || this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
+    const interval = this.options.storeAckIntervalMs ?? 0;
+    if (interval <= 0) return this.writeStoreAck();
+    this.storeAckTimer = setTimeout(() => {
+      this.storeAckTimer = undefined;
+      this.writeStoreAck();
+    }, interval);
+    this.storeAckTimer.unref();
+  }
+
+  /** One store write in flight per user; when it returns, the latest mark is written (in turn) if it moved. */
   private writeStoreAck(): void {
+    if (this.storeAckTimer) clearTimeout(this.storeAckTimer);
+    this.storeAckTimer = undefined;
     if (this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
     const epoch = this.epoch;
     const seq = this.acked;
@@ -418,7 +442,7 @@ export class UserStream {
       (ok) => {
         this.storeAckBusy = false;
         if (!ok && epoch === this.epoch) return this.epochLost('epoch-lost');
-        if (epoch === this.epoch) this.writeStoreAck();
+        if (epoch === this.epoch) this.scheduleStoreAck();
       },
       (error: unknown) => {
         this.storeAckBusy = false;
@@ -788,6 +812,8 @@ export class UserStream {
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
       await this.settleStoreAck(2_000);
+      if (this.storeAckTimer) clearTimeout(this.storeAckTimer);
+      this.storeAckTimer = undefined;
       this.ackBroker(this.acked);
       const consumer = this.consumer;
       this.consumer = undefined;

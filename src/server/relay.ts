@@ -196,6 +196,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
     lingerMs: config.streamLingerMs,
+    storeAckIntervalMs: config.storeAckIntervalMs,
     logger,
     events,
   });

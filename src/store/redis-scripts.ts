@@ -1,15 +1,34 @@
 /**
- * Lua scripts of the Redis store. Each runs atomically, so a batch of seqs is handed out, and
- * history trimmed, as one step. Keys per user (one hash tag, so they share a cluster slot):
+ * The Lua script of the Redis store. Keys per user (one hash tag each):
  *   <prefix>{<user>}:m  hash  epoch, seq (last handed out), acked (highest acked), start (oldest kept)
  *   <prefix>{<user>}:i  hash  messageId -> seq
  *   <prefix>{<user>}:h  hash  seq -> "<storedAt>\n<messageId>\n<fragment>"
+ *
+ * The store sends every operation of one event-loop turn, for any number of users, as one call
+ * of BATCH (see redis-store.ts). Operations run one after the other in the order given, each
+ * complete before the next starts, and the script as a whole runs atomically: a batch of seqs is
+ * handed out, and history trimmed, as one step. Because a batch names many users' keys, the store
+ * needs a single Redis (a primary with replicas is fine), not Redis Cluster.
+ *
+ * KEYS: 3 per operation (meta, ids, hist), operation i at KEYS[3i-2..3i].
+ * ARGV: now maxCount maxAge, then per operation a kind and its arguments:
+ *   'm' newEpoch                              -> {epoch, seq, acked, start}
+ *   'a' epoch n id1 fragment1 ... idn fragmentn -> {seq...}, or 0 when the epoch is gone
+ *   'k' epoch seq                             -> 1, or 0 when the epoch is gone (raises acked, trims)
+ *   'r' epoch from to                         -> {seq, raw, seq, raw...}, or 0 when the epoch is gone
+ *   'p'                                       -> {epoch, seq, acked, start}, all nil when there is none
+ *   'f'                                       -> 1 (deletes the user's keys)
+ * Returns one reply per operation, in order.
  */
-const TRIM = `
-local function trim(seq, acked, start, now, maxCount, maxAge)
+export const BATCH = `
+local now = tonumber(ARGV[1])
+local maxCount = tonumber(ARGV[2])
+local maxAge = tonumber(ARGV[3])
+
+local function trim(ids, hist, seq, acked, start)
   local steps = 0
   while start <= acked and steps < 1000 do
-    local raw = redis.call('HGET', KEYS[3], start)
+    local raw = redis.call('HGET', hist, start)
     local drop = (seq - start + 1) > maxCount
     local id = nil
     if raw then
@@ -20,71 +39,92 @@ local function trim(seq, acked, start, now, maxCount, maxAge)
       drop = true
     end
     if not drop then break end
-    redis.call('HDEL', KEYS[3], start)
-    if id then redis.call('HDEL', KEYS[2], id) end
+    redis.call('HDEL', hist, start)
+    if id then redis.call('HDEL', ids, id) end
     start = start + 1
     steps = steps + 1
   end
   return start
 end
-`;
 
-/** KEYS meta ids hist; ARGV epoch now maxCount maxAge [id fragment]... -> {seq...}, or 0 when the epoch is gone */
-export const ASSIGN = `${TRIM}
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'acked', 'start')
-if (not m[1]) or m[1] ~= ARGV[1] then return 0 end
-local seq = tonumber(m[2])
-local start = tonumber(m[4])
 local out = {}
-for i = 5, #ARGV, 2 do
-  local known = redis.call('HGET', KEYS[2], ARGV[i])
-  if known then
-    out[#out + 1] = tonumber(known)
+local a = 4
+local k = 1
+while a <= #ARGV do
+  local kind = ARGV[a]
+  local meta, ids, hist = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  k = k + 3
+  if kind == 'm' then
+    if redis.call('EXISTS', meta) == 0 then
+      redis.call('HSET', meta, 'epoch', ARGV[a + 1], 'seq', 0, 'acked', 0, 'start', 1)
+    end
+    out[#out + 1] = redis.call('HMGET', meta, 'epoch', 'seq', 'acked', 'start')
+    a = a + 2
+  elseif kind == 'a' then
+    local n = tonumber(ARGV[a + 2])
+    local m = redis.call('HMGET', meta, 'epoch', 'seq', 'acked', 'start')
+    if (not m[1]) or m[1] ~= ARGV[a + 1] then
+      out[#out + 1] = 0
+    else
+      local seq = tonumber(m[2])
+      local seqs = {}
+      for i = a + 3, a + 2 + 2 * n, 2 do
+        local known = redis.call('HGET', ids, ARGV[i])
+        if known then
+          seqs[#seqs + 1] = tonumber(known)
+        else
+          seq = seq + 1
+          redis.call('HSET', ids, ARGV[i], seq)
+          redis.call('HSET', hist, seq, ARGV[1] .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
+          seqs[#seqs + 1] = seq
+        end
+      end
+      local start = trim(ids, hist, seq, tonumber(m[3]), tonumber(m[4]))
+      redis.call('HSET', meta, 'seq', seq, 'start', start)
+      out[#out + 1] = seqs
+    end
+    a = a + 3 + 2 * n
+  elseif kind == 'k' then
+    local m = redis.call('HMGET', meta, 'epoch', 'seq', 'acked', 'start')
+    if (not m[1]) or m[1] ~= ARGV[a + 1] then
+      out[#out + 1] = 0
+    else
+      local seq = tonumber(m[2])
+      local acked = tonumber(m[3])
+      local wanted = math.min(tonumber(ARGV[a + 2]), seq)
+      if wanted > acked then acked = wanted end
+      local start = trim(ids, hist, seq, acked, tonumber(m[4]))
+      redis.call('HSET', meta, 'acked', acked, 'start', start)
+      out[#out + 1] = 1
+    end
+    a = a + 3
+  elseif kind == 'r' then
+    local m = redis.call('HMGET', meta, 'epoch', 'seq', 'start')
+    if (not m[1]) or m[1] ~= ARGV[a + 1] then
+      out[#out + 1] = 0
+    else
+      local from = math.max(tonumber(ARGV[a + 2]), tonumber(m[3]))
+      local to = math.min(tonumber(ARGV[a + 3]), tonumber(m[2]))
+      local entries = {}
+      for s = from, to do
+        local raw = redis.call('HGET', hist, s)
+        if raw then
+          entries[#entries + 1] = s
+          entries[#entries + 1] = raw
+        end
+      end
+      out[#out + 1] = entries
+    end
+    a = a + 4
+  elseif kind == 'p' then
+    out[#out + 1] = redis.call('HMGET', meta, 'epoch', 'seq', 'acked', 'start')
+    a = a + 1
+  elseif kind == 'f' then
+    redis.call('DEL', meta, ids, hist)
+    out[#out + 1] = 1
+    a = a + 1
   else
-    seq = seq + 1
-    redis.call('HSET', KEYS[2], ARGV[i], seq)
-    redis.call('HSET', KEYS[3], seq, ARGV[2] .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
-    out[#out + 1] = seq
-  end
-end
-local newStart = trim(seq, tonumber(m[3]), start, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
-redis.call('HSET', KEYS[1], 'seq', seq, 'start', newStart)
-return out
-`;
-
-/** KEYS meta ids hist; ARGV epoch seq now maxCount maxAge -> 1, or 0 when the epoch is gone */
-export const ACK = `${TRIM}
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'acked', 'start')
-if (not m[1]) or m[1] ~= ARGV[1] then return 0 end
-local seq = tonumber(m[2])
-local acked = tonumber(m[3])
-local wanted = math.min(tonumber(ARGV[2]), seq)
-if wanted > acked then acked = wanted end
-local newStart = trim(seq, acked, tonumber(m[4]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-redis.call('HSET', KEYS[1], 'acked', acked, 'start', newStart)
-return 1
-`;
-
-/** KEYS meta; ARGV newEpoch -> {epoch, seq, acked, start} */
-export const META = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'acked', 0, 'start', 1)
-end
-return redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'acked', 'start')
-`;
-
-/** KEYS meta hist; ARGV epoch from to -> {seq, raw, seq, raw...}, or 0 when the epoch is gone */
-export const RANGE = `
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'start')
-if (not m[1]) or m[1] ~= ARGV[1] then return 0 end
-local from = math.max(tonumber(ARGV[2]), tonumber(m[3]))
-local to = math.min(tonumber(ARGV[3]), tonumber(m[2]))
-local out = {}
-for s = from, to do
-  local raw = redis.call('HGET', KEYS[2], s)
-  if raw then
-    out[#out + 1] = s
-    out[#out + 1] = raw
+    return redis.error_reply('unknown store operation ' .. tostring(kind))
   end
 end
 return out

@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
 import { newEpoch } from './memory-store.js';
-import { ACK, ASSIGN, META, RANGE } from './redis-scripts.js';
+import { BATCH } from './redis-scripts.js';
 import { decodeEntry } from './store.js';
 import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
 
-type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+type BatchCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown[]>;
 
 export interface RedisStoreOptions {
   url: string;
@@ -12,6 +12,8 @@ export interface RedisStoreOptions {
   limits: HistoryLimits;
   /** A command that takes longer fails (so breakers can open instead of requests piling up). */
   commandTimeoutMs?: number;
+  /** Most operations sent in one script call (default 256); more in one turn take several calls. */
+  maxBatchOps?: number;
 }
 
 /** Redis client settings the relay relies on: fail fast, reconnect forever with capped backoff. */
@@ -25,29 +27,58 @@ export function createRedisClient(url: string, commandTimeoutMs = 2_000): Redis 
   });
 }
 
+/** Past this many arguments (keys included) a batch is cut, whatever its operation count. */
+const MAX_BATCH_ARGS = 20_000;
+
+/** One queued store operation: its script arguments, and what to do with its reply. */
+interface Operation {
+  user: string;
+  /** The operation's kind and arguments as BATCH reads them (see redis-scripts.ts). */
+  args: (string | number)[];
+  settle(reply: unknown): void;
+  fail(error: unknown): void;
+}
+
+/** How many of the store's operations went to Redis, in how many script calls (for metrics and tests). */
+export interface BatchStats {
+  calls: number;
+  operations: number;
+}
+
 /**
- * The state store in Redis (see store.ts for the guarantees). Every operation is one Lua script,
- * so concurrent relays agree on seqs. Redis without persistence loses numberings on restart;
- * clients then get `reset` with a new epoch.
+ * The state store in Redis (see store.ts for the guarantees). Every operation is part of a Lua
+ * script, so concurrent relays agree on seqs. Redis without persistence loses numberings on
+ * restart; clients then get `reset` with a new epoch.
+ *
+ * Operations are not sent one by one: those of one event-loop turn, for every user, go as one
+ * script call (BATCH) at the end of the turn, in the order they were made. With many users each
+ * getting a few messages a second, one call per message would cost a command, a reply, a promise
+ * and a script run each; batched, a busy relay makes a few hundred calls a second instead of
+ * thousands. An operation waits at most until the end of the current turn.
  */
 export class RedisStore implements SeqStore {
   readonly redis: Redis;
-  private readonly scripts: Record<'assign' | 'ack' | 'meta' | 'range', ScriptCall>;
+  private readonly batch: BatchCall;
+  private readonly maxBatchOps: number;
+  private queue: Operation[] = [];
+  private flushScheduled = false;
+  /** Script calls sent and not answered yet (close waits for them). */
+  private readonly inFlight = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
+  private readonly counts: BatchStats = { calls: 0, operations: 0 };
 
   constructor(private readonly options: RedisStoreOptions) {
     this.redis = createRedisClient(options.url, options.commandTimeoutMs);
-    this.redis.defineCommand('irAssign', { numberOfKeys: 3, lua: ASSIGN });
-    this.redis.defineCommand('irAck', { numberOfKeys: 3, lua: ACK });
-    this.redis.defineCommand('irMeta', { numberOfKeys: 1, lua: META });
-    this.redis.defineCommand('irRange', { numberOfKeys: 2, lua: RANGE });
-    const commands = this.redis as unknown as Record<string, ScriptCall>;
-    const bind = (name: string): ScriptCall => {
-      const fn = commands[name];
-      if (!fn) throw new Error(`script ${name} not defined`);
-      return fn.bind(this.redis);
-    };
-    this.scripts = { assign: bind('irAssign'), ack: bind('irAck'), meta: bind('irMeta'), range: bind('irRange') };
+    // No numberOfKeys: each call passes its own key count (3 per operation).
+    this.redis.defineCommand('irBatch', { lua: BATCH });
+    const call = (this.redis as unknown as Record<string, BatchCall | undefined>)['irBatch'];
+    if (!call) throw new Error('script irBatch not defined');
+    this.batch = call.bind(this.redis);
+    this.maxBatchOps = options.maxBatchOps ?? 256;
+  }
+
+  get stats(): BatchStats {
+    return { ...this.counts };
   }
 
   async connect(): Promise<void> {
@@ -59,53 +90,122 @@ export class RedisStore implements SeqStore {
     return [`${base}:m`, `${base}:i`, `${base}:h`];
   }
 
-  async meta(user: string): Promise<StreamMeta> {
-    const [meta] = this.keys(user);
-    const reply = (await this.scripts.meta(meta, newEpoch())) as [string, string, string, string];
-    return { epoch: reply[0], seq: Number(reply[1]), acked: Number(reply[2]), start: Number(reply[3]) };
+  private enqueue<T>(user: string, args: (string | number)[], decode: (reply: unknown) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({
+        user,
+        args,
+        settle: (reply) => {
+          try {
+            resolve(decode(reply));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        fail: reject,
+      });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
   }
 
-  async peek(user: string): Promise<StreamMeta | undefined> {
-    const [meta] = this.keys(user);
-    const [epoch, seq, acked, start] = await this.redis.hmget(meta, 'epoch', 'seq', 'acked', 'start');
-    if (!epoch) return undefined;
-    return { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) };
-  }
-
-  async assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
-    const { maxCount, maxAgeMs } = this.options.limits;
-    const args: (string | number)[] = [...this.keys(user), epoch, Date.now(), maxCount, maxAgeMs];
-    for (const input of inputs) args.push(input.id, input.fragment);
-    const reply = (await this.scripts.assign(...args)) as 0 | number[];
-    return reply === 0 ? null : reply.map(Number);
-  }
-
-  async ack(user: string, epoch: string, seq: number): Promise<boolean> {
-    const { maxCount, maxAgeMs } = this.options.limits;
-    return (await this.scripts.ack(...this.keys(user), epoch, seq, Date.now(), maxCount, maxAgeMs)) === 1;
-  }
-
-  async range(user: string, epoch: string, from: number, to: number): Promise<HistoryEntry[] | null> {
-    const [meta, , hist] = this.keys(user);
-    const reply = (await this.scripts.range(meta, hist, epoch, from, to)) as 0 | (string | number)[];
-    if (reply === 0) return null;
-    const entries: HistoryEntry[] = [];
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      const entry = decodeEntry(Number(reply[i]), String(reply[i + 1]));
-      if (entry) entries.push(entry);
+  /**
+   * Sends what this turn queued: one script call per maxBatchOps operations, or fewer when their
+   * arguments pass MAX_BATCH_ARGS (a script call is one command; its arguments are a call's).
+   */
+  private flush(): void {
+    this.flushScheduled = false;
+    const queued = this.queue;
+    this.queue = [];
+    let from = 0;
+    let args = 0;
+    for (let i = 0; i < queued.length; i += 1) {
+      const size = queued[i]!.args.length + 3;
+      if (i > from && (i - from >= this.maxBatchOps || args + size > MAX_BATCH_ARGS)) {
+        this.send(queued.slice(from, i));
+        from = i;
+        args = 0;
+      }
+      args += size;
     }
-    return entries;
+    if (from < queued.length) this.send(queued.slice(from));
+  }
+
+  private send(operations: Operation[]): void {
+    const { maxCount, maxAgeMs } = this.options.limits;
+    const keys: string[] = [];
+    const args: (string | number)[] = [Date.now(), maxCount, maxAgeMs];
+    for (const operation of operations) {
+      keys.push(...this.keys(operation.user));
+      for (const arg of operation.args) args.push(arg);
+    }
+    this.counts.calls += 1;
+    this.counts.operations += operations.length;
+    const sent: Promise<void> = this.batch(keys.length, ...keys, ...args).then(
+      (replies) => {
+        this.inFlight.delete(sent);
+        for (let i = 0; i < operations.length; i += 1) operations[i]!.settle(replies[i]);
+      },
+      (error: unknown) => {
+        this.inFlight.delete(sent);
+        for (const operation of operations) operation.fail(error);
+      },
+    );
+    this.inFlight.add(sent);
+  }
+
+  meta(user: string): Promise<StreamMeta> {
+    return this.enqueue(user, ['m', newEpoch()], (reply) => {
+      const [epoch, seq, acked, start] = reply as [string, string, string, string];
+      return { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) };
+    });
+  }
+
+  peek(user: string): Promise<StreamMeta | undefined> {
+    return this.enqueue(user, ['p'], (reply) => {
+      const [epoch, seq, acked, start] = reply as [string | null, string, string, string];
+      return epoch ? { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) } : undefined;
+    });
+  }
+
+  assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
+    const args: (string | number)[] = ['a', epoch, inputs.length];
+    for (const input of inputs) args.push(input.id, input.fragment);
+    return this.enqueue(user, args, (reply) => (reply === 0 ? null : (reply as number[])));
+  }
+
+  ack(user: string, epoch: string, seq: number): Promise<boolean> {
+    return this.enqueue(user, ['k', epoch, seq], (reply) => reply === 1);
+  }
+
+  range(user: string, epoch: string, from: number, to: number): Promise<HistoryEntry[] | null> {
+    return this.enqueue(user, ['r', epoch, from, to], (reply) => {
+      if (reply === 0) return null;
+      const raw = reply as (string | number)[];
+      const entries: HistoryEntry[] = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const entry = decodeEntry(Number(raw[i]), String(raw[i + 1]));
+        if (entry) entries.push(entry);
+      }
+      return entries;
+    });
   }
 
   async forget(user: string): Promise<void> {
-    await this.redis.del(...this.keys(user));
+    await this.enqueue(user, ['f'], () => undefined);
   }
 
+  /** Sends what is queued, then closes the connection once Redis answered it. */
   close(): Promise<void> {
-    this.closing ??= this.redis.quit().then(
-      () => undefined,
-      () => this.redis.disconnect(),
-    );
+    if (this.flushScheduled) this.flush();
+    this.closing ??= Promise.all(this.inFlight)
+      .then(() => this.redis.quit())
+      .then(
+        () => undefined,
+        () => this.redis.disconnect(),
+      );
     return this.closing;
   }
 }

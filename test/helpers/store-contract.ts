@@ -76,5 +76,33 @@ export function storeContract(name: string, make: (limits: { maxCount: number; m
       expect(await store.peek(user)).toMatchObject({ acked: 2, seq: 2 });
       await store.close();
     });
+    it('runs the calls made in one turn in the order they were made, for many users at once', async () => {
+      const store = await make({ maxCount: 100, maxAgeMs: 60_000 });
+      const [u0, u1, u2] = [uid('st'), uid('st'), uid('st')];
+      const [m0, m1] = await Promise.all([store.meta(u0), store.meta(u1)]);
+      const [first, other, wrongEpoch, acked, kept, again, fresh] = await Promise.all([
+        store.assign(u0, m0.epoch, inputs(['a', 'b'])),
+        store.assign(u1, m1.epoch, inputs(['a'])),
+        store.assign(u1, 'not-the-epoch', inputs(['z'])),
+        store.ack(u0, m0.epoch, 1),
+        store.range(u0, m0.epoch, 1, 5),
+        store.assign(u0, m0.epoch, inputs(['b', 'c'])),
+        store.meta(u2),
+      ]);
+      expect(first).toEqual([1, 2]);
+      expect(other).toEqual([1]);
+      expect(wrongEpoch).toBeNull();
+      expect(acked).toBe(true);
+      expect(kept!.map((e) => [e.seq, e.id])).toEqual([[1, 'a'], [2, 'b']]);
+      expect(again).toEqual([2, 3]);
+      expect(fresh).toMatchObject({ seq: 0, acked: 0, start: 1 });
+      expect(await store.peek(u0)).toMatchObject({ epoch: m0.epoch, seq: 3, acked: 1 });
+      expect(await store.peek(u1)).toMatchObject({ epoch: m1.epoch, seq: 1, acked: 0 });
+      // A forget followed by a meta in the same turn starts a new epoch.
+      const [, after] = await Promise.all([store.forget(u1), store.meta(u1)]);
+      expect(after.epoch).not.toBe(m1.epoch);
+      expect(after.seq).toBe(0);
+      await store.close();
+    });
   });
 }

@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { storeContract } from '../helpers/store-contract.js';
 import { redisUrl, uid } from '../helpers/relay.js';
@@ -6,4 +7,51 @@ storeContract('redis', async (limits) => {
   const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits });
   await store.connect();
   return store;
+});
+
+describe('redis store batching', () => {
+  const inputs = (ids: string[]) => ids.map((id) => ({ id, fragment: `"id":"${id}"` }));
+
+  it('sends the operations of one turn as one script call per maxBatchOps, each with its own reply', async () => {
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 }, maxBatchOps: 4 });
+    await store.connect();
+    const users = Array.from({ length: 10 }, () => uid('sb'));
+    const metas = await Promise.all(users.map((user) => store.meta(user)));
+    expect(store.stats).toEqual({ calls: 3, operations: 10 });
+    const seqs = await Promise.all(users.map((user, i) => store.assign(user, metas[i]!.epoch, inputs(Array.from({ length: i + 1 }, (_, j) => `m${j}`)))));
+    expect(seqs).toEqual(users.map((_, i) => Array.from({ length: i + 1 }, (_, j) => j + 1)));
+    expect(store.stats).toEqual({ calls: 6, operations: 20 });
+    // Operations awaited one by one each go alone.
+    await store.ack(users[0]!, metas[0]!.epoch, 1);
+    await store.ack(users[1]!, metas[1]!.epoch, 2);
+    expect(store.stats).toEqual({ calls: 8, operations: 22 });
+    expect(await store.peek(users[1]!)).toMatchObject({ seq: 2, acked: 2 });
+    await store.close();
+  });
+
+  it('cuts a batch whose arguments would pass 20,000, and sends a bigger operation alone', async () => {
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 20_000, maxAgeMs: 60_000 } });
+    await store.connect();
+    const users = [uid('sb'), uid('sb'), uid('sb'), uid('sb')];
+    const metas = await Promise.all(users.map((user) => store.meta(user)));
+    const sizes = [4_000, 4_000, 4_000, 11_000];
+    const before = store.stats.calls;
+    const seqs = await Promise.all(
+      users.map((user, i) => store.assign(user, metas[i]!.epoch, inputs(Array.from({ length: sizes[i]! }, (_, j) => `m${j}`)))),
+    );
+    // 8,006 + 8,006 args, then 8,006 (would pass 20,000), then 22,006 alone.
+    expect(store.stats.calls - before).toBe(3);
+    expect(seqs.map((s) => [s!.length, s![0], s!.at(-1)])).toEqual(sizes.map((n) => [n, 1, n]));
+    await store.close();
+  });
+
+  it('sends what is queued before it closes', async () => {
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 } });
+    await store.connect();
+    const user = uid('sb');
+    const { epoch } = await store.meta(user);
+    const assigned = store.assign(user, epoch, inputs(['a']));
+    await store.close();
+    expect(await assigned).toEqual([1]);
+  });
 });

@@ -134,7 +134,7 @@ function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'as
 function newStream(
   consumers: ConsumerFactory,
   store: SeqStore,
-  options: { user?: string; prefetch?: number; nackLimit?: number; lingerMs?: number } = {},
+  options: { user?: string; prefetch?: number; nackLimit?: number; lingerMs?: number; storeAckIntervalMs?: number } = {},
 ): UserStream {
   return new UserStream({
     user: options.user ?? 'u1',
@@ -146,6 +146,7 @@ function newStream(
     logger: silentLogger(),
     restartDelayMs: () => 1,
     ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }),
+    ...(options.storeAckIntervalMs === undefined ? {} : { storeAckIntervalMs: options.storeAckIntervalMs }),
   });
 }
 
@@ -209,6 +210,53 @@ describe('UserStream', () => {
     // The first write went out at once; the other nine acks became one write of the latest mark.
     expect(written).toEqual([1, 10]);
     expect((await memory.peek('u7'))?.acked).toBe(10);
+  });
+
+  it('with storeAckIntervalMs, writes acks of one interval as one store write, and the latest mark at close', async () => {
+    const queue = new FakeQueue();
+    const memory = newMemory();
+    const written: number[] = [];
+    const store = storeWith(memory, {
+      ack: (user: string, epoch: string, seq: number) => {
+        written.push(seq);
+        return memory.ack(user, epoch, seq);
+      },
+    });
+    const stream = newStream(queue.factory, store, { user: 'u8', prefetch: 10, storeAckIntervalMs: 60 });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(10);
+    await settle();
+    stream.ack(sub, 1);
+    await settle();
+    stream.ack(sub, 3);
+    await settle();
+    // RabbitMQ got both at once; the store nothing yet.
+    expect(queue.acks).toEqual([
+      { tag: 1, multiple: true },
+      { tag: 3, multiple: true },
+    ]);
+    expect(written).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(written).toEqual([3]);
+  });
+
+  it('writes the acked mark at close without waiting for storeAckIntervalMs', async () => {
+    const queue = new FakeQueue();
+    const memory = newMemory();
+    // An interval longer than the test's timeout: close must not wait for it.
+    const stream = newStream(queue.factory, memory, { user: 'u10', prefetch: 10, storeAckIntervalMs: 600_000 });
+    const sub = new FakeSub(10);
+    await stream.attach(sub, undefined);
+    queue.publish(5);
+    await settle();
+    stream.ack(sub, 4);
+    await settle();
+    expect((await memory.peek('u10'))?.acked).toBe(0);
+    stream.detach(sub);
+    await stream.close();
+    expect((await memory.peek('u10'))?.acked).toBe(4);
+    expect([...queue.unacked.keys(), ...queue.ready.map((m) => m.id)]).toHaveLength(1);
   });
 
   it('acks a redelivered duplicate with a later tag one by one, never a later message', async () => {
