@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { coalesceFrameWrites } from './frame-writes.js';
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
@@ -101,6 +102,7 @@ export class ConnectionPool extends EventEmitter<ConnectionPoolEvents> {
         (model) => {
           slot.model = model;
           slot.connecting = undefined;
+          if (!coalesceFrameWrites(model)) this.options.logger.info({ connection: slot.index }, 'amqplib internals differ: frames are written one by one');
           model.on('error', (error: Error) => {
             this.options.logger.warn({ err: errorMessage(error), connection: slot.index }, 'amqp connection error');
           });
