@@ -130,6 +130,7 @@ export function renderMarkdown(r: BenchResults): string {
       '|---|---|',
       `| time until all resumed (welcome) | ${s.allResumed ? `${(s.resumedMs / 1000).toFixed(1)} s` : `**not all within ${(s.resumedMs / 1000).toFixed(0)} s**`} (${fmt(s.resumed)} / ${fmt(s.clients)}) |`,
       `| connection attempts / refusals (1013 or HTTP 503) | ${fmt(s.attempts)} / ${fmt(s.refusals)} |`,
+      `| failed attempts by reason | ${failureList(s.failures)} |`,
       `| messages published during the storm (${fmt(s.publishRate)} msgs/s) | ${fmt(s.published)} (${s.nacked} refused by the broker) |`,
       `| received | ${fmt(s.received)} (${s.drained ? `drained ${(s.drainMs / 1000).toFixed(1)} s after publishing stopped` : '**not drained**'}) |`,
       `| confirmed but not received when the drain wait ended | ${fmt(s.notReceived)} (${fmt(s.stranded)} of them for clients that had not resumed) |`,
@@ -160,4 +161,13 @@ export function renderMarkdown(r: BenchResults): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/** "reason: count, ..." most frequent first (top 6), or "none". */
+function failureList(failures: Record<string, number> | undefined): string {
+  const entries = Object.entries(failures ?? {}).sort((a, b) => b[1] - a[1]);
+  if (entries.length === 0) return 'none';
+  const shown = entries.slice(0, 6).map(([reason, count]) => `${reason.replace(/\|/g, '/')}: ${fmt(count)}`);
+  if (entries.length > 6) shown.push(`${entries.length - 6} other reasons`);
+  return shown.join('; ');
 }

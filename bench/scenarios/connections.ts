@@ -53,6 +53,8 @@ export interface StormResult {
   resumed: number;
   attempts: number;
   refusals: number;
+  /** Failed attempts by reason. */
+  failures: Record<string, number>;
   published: number;
   nacked: number;
   received: number;
@@ -101,8 +103,23 @@ async function snapshot(ctx: BenchContext, relay: { heapSnapshot(file: string): 
   }
 }
 
+interface ConnectCounters {
+  attempts: number;
+  refusals: number;
+  /** Failed attempts by reason ("closed 1013 pending-hellos", "HTTP 503", "ECONNRESET", "no welcome in time"...). */
+  failures: Record<string, number>;
+}
+
+/** A short, countable reason for a failed connect attempt (no per-attempt numbers in it). */
+function failureReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') return code;
+  return error.message.replace(/retry-after=\d+/g, '').replace(/\s+/g, ' ').trim().slice(0, 80);
+}
+
 /** Connects (or reconnects with resume), retrying refusals with the relay's retry-after plus jitter, until `deadline`. */
-async function connectWithRetry(client: RelayClient, deadline: number, counters: { attempts: number; refusals: number }): Promise<void> {
+async function connectWithRetry(client: RelayClient, deadline: number, counters: ConnectCounters): Promise<void> {
   let delay = 100;
   for (;;) {
     counters.attempts += 1;
@@ -111,6 +128,8 @@ async function connectWithRetry(client: RelayClient, deadline: number, counters:
       return;
     } catch (error) {
       if (error instanceof ConnectRefused) counters.refusals += 1;
+      const reason = failureReason(error);
+      counters.failures[reason] = (counters.failures[reason] ?? 0) + 1;
       if (Date.now() >= deadline) throw error;
       const wait = error instanceof ConnectRefused && error.retryAfterMs !== undefined ? error.retryAfterMs : delay;
       delay = Math.min(2_000, delay * 2);
@@ -155,7 +174,7 @@ export async function connectionsScenario(
     if (ctx.heapSnapshot) heapBefore = await snapshot(ctx, relay, 'before');
     const before = await relay.memory(true);
     const clients = system.makeClients(users);
-    const counters = { attempts: 0, refusals: 0 };
+    const counters: ConnectCounters = { attempts: 0, refusals: 0, failures: {} };
     const cpu = watchCpu({ relay: relay.pid, broker: ctx.brokerPid, redis: ctx.redisPid, bench: process.pid });
     const connectProfile = await profileWindow(ctx, relay, `relay-connect-${users.length}`);
     const connectStart = Date.now();
@@ -218,7 +237,7 @@ export async function connectionsScenario(
     const running = ctx.publisher.run({ phase: stormPhase, users: stormUsers, mode: 'rate', rate: options.stormRate, durationMs: 180_000 });
     await sleep(3_000);
     ctx.log(`storm: dropping ${stormClients.length} connections at once`);
-    const stormCounters = { attempts: 0, refusals: 0 };
+    const stormCounters: ConnectCounters = { attempts: 0, refusals: 0, failures: {} };
     const stormProfile = await profileWindow(ctx, relay, `relay-storm-${stormClients.length}`);
     const dropped = Date.now();
     for (const client of stormClients) client.drop();
@@ -258,6 +277,7 @@ export async function connectionsScenario(
       resumed: resumedOutcome.done,
       attempts: stormCounters.attempts,
       refusals: stormCounters.refusals,
+      failures: stormCounters.failures,
       published: sum(report.published),
       nacked: report.nacked.length,
       received: tracker.received,
