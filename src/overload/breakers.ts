@@ -50,9 +50,15 @@ export class Guard {
       rollingCountTimeout: options.settings.windowMs,
       errorFilter: (error: unknown) => options.ignore?.(error) ?? false,
     });
+    // The last failure, so that the log says why a breaker opened (a timeout, a refused connection...).
+    let lastFailure: string | undefined;
+    this.breaker.on('failure', (error: unknown) => {
+      lastFailure = error instanceof Error ? error.message : String(error);
+    });
     const transition = (state: BreakerState): void => {
       options.events.emit('breaker', options.name, state);
-      options.logger[state === 'open' ? 'warn' : 'info']({ breaker: options.name, state }, 'breaker transition');
+      if (state === 'open') options.logger.warn({ breaker: options.name, state, lastFailure }, 'breaker transition');
+      else options.logger.info({ breaker: options.name, state }, 'breaker transition');
     };
     this.breaker.on('open', () => transition('open'));
     this.breaker.on('close', () => transition('closed'));

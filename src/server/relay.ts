@@ -61,10 +61,17 @@ export interface RelayDependencies {
 /** How often the relay checks, by publishing nothing, whether RabbitMQ blocks publishers. */
 const ALARM_PROBE_MS = 5_000;
 
+/**
+ * The listen backlog (the kernel caps it at net.core.somaxconn). Node's default, 511, is too
+ * short for a reconnect storm: past it the kernel drops SYNs, and a client only retries after
+ * 1, 3, 7, 15... s. Accepted, a client that cannot be served now gets 1013 and a retry-after.
+ */
+const LISTEN_BACKLOG = 4_096;
+
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve((server.address() as AddressInfo).port);
     });
@@ -143,7 +150,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     settings: config.breaker,
     timeoutMs: config.breaker.redisTimeoutMs,
     code: ErrorCode.storeUnavailable,
-    probe: () => rawStore.peek('probe'),
+    probe: () => (rawStore instanceof RedisStore ? rawStore.ping() : rawStore.peek('probe')),
     events,
     logger,
   });
@@ -159,7 +166,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   });
   const guards = [redisGuard, brokerGuard];
   const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
-  const store = new GuardedStore(rawStore, redisGuard);
+  // The Redis store batches its operations: the breaker guards each batch (one round trip).
+  let store: SeqStore;
+  if (rawStore instanceof RedisStore) {
+    rawStore.guardWith((call) => redisGuard.run(call));
+    store = rawStore;
+  } else {
+    store = new GuardedStore(rawStore, redisGuard);
+  }
   const consumerFactory = createInboxConsumerFactory(consumerPool, settings, logger);
   const consumers: ConsumerFactory = (user, prefetch, callbacks) => {
     const open = openGuard();

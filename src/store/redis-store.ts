@@ -6,6 +6,9 @@ import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } f
 
 type BatchCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown[]>;
 
+/** Runs one call to Redis, e.g. through a circuit breaker (see guardWith). */
+export type CallRunner = <T>(call: () => Promise<T>) => Promise<T>;
+
 export interface RedisStoreOptions {
   url: string;
   keyPrefix: string;
@@ -66,6 +69,7 @@ export class RedisStore implements SeqStore {
   private readonly inFlight = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
   private readonly counts: BatchStats = { calls: 0, operations: 0 };
+  private run: CallRunner = (call) => call();
 
   constructor(private readonly options: RedisStoreOptions) {
     this.redis = createRedisClient(options.url, options.commandTimeoutMs);
@@ -75,6 +79,20 @@ export class RedisStore implements SeqStore {
     if (!call) throw new Error('script irBatch not defined');
     this.batch = call.bind(this.redis);
     this.maxBatchOps = options.maxBatchOps ?? 256;
+  }
+
+  /**
+   * Runs every script call through `runner` (the relay's Redis breaker): the breaker then sees
+   * one call per round trip, so a slow round trip counts once, not once per operation it
+   * carried, and while it is open every operation fails at once with the breaker's error.
+   */
+  guardWith(runner: CallRunner): void {
+    this.run = runner;
+  }
+
+  /** A round trip to Redis outside the batches and the guard (the breaker's probe). */
+  async ping(): Promise<void> {
+    await this.redis.ping();
   }
 
   get stats(): BatchStats {
@@ -143,7 +161,7 @@ export class RedisStore implements SeqStore {
     }
     this.counts.calls += 1;
     this.counts.operations += operations.length;
-    const sent: Promise<void> = this.batch(keys.length, ...keys, ...args).then(
+    const sent: Promise<void> = this.run(() => this.batch(keys.length, ...keys, ...args)).then(
       (replies) => {
         this.inFlight.delete(sent);
         for (let i = 0; i < operations.length; i += 1) operations[i]!.settle(replies[i]);

@@ -45,6 +45,29 @@ describe('redis store batching', () => {
     await store.close();
   });
 
+  it('runs each script call, not each operation, through the guard, and fails every operation of a call it refuses', async () => {
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 } });
+    await store.connect();
+    let calls = 0;
+    let refuse = false;
+    store.guardWith(async (call) => {
+      calls += 1;
+      if (refuse) throw new Error('breaker open');
+      return call();
+    });
+    const users = Array.from({ length: 5 }, () => uid('sb'));
+    await Promise.all(users.map((user) => store.meta(user)));
+    expect(calls).toBe(1);
+    refuse = true;
+    const outcomes = await Promise.allSettled(users.map((user) => store.peek(user)));
+    expect(calls).toBe(2);
+    expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).message : 'ok'))).toEqual(users.map(() => 'breaker open'));
+    // The probe's round trip goes around the guard.
+    await store.ping();
+    expect(calls).toBe(2);
+    await store.close();
+  });
+
   it('sends what is queued before it closes', async () => {
     const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 } });
     await store.connect();
