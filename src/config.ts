@@ -20,6 +20,7 @@ export const DEFAULTS = {
   historyMaxCount: 1_000,
   historyMaxAgeMs: 60 * 60 * 1000,
   helloTimeoutMs: 10_000,
+  attachTimeoutMs: 10_000,
   heartbeatMs: 25_000,
   maxPayloadBytes: 64 * 1024,
   maxMessageBytes: 1024 * 1024,
@@ -86,6 +87,8 @@ export interface RelayConfig {
   historyMaxCount: number;
   historyMaxAgeMs: number;
   helloTimeoutMs: number;
+  /** A hello whose user stream is not ready within this long is closed with 1013 (the client retries). */
+  attachTimeoutMs: number;
   heartbeatMs: number;
   maxPayloadBytes: number;
   maxMessageBytes: number;
@@ -221,6 +224,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),
     historyMaxAgeMs: read(env, 'HISTORY_MAX_AGE_MS', int(0), DEFAULTS.historyMaxAgeMs),
     helloTimeoutMs: read(env, 'HELLO_TIMEOUT_MS', int(100), DEFAULTS.helloTimeoutMs),
+    attachTimeoutMs: read(env, 'ATTACH_TIMEOUT_MS', int(100), DEFAULTS.attachTimeoutMs),
     heartbeatMs: read(env, 'HEARTBEAT_MS', int(100), DEFAULTS.heartbeatMs),
     maxPayloadBytes: read(env, 'MAX_PAYLOAD_BYTES', int(256, 16 * 1024 * 1024), DEFAULTS.maxPayloadBytes),
     maxMessageBytes: read(env, 'MAX_MESSAGE_BYTES', int(1, 128 * 1024 * 1024), DEFAULTS.maxMessageBytes),

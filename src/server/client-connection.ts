@@ -242,8 +242,16 @@ export class ClientConnection implements Subscriber {
     this.state = 'attaching';
     this.armExpiry(auth.identity.expiresAt);
     let attached;
+    let attachTimer: NodeJS.Timeout | undefined;
+    const attaching = this.options.registry.attach(this.user, this, hello.resume);
     try {
-      attached = await this.options.registry.attach(this.user, this, hello.resume);
+      // A stream that takes too long (a previous consumer slow to close, a broker slow to
+      // consume) does not hold the client: it gets 1013 and retries, and the attach that goes on
+      // meanwhile is undone when it completes.
+      const timedOut = new Promise<undefined>((resolve) => {
+        attachTimer = setTimeout(() => resolve(undefined), config.attachTimeoutMs);
+      });
+      attached = await Promise.race([attaching, timedOut]);
     } catch (error) {
       if (this.isClosed()) return;
       this.options.events?.emit('handshake', 'unavailable');
@@ -251,6 +259,19 @@ export class ClientConnection implements Subscriber {
       const retryable = !isRelayError(error) || error.retryable;
       if (retryable) return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'unavailable'));
       return this.close(CloseCode.internalError, 'internal error');
+    } finally {
+      clearTimeout(attachTimer);
+    }
+    if (!attached) {
+      attaching.then(
+        ({ stream }) => stream.detach(this),
+        () => undefined,
+      );
+      if (this.isClosed()) return;
+      this.options.events?.emit('handshake', 'unavailable');
+      this.options.events?.emit('refused', 'attach-timeout');
+      this.log.warn({ user: this.user, attachTimeoutMs: config.attachTimeoutMs }, 'user stream not ready in time; client told to retry');
+      return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'attach-timeout'));
     }
     const { stream, result } = attached;
     this.stream = stream;

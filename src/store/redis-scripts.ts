@@ -8,7 +8,7 @@
  * of BATCH (see redis-store.ts). Operations run one after the other in the order given, each
  * complete before the next starts, and the script as a whole runs atomically: a batch of seqs is
  * handed out, and history trimmed, as one step. Because a batch names many users' keys, the store
- * needs a single Redis (a primary with replicas is fine), not Redis Cluster.
+ * needs a single Redis server, not Redis Cluster.
  *
  * KEYS: 3 per operation (meta, ids, hist), operation i at KEYS[3i-2..3i].
  * ARGV: now maxCount maxAge, then per operation a kind and its arguments:

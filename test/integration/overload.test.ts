@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Producer } from '../../src/amqp/producer.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
 import { RawClient, msgs } from '../helpers/raw-client.js';
 import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -64,6 +65,44 @@ describe('overload', () => {
     const over = await RawClient.connect(relay.url);
     expect((await over.closeCode()).reason).toContain('max-connections');
     for (const client of [...first, ok]) client.close();
+  });
+
+  it('closes a hello whose stream is not ready within ATTACH_TIMEOUT_MS with 1013, and serves the retry', async () => {
+    const memory = new MemoryStore({ maxCount: 100, maxAgeMs: 60_000 });
+    const slowUser = uid('slow');
+    // The store does not answer this user's first numbering read until released.
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reads = 0;
+    const store = Object.assign(Object.create(memory) as MemoryStore, {
+      meta: async (user: string) => {
+        if (user === slowUser && (reads += 1) === 1) await held;
+        return memory.meta(user);
+      },
+    });
+    const relay = await startTestRelay(testConfig({ ATTACH_TIMEOUT_MS: '300' }), store);
+    cleanups.push(() => relay.stop());
+    const slow = await RawClient.connect(relay.url);
+    slow.send({ type: 'hello', token: token(slowUser) });
+    const closed = await slow.closeCode();
+    expect(closed.code).toBe(1013);
+    expect(closed.reason).toMatch(/^retry-after=\d+ attach-timeout$/);
+    // Another user is served meanwhile.
+    const other = await RawClient.connect(relay.url);
+    other.send({ type: 'hello', token: token(uid('ok')) });
+    await other.next('welcome');
+    // The first attach completes late and is undone; the retry gets the stream.
+    release?.();
+    const retry = await RawClient.connect(relay.url);
+    retry.send({ type: 'hello', token: token(slowUser) });
+    expect((await retry.next('welcome')).type).toBe('welcome');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(relay.relay.registry.get(slowUser)?.connectionCount).toBe(1);
+    expect(relay.relay.connectionCount).toBe(2);
+    other.close();
+    retry.close();
   });
 
   it('sheds new connections while the event loop lags', async () => {
