@@ -74,9 +74,11 @@ export interface UserStreamOptions {
   /**
    * How long an acked mark may wait before it is written to the store (default 0: at once, one
    * write in flight). Acks in between become one write. RabbitMQ is acked at once regardless, and
-   * a stream that closes writes its mark before it releases the consumer; the store's mark only
-   * bounds history trimming and where a stream on a restarted node starts (behind RabbitMQ by
-   * at most this much, which resume handles: those messages are not delivered again).
+   * a stream that closes writes its mark before it releases the consumer. Meanwhile the store's
+   * mark is behind RabbitMQ by at most this much: history is trimmed that much later, and a
+   * stream that starts from the store's mark (on a restarted node, or on another node while this
+   * one still runs) sends those seqs again from history, marked redelivered, to a connection
+   * that did not resume past them.
    */
   storeAckIntervalMs?: number;
   /** Called once the stream has no connection left and has released its consumer. */
@@ -398,11 +400,10 @@ export class UserStream {
   }
 
   /**
-   * Moves the acked mark. RabbitMQ and the store learn of it once per turn of the event loop and
-   * once per store round trip, not once per client ack: a client acking every message then
-   * costs one broker ack and one store write per burst (acks of one burst arrive together).
-   * Until then the messages stay in flight; a crash in between redelivers them with the same
-   * seqs, and a resuming client is past them.
+   * Moves the acked mark. RabbitMQ learns of it once per turn of the event loop (acks of one
+   * burst arrive together: one broker ack), the store once per storeAckIntervalMs and store round
+   * trip, not once per client ack. Until RabbitMQ is acked the messages stay in flight; a crash
+   * in between redelivers them with the same seqs, and a resuming client is past them.
    */
   private advanceAcked(seq: number): void {
     this.acked = seq;
@@ -429,10 +430,14 @@ export class UserStream {
     this.storeAckTimer.unref();
   }
 
-  /** One store write in flight per user; when it returns, the latest mark is written (in turn) if it moved. */
-  private writeStoreAck(): void {
+  private cancelStoreAckTimer(): void {
     if (this.storeAckTimer) clearTimeout(this.storeAckTimer);
     this.storeAckTimer = undefined;
+  }
+
+  /** One store write in flight per user; when it returns, the latest mark is written (in turn) if it moved. */
+  private writeStoreAck(): void {
+    this.cancelStoreAckTimer();
     if (this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
     const epoch = this.epoch;
     const seq = this.acked;
@@ -812,8 +817,7 @@ export class UserStream {
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
       await this.settleStoreAck(2_000);
-      if (this.storeAckTimer) clearTimeout(this.storeAckTimer);
-      this.storeAckTimer = undefined;
+      this.cancelStoreAckTimer();
       this.ackBroker(this.acked);
       const consumer = this.consumer;
       this.consumer = undefined;

@@ -15,6 +15,7 @@ import { ErrorFrameCode, decodeClientFrame, encodeFrame, type ClientFrame, type 
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
 import { TokenBucket } from '../overload/token-bucket.js';
+import { settledWithin } from '../settle.js';
 import { verifyToken, type AuthResult, type Identity } from './auth.js';
 
 type State = 'awaiting-hello' | 'attaching' | 'open' | 'closed';
@@ -225,6 +226,14 @@ export class ClientConnection implements Subscriber {
     return { ok: false, failure: 'unauthenticated', reason: 'no token: send one in hello or in the Authorization header' };
   }
 
+  /** Ends a hello that could not attach: 1013 with `why` (the client retries), or 1011 without. */
+  private refuseAttach(detail: string, why: 'unavailable' | 'attach-timeout' | undefined): void {
+    this.options.events?.emit('handshake', 'unavailable');
+    this.log.warn({ user: this.user, err: detail }, 'could not attach the connection');
+    if (why) return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), why));
+    this.close(CloseCode.internalError, 'internal error');
+  }
+
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
     this.options.events?.emit('handshake', result.failure);
     const code =
@@ -241,37 +250,26 @@ export class ClientConnection implements Subscriber {
     this.window = Math.min(hello.window ?? config.windowDefault, config.windowMax);
     this.state = 'attaching';
     this.armExpiry(auth.identity.expiresAt);
-    let attached;
-    let attachTimer: NodeJS.Timeout | undefined;
     const attaching = this.options.registry.attach(this.user, this, hello.resume);
-    try {
-      // A stream that takes too long (a previous consumer slow to close, a broker slow to
-      // consume) does not hold the client: it gets 1013 and retries, and the attach that goes on
-      // meanwhile is undone when it completes.
-      const timedOut = new Promise<undefined>((resolve) => {
-        attachTimer = setTimeout(() => resolve(undefined), config.attachTimeoutMs);
-      });
-      attached = await Promise.race([attaching, timedOut]);
-    } catch (error) {
-      if (this.isClosed()) return;
-      this.options.events?.emit('handshake', 'unavailable');
-      this.log.warn({ user: this.user, err: errorMessage(error) }, 'could not attach the connection');
-      const retryable = !isRelayError(error) || error.retryable;
-      if (retryable) return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'unavailable'));
-      return this.close(CloseCode.internalError, 'internal error');
-    } finally {
-      clearTimeout(attachTimer);
-    }
-    if (!attached) {
+    // A stream that takes too long (RabbitMQ slow to start the consumer) does not hold the
+    // client: it gets 1013 and retries, and the attach that goes on meanwhile is undone when it
+    // completes.
+    if (!(await settledWithin(attaching, config.attachTimeoutMs))) {
       attaching.then(
         ({ stream }) => stream.detach(this),
         () => undefined,
       );
       if (this.isClosed()) return;
-      this.options.events?.emit('handshake', 'unavailable');
       this.options.events?.emit('refused', 'attach-timeout');
-      this.log.warn({ user: this.user, attachTimeoutMs: config.attachTimeoutMs }, 'user stream not ready in time; client told to retry');
-      return this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'attach-timeout'));
+      return this.refuseAttach(`user stream not ready within ${config.attachTimeoutMs} ms`, 'attach-timeout');
+    }
+    let attached;
+    try {
+      attached = await attaching;
+    } catch (error) {
+      if (this.isClosed()) return;
+      const retryable = !isRelayError(error) || error.retryable;
+      return this.refuseAttach(errorMessage(error), retryable ? 'unavailable' : undefined);
     }
     const { stream, result } = attached;
     this.stream = stream;

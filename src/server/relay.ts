@@ -99,6 +99,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   const events = new RelayEvents();
   const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
   const { store: rawStore, owned: ownsStore } = await createStore(config, deps);
+  // The relay's own Redis store batches its operations, and the breaker guards each batch (one
+  // round trip); any other store (or one passed in) is guarded call by call.
+  const redisStore = rawStore instanceof RedisStore && ownsStore ? rawStore : undefined;
   if (rawStore instanceof RedisStore) {
     rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
     rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
@@ -150,7 +153,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
     settings: config.breaker,
     timeoutMs: config.breaker.redisTimeoutMs,
     code: ErrorCode.storeUnavailable,
-    probe: () => (rawStore instanceof RedisStore ? rawStore.ping() : rawStore.peek('probe')),
+    probe: () => (redisStore ? redisStore.ping() : rawStore.peek('probe')),
     events,
     logger,
   });
@@ -166,14 +169,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
   });
   const guards = [redisGuard, brokerGuard];
   const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
-  // The Redis store batches its operations: the breaker guards each batch (one round trip).
-  let store: SeqStore;
-  if (rawStore instanceof RedisStore) {
-    rawStore.guardWith((call) => redisGuard.run(call));
-    store = rawStore;
-  } else {
-    store = new GuardedStore(rawStore, redisGuard);
-  }
+  redisStore?.guardWith((call) => redisGuard.run(call));
+  const store: SeqStore = redisStore ?? new GuardedStore(rawStore, redisGuard);
   const consumerFactory = createInboxConsumerFactory(consumerPool, settings, logger);
   const consumers: ConsumerFactory = (user, prefetch, callbacks) => {
     const open = openGuard();
@@ -357,10 +354,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDependencies): 
       await consumerPool.close();
       await producer.close();
       await publisherPool.close();
+      // The store first: its last batch (acked marks of closing streams) still goes through the breaker.
+      if (ownsStore) await rawStore.close();
       for (const guard of guards) guard.shutdown();
       lag.close();
       metrics.close();
-      if (ownsStore) await rawStore.close();
       await closeServer(admin);
       logger.info('drained');
     })();

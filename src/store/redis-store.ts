@@ -32,12 +32,16 @@ export function createRedisClient(url: string, commandTimeoutMs = 2_000): Redis 
 
 /** Past this many arguments (keys included) a batch is cut, whatever its operation count. */
 const MAX_BATCH_ARGS = 20_000;
+/** Past this many history entries read back (ranges) a batch is cut. */
+const MAX_BATCH_ENTRIES = 1_000;
 
 /** One queued store operation: its script arguments, and what to do with its reply. */
 interface Operation {
   user: string;
   /** The operation's kind and arguments as BATCH reads them (see redis-scripts.ts). */
   args: (string | number)[];
+  /** History entries the operation may read back (a range), for the batch's reply budget. */
+  entries: number;
   settle(reply: unknown): void;
   fail(error: unknown): void;
 }
@@ -90,7 +94,7 @@ export class RedisStore implements SeqStore {
     this.run = runner;
   }
 
-  /** A round trip to Redis outside the batches and the guard (the breaker's probe). */
+  /** A round trip to Redis outside the batches (the breaker's probe, which the breaker runs itself). */
   async ping(): Promise<void> {
     await this.redis.ping();
   }
@@ -108,12 +112,15 @@ export class RedisStore implements SeqStore {
     return [`${base}:m`, `${base}:i`, `${base}:h`];
   }
 
-  private enqueue<T>(user: string, args: (string | number)[], decode: (reply: unknown) => T): Promise<T> {
+  private enqueue<T>(user: string, args: (string | number)[], decode: (reply: unknown) => T, entries = 0): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
         user,
         args,
+        entries,
         settle: (reply) => {
+          // An operation that failed in the script has an error reply of its own.
+          if (reply instanceof Error) return reject(reply);
           try {
             resolve(decode(reply));
           } catch (error) {
@@ -131,7 +138,8 @@ export class RedisStore implements SeqStore {
 
   /**
    * Sends what this turn queued: one script call per maxBatchOps operations, or fewer when their
-   * arguments pass MAX_BATCH_ARGS (a script call is one command; its arguments are a call's).
+   * arguments would pass MAX_BATCH_ARGS or the history they read back MAX_BATCH_ENTRIES (Redis
+   * runs a script without serving anyone else, and the reply is read as one).
    */
   private flush(): void {
     this.flushScheduled = false;
@@ -139,14 +147,19 @@ export class RedisStore implements SeqStore {
     this.queue = [];
     let from = 0;
     let args = 0;
+    let entries = 0;
     for (let i = 0; i < queued.length; i += 1) {
-      const size = queued[i]!.args.length + 3;
-      if (i > from && (i - from >= this.maxBatchOps || args + size > MAX_BATCH_ARGS)) {
+      const operation = queued[i]!;
+      const size = operation.args.length + 3;
+      const full = i - from >= this.maxBatchOps || args + size > MAX_BATCH_ARGS || entries + operation.entries > MAX_BATCH_ENTRIES;
+      if (i > from && full) {
         this.send(queued.slice(from, i));
         from = i;
         args = 0;
+        entries = 0;
       }
       args += size;
+      entries += operation.entries;
     }
     if (from < queued.length) this.send(queued.slice(from));
   }
@@ -176,16 +189,16 @@ export class RedisStore implements SeqStore {
 
   meta(user: string): Promise<StreamMeta> {
     return this.enqueue(user, ['m', newEpoch()], (reply) => {
-      const [epoch, seq, acked, start] = reply as [string, string, string, string];
-      return { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) };
+      const meta = decodeMeta(reply as (string | null)[]);
+      if (!meta) throw new Error(`no numbering for user ${user} right after it was started`);
+      return meta;
     });
   }
 
-  peek(user: string): Promise<StreamMeta | undefined> {
-    return this.enqueue(user, ['p'], (reply) => {
-      const [epoch, seq, acked, start] = reply as [string | null, string, string, string];
-      return epoch ? { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) } : undefined;
-    });
+  /** A plain read, outside the batches (operator tools need no script permission for it). */
+  async peek(user: string): Promise<StreamMeta | undefined> {
+    const [meta] = this.keys(user);
+    return decodeMeta(await this.redis.hmget(meta, 'epoch', 'seq', 'acked', 'start'));
   }
 
   assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
@@ -208,7 +221,7 @@ export class RedisStore implements SeqStore {
         if (entry) entries.push(entry);
       }
       return entries;
-    });
+    }, Math.max(0, to - from + 1));
   }
 
   async forget(user: string): Promise<void> {
@@ -226,4 +239,9 @@ export class RedisStore implements SeqStore {
       );
     return this.closing;
   }
+}
+
+/** The meta hash's fields (epoch, seq, acked, start) as read; undefined when there is no numbering. */
+function decodeMeta([epoch, seq, acked, start]: (string | null | undefined)[]): StreamMeta | undefined {
+  return epoch ? { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) } : undefined;
 }

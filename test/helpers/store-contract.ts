@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest';
 import type { SeqStore } from '../../src/store/store.js';
 import { uid } from './relay.js';
 
+/** Assign inputs for message ids, with a small fragment each. */
+export const inputs = (ids: string[]) => ids.map((id) => ({ id, fragment: `"id":"${id}"` }));
+
 export function storeContract(name: string, make: (limits: { maxCount: number; maxAgeMs: number }) => Promise<SeqStore>): void {
   describe(`${name} store contract`, () => {
-    const inputs = (ids: string[]) => ids.map((id) => ({ id, fragment: `"id":"${id}"` }));
 
     it('hands out gap-free seqs in input order and the same seq for a known id', async () => {
       const store = await make({ maxCount: 100, maxAgeMs: 60_000 });

@@ -93,12 +93,20 @@ describe('overload', () => {
     const other = await RawClient.connect(relay.url);
     other.send({ type: 'hello', token: token(uid('ok')) });
     await other.next('welcome');
-    // The first attach completes late and is undone; the retry gets the stream.
+    // The first attach completes late and is undone: the stream keeps its consumer (it lingers)
+    // with no connection.
     release?.();
+    const deadline = Date.now() + 10_000;
+    const undone = () => {
+      const stream = relay.relay.registry.get(slowUser);
+      return stream !== undefined && stream.connectionCount === 0 && stream.snapshot()['consumer'] === true;
+    };
+    while (!undone() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(relay.relay.registry.get(slowUser)?.snapshot()).toMatchObject({ consumer: true, lingering: true, connections: [] });
+    // The retry gets the stream.
     const retry = await RawClient.connect(relay.url);
     retry.send({ type: 'hello', token: token(slowUser) });
     expect((await retry.next('welcome')).type).toBe('welcome');
-    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(relay.relay.registry.get(slowUser)?.connectionCount).toBe(1);
     expect(relay.relay.connectionCount).toBe(2);
     other.close();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { storeContract } from '../helpers/store-contract.js';
+import { inputs, storeContract } from '../helpers/store-contract.js';
 import { redisUrl, uid } from '../helpers/relay.js';
 
 storeContract('redis', async (limits) => {
@@ -10,7 +10,6 @@ storeContract('redis', async (limits) => {
 });
 
 describe('redis store batching', () => {
-  const inputs = (ids: string[]) => ids.map((id) => ({ id, fragment: `"id":"${id}"` }));
 
   it('sends the operations of one turn as one script call per maxBatchOps, each with its own reply', async () => {
     const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 }, maxBatchOps: 4 });
@@ -59,7 +58,7 @@ describe('redis store batching', () => {
     await Promise.all(users.map((user) => store.meta(user)));
     expect(calls).toBe(1);
     refuse = true;
-    const outcomes = await Promise.allSettled(users.map((user) => store.peek(user)));
+    const outcomes = await Promise.allSettled(users.map((user) => store.meta(user)));
     expect(calls).toBe(2);
     expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).message : 'ok'))).toEqual(users.map(() => 'breaker open'));
     // The probe's round trip goes around the guard.
@@ -68,13 +67,34 @@ describe('redis store batching', () => {
     await store.close();
   });
 
-  it('sends what is queued before it closes', async () => {
+  it('fails only the operation whose keys are broken, not the others of its batch', async () => {
+    const prefix = `${uid('test')}:`;
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: prefix, limits: { maxCount: 100, maxAgeMs: 60_000 } });
+    await store.connect();
+    const [good, broken, other] = [uid('sb'), uid('sb'), uid('sb')];
+    await store.redis.set(`${prefix}{${broken}}:m`, 'not a hash');
+    const before = store.stats.calls;
+    const [first, second, third] = await Promise.allSettled([store.meta(good), store.meta(broken), store.meta(other)]);
+    expect(store.stats.calls - before).toBe(1);
+    expect(first).toMatchObject({ status: 'fulfilled', value: { seq: 0 } });
+    expect(second.status).toBe('rejected');
+    expect(String((second as PromiseRejectedResult).reason)).toContain('WRONGTYPE');
+    expect(third).toMatchObject({ status: 'fulfilled', value: { seq: 0 } });
+    await store.redis.del(`${prefix}{${broken}}:m`);
+    await store.close();
+  });
+
+  it('sends what is queued, and waits for what is in flight, before it closes', async () => {
     const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 } });
     await store.connect();
     const user = uid('sb');
     const { epoch } = await store.meta(user);
-    const assigned = store.assign(user, epoch, inputs(['a']));
+    const inFlight = store.assign(user, epoch, inputs(['a']));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.stats.calls).toBe(2);
+    const queued = store.assign(user, epoch, inputs(['b']));
     await store.close();
-    expect(await assigned).toEqual([1]);
+    expect(await inFlight).toEqual([1]);
+    expect(await queued).toEqual([2]);
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
 import { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
@@ -212,33 +212,46 @@ describe('UserStream', () => {
     expect((await memory.peek('u7'))?.acked).toBe(10);
   });
 
-  it('with storeAckIntervalMs, writes acks of one interval as one store write, and the latest mark at close', async () => {
-    const queue = new FakeQueue();
-    const memory = newMemory();
-    const written: number[] = [];
-    const store = storeWith(memory, {
-      ack: (user: string, epoch: string, seq: number) => {
-        written.push(seq);
-        return memory.ack(user, epoch, seq);
-      },
-    });
-    const stream = newStream(queue.factory, store, { user: 'u8', prefetch: 10, storeAckIntervalMs: 60 });
-    const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
-    queue.publish(10);
-    await settle();
-    stream.ack(sub, 1);
-    await settle();
-    stream.ack(sub, 3);
-    await settle();
-    // RabbitMQ got both at once; the store nothing yet.
-    expect(queue.acks).toEqual([
-      { tag: 1, multiple: true },
-      { tag: 3, multiple: true },
-    ]);
-    expect(written).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(written).toEqual([3]);
+  it('with storeAckIntervalMs, writes the acks of one interval to the store as one write', async () => {
+    vi.useFakeTimers();
+    try {
+      const queue = new FakeQueue();
+      const memory = newMemory();
+      const written: number[] = [];
+      const store = storeWith(memory, {
+        ack: (user: string, epoch: string, seq: number) => {
+          written.push(seq);
+          return memory.ack(user, epoch, seq);
+        },
+      });
+      const stream = newStream(queue.factory, store, { user: 'u8', prefetch: 10, storeAckIntervalMs: 1_000 });
+      const sub = new FakeSub(10);
+      const attached = stream.attach(sub, undefined);
+      await vi.advanceTimersByTimeAsync(5);
+      await attached;
+      queue.publish(10);
+      await vi.advanceTimersByTimeAsync(5);
+      stream.ack(sub, 1);
+      await vi.advanceTimersByTimeAsync(100);
+      stream.ack(sub, 3);
+      await vi.advanceTimersByTimeAsync(100);
+      // RabbitMQ got each at once; the store nothing yet.
+      expect(queue.acks).toEqual([
+        { tag: 1, multiple: true },
+        { tag: 3, multiple: true },
+      ]);
+      expect(written).toEqual([]);
+      await vi.advanceTimersByTimeAsync(800);
+      expect(written).toEqual([3]);
+      stream.ack(sub, 7);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(written).toEqual([3]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(written).toEqual([3, 7]);
+      expect((await memory.peek('u8'))?.acked).toBe(7);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('writes the acked mark at close without waiting for storeAckIntervalMs', async () => {
