@@ -110,6 +110,8 @@ export class RelayProcess {
         WINDOW_DEFAULT: String(options.window),
         WINDOW_MAX: String(options.window),
         LOG_LEVEL: 'warn',
+        // BENCH_RELAY_ENV='{"STORE_ACK_INTERVAL_MS":"0"}' tries relay settings without code changes.
+        ...(process.env.BENCH_RELAY_ENV ? (JSON.parse(process.env.BENCH_RELAY_ENV) as Record<string, string>) : {}),
         ...options.env,
       },
       stdio: ['ignore', log, log, 'ipc'],
