@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import { errorMessage } from '../errors.js';
 import type { SeqStore } from '../store/store.js';
+import { AckedMarkWriter } from './acked-mark-writer.js';
 import type { ConsumerFactory, ConsumerHandle, Delivery } from './consumer.js';
 import { decodeMessage, msgFrame } from './message-codec.js';
 
@@ -145,14 +146,18 @@ export class UserStream {
   private degraded: string | undefined;
   /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
   private brokerAckScheduled = false;
-  /** The store's acked mark: what was last written (or is being written), and whether a write is in flight. */
-  private storeAcked = 0;
-  private storeAckBusy = false;
-  /** Set while a store write of the acked mark waits for storeAckIntervalMs. */
-  private storeAckTimer: NodeJS.Timeout | undefined;
+  /** Writes the acked mark to the store (see AckedMarkWriter). */
+  private readonly markWriter: AckedMarkWriter;
 
   constructor(private readonly options: UserStreamOptions) {
     this.user = options.user;
+    this.markWriter = new AckedMarkWriter({
+      // The epoch is set when the stream loads, before any connection can ack.
+      write: (seq) => options.store.ack(this.user, this.epoch, seq),
+      intervalMs: options.storeAckIntervalMs ?? 0,
+      onEpochGone: () => this.epochLost('epoch-lost'),
+      onError: (error) => options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store; retrying'),
+    });
   }
 
   get closed(): boolean {
@@ -183,13 +188,13 @@ export class UserStream {
       this.epoch = meta.epoch;
       this.head = meta.seq;
       this.acked = meta.acked;
-      this.storeAcked = meta.acked;
+      this.markWriter.known(meta.acked);
       this.loaded = true;
     } else {
       this.head = Math.max(this.head, meta.seq);
       if (meta.acked > this.acked) {
         // A connection on another node acked further: finish those messages here too.
-        this.storeAcked = Math.max(this.storeAcked, meta.acked);
+        this.markWriter.known(meta.acked);
         this.advanceAcked(meta.acked);
       }
     }
@@ -415,67 +420,7 @@ export class UserStream {
         this.ackBroker(this.acked);
       });
     }
-    this.scheduleStoreAck();
-  }
-
-  /** Writes the acked mark after storeAckIntervalMs (at once without one), unless a write is due already. */
-  private scheduleStoreAck(): void {
-    if (this.storeAckTimer || this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
-    const interval = this.options.storeAckIntervalMs ?? 0;
-    if (interval <= 0) return this.writeStoreAck();
-    this.storeAckTimer = setTimeout(() => {
-      this.storeAckTimer = undefined;
-      this.writeStoreAck();
-    }, interval);
-    this.storeAckTimer.unref();
-  }
-
-  private cancelStoreAckTimer(): void {
-    if (this.storeAckTimer) clearTimeout(this.storeAckTimer);
-    this.storeAckTimer = undefined;
-  }
-
-  /** One store write in flight per user; when it returns, the latest mark is written (in turn) if it moved. */
-  private writeStoreAck(): void {
-    this.cancelStoreAckTimer();
-    if (this.storeAckBusy || this.acked <= this.storeAcked || this.epochGone) return;
-    const epoch = this.epoch;
-    const seq = this.acked;
-    this.storeAckBusy = true;
-    this.storeAcked = seq;
-    this.options.store.ack(this.user, epoch, seq).then(
-      (ok) => {
-        this.storeAckBusy = false;
-        if (!ok && epoch === this.epoch) return this.epochLost('epoch-lost');
-        if (epoch === this.epoch) this.scheduleStoreAck();
-      },
-      (error: unknown) => {
-        this.storeAckBusy = false;
-        if (epoch !== this.epoch) return;
-        // Not written: write the mark again a little later (acks are cumulative).
-        if (this.storeAcked === seq) this.storeAcked = seq - 1;
-        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store; retrying');
-        setTimeout(() => this.writeStoreAck(), 1_000).unref();
-      },
-    );
-  }
-
-  /**
-   * Waits (at most `timeoutMs`) until the store holds this stream's acked mark, so that the next
-   * stream of this user (which reads the mark from the store) does not start behind RabbitMQ.
-   */
-  private async settleStoreAck(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let attempts = 0;
-    while (!this.epochGone && (this.storeAckBusy || this.acked > this.storeAcked) && Date.now() < deadline) {
-      if (!this.storeAckBusy) {
-        // Three tries at most: with the store down each one fails at once (and logs).
-        if (attempts >= 3) return;
-        attempts += 1;
-        this.writeStoreAck();
-      }
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    this.markWriter.moved(seq);
   }
 
   /** Acks every in-flight message with seq <= `seq` to RabbitMQ, with one multiple-ack when that is exact. */
@@ -776,6 +721,7 @@ export class UserStream {
   /** The store lost this user's numbering: every connection is reset and the stream closes. */
   private epochLost(reason: string): void {
     this.epochGone = true;
+    this.markWriter.stop();
     if (this.closing) return;
     this.options.events?.emit('epoch-lost');
     this.options.logger.warn({ user: this.user }, 'state store lost the user numbering; resetting connections');
@@ -816,8 +762,8 @@ export class UserStream {
       if (this.starting) await settledWithin(this.starting, 2_000);
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
-      await this.settleStoreAck(2_000);
-      this.cancelStoreAckTimer();
+      await this.markWriter.settle(2_000);
+      this.markWriter.stop();
       this.ackBroker(this.acked);
       const consumer = this.consumer;
       this.consumer = undefined;
