@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AckedMarkWriter } from '../../src/delivery/acked-mark-writer.js';
+import { AckedMarkWriter, type AckedMarkWriterOptions } from '../../src/delivery/acked-mark-writer.js';
 
 /** A store write that answers when the test says so. */
 function fakeStore() {
@@ -17,13 +17,18 @@ function fakeStore() {
   return { writes, write, answer, pending: () => answers.length };
 }
 
+/** A writer on `write` with no-op callbacks unless given. */
+function writerOn(write: (seq: number) => Promise<boolean>, intervalMs: number, callbacks: Partial<Pick<AckedMarkWriterOptions, 'onEpochGone' | 'onError'>> = {}) {
+  return new AckedMarkWriter({ write, intervalMs, onEpochGone: callbacks.onEpochGone ?? vi.fn(), onError: callbacks.onError ?? vi.fn() });
+}
+
 describe('AckedMarkWriter', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
   it('writes the marks of one interval as one write of the latest', async () => {
     const store = fakeStore();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 1_000, onEpochGone: vi.fn(), onError: vi.fn() });
+    const writer = writerOn(store.write, 1_000);
     writer.moved(1);
     await vi.advanceTimersByTimeAsync(500);
     writer.moved(4);
@@ -36,7 +41,7 @@ describe('AckedMarkWriter', () => {
 
   it('keeps one write in flight and then writes the latest mark', async () => {
     const store = fakeStore();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 0, onEpochGone: vi.fn(), onError: vi.fn() });
+    const writer = writerOn(store.write, 0);
     writer.moved(1);
     writer.moved(2);
     writer.moved(5);
@@ -49,7 +54,7 @@ describe('AckedMarkWriter', () => {
 
   it('does not write what the store is known to hold', async () => {
     const store = fakeStore();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 0, onEpochGone: vi.fn(), onError: vi.fn() });
+    const writer = writerOn(store.write, 0);
     writer.known(7);
     writer.moved(6);
     writer.moved(7);
@@ -61,7 +66,7 @@ describe('AckedMarkWriter', () => {
   it('tries a failed write again a second later, with the latest mark', async () => {
     const store = fakeStore();
     const onError = vi.fn();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 0, onEpochGone: vi.fn(), onError });
+    const writer = writerOn(store.write, 0, { onError });
     writer.moved(2);
     writer.moved(3);
     await store.answer(new Error('redis down'));
@@ -74,7 +79,7 @@ describe('AckedMarkWriter', () => {
   it('stops writing when the store says the epoch is gone', async () => {
     const store = fakeStore();
     const onEpochGone = vi.fn();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 0, onEpochGone, onError: vi.fn() });
+    const writer = writerOn(store.write, 0, { onEpochGone });
     writer.moved(1);
     writer.moved(2);
     await store.answer(false);
@@ -86,7 +91,7 @@ describe('AckedMarkWriter', () => {
 
   it('settle writes at once, without waiting for the interval, and returns once the store has it', async () => {
     const store = fakeStore();
-    const writer = new AckedMarkWriter({ write: store.write, intervalMs: 60_000, onEpochGone: vi.fn(), onError: vi.fn() });
+    const writer = writerOn(store.write, 60_000);
     writer.moved(9);
     let settled = false;
     const settling = writer.settle(2_000).then(() => {
@@ -108,15 +113,10 @@ describe('AckedMarkWriter', () => {
 
   it('settle gives up after three failed tries', async () => {
     const writes: number[] = [];
-    const writer = new AckedMarkWriter({
-      write: async (seq) => {
-        writes.push(seq);
-        throw new Error('redis down');
-      },
-      intervalMs: 60_000,
-      onEpochGone: vi.fn(),
-      onError: vi.fn(),
-    });
+    const writer = writerOn(async (seq) => {
+      writes.push(seq);
+      throw new Error('redis down');
+    }, 60_000);
     writer.moved(4);
     const settling = writer.settle(2_000);
     await vi.advanceTimersByTimeAsync(100);

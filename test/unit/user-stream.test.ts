@@ -131,6 +131,19 @@ function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'as
   return Object.assign(Object.create(memory) as MemoryStore, overrides);
 }
 
+/** The memory store with acks that take `delayMs` and record each mark written, in order. */
+function recordingAcks(memory: MemoryStore, delayMs = 0): { store: MemoryStore; written: number[] } {
+  const written: number[] = [];
+  const store = storeWith(memory, {
+    ack: async (user: string, epoch: string, seq: number) => {
+      written.push(seq);
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return memory.ack(user, epoch, seq);
+    },
+  });
+  return { store, written };
+}
+
 function newStream(
   consumers: ConsumerFactory,
   store: SeqStore,
@@ -191,14 +204,7 @@ describe('UserStream', () => {
   it('coalesces client acks of one turn into one broker ack, with one store write in flight', async () => {
     const queue = new FakeQueue();
     const memory = newMemory();
-    const written: number[] = [];
-    const store = storeWith(memory, {
-      ack: async (user: string, epoch: string, seq: number) => {
-        written.push(seq);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        return memory.ack(user, epoch, seq);
-      },
-    });
+    const { store, written } = recordingAcks(memory, 10);
     const stream = newStream(queue.factory, store, { user: 'u7', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
@@ -217,13 +223,7 @@ describe('UserStream', () => {
     try {
       const queue = new FakeQueue();
       const memory = newMemory();
-      const written: number[] = [];
-      const store = storeWith(memory, {
-        ack: (user: string, epoch: string, seq: number) => {
-          written.push(seq);
-          return memory.ack(user, epoch, seq);
-        },
-      });
+      const { store, written } = recordingAcks(memory);
       const stream = newStream(queue.factory, store, { user: 'u8', prefetch: 10, storeAckIntervalMs: 1_000 });
       const sub = new FakeSub(10);
       const attached = stream.attach(sub, undefined);
@@ -473,12 +473,7 @@ describe('UserStream', () => {
   it('writes the latest acked mark to the store before releasing the consumer', async () => {
     const queue = new FakeQueue();
     const memory = newMemory();
-    const store = storeWith(memory, {
-      ack: async (user: string, epoch: string, seq: number) => {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        return memory.ack(user, epoch, seq);
-      },
-    });
+    const { store } = recordingAcks(memory, 20);
     const stream = newStream(queue.factory, store, { user: 'u9', prefetch: 10 });
     const sub = new FakeSub(10);
     await stream.attach(sub, undefined);
