@@ -76,6 +76,12 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
     return {
       ack: (tag, multiple) => guarded(() => channel.ack(tagOnly(tag), multiple)),
       reject: (tag, requeue) => guarded(() => channel.nack(tagOnly(tag), false, requeue)),
+      // A channel handles its frames in order: the answer to a passive declare sent after a
+      // reject means the broker has processed the reject.
+      sync: async () => {
+        if (ended) throw new Error('channel closed');
+        await channel.checkQueue(queue);
+      },
       close: async () => {
         ended = true;
         // RabbitMQ 3.10 can crash a channel (a consume on an unavailable quorum queue fails with

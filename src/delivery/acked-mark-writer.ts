@@ -8,6 +8,8 @@
  * once and waits: a stream calls it before it releases its consumer, so that the next stream of
  * the user, which starts from the store's mark, does not start behind RabbitMQ.
  */
+import { backgroundClock, type Clock, type TimerHandle } from './background-clock.js';
+
 export interface AckedMarkWriterOptions {
   /** Writes the mark; false when the store no longer has this numbering (the epoch is gone). */
   write(seq: number): Promise<boolean>;
@@ -17,20 +19,27 @@ export interface AckedMarkWriterOptions {
   onEpochGone(): void;
   /** A write failed (it is tried again in a second). */
   onError(error: unknown): void;
+  clock?: Clock;
 }
 
 const RETRY_MS = 1_000;
+/** `settle` gives up after this many failed writes (with the store down each fails at once). */
+const SETTLE_TRIES = 3;
 
 export class AckedMarkWriter {
   /** The highest mark to write. */
   private wanted = 0;
   /** The mark last written, or being written. */
   private written = 0;
-  private busy = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** The write in flight; it settles (never rejects) when the store answered. */
+  private inFlight: Promise<boolean> | undefined;
+  private timer: TimerHandle | undefined;
   private stopped = false;
+  private readonly clock: Clock;
 
-  constructor(private readonly options: AckedMarkWriterOptions) {}
+  constructor(private readonly options: AckedMarkWriterOptions) {
+    this.clock = options.clock ?? backgroundClock;
+  }
 
   /** The store holds `seq` already (read from it): no need to write up to there. */
   known(seq: number): void {
@@ -41,24 +50,28 @@ export class AckedMarkWriter {
   /** The mark moved to `seq`: it is written within the interval. */
   moved(seq: number): void {
     this.wanted = Math.max(this.wanted, seq);
-    if (this.timer || this.busy || this.wanted <= this.written || this.stopped) return;
-    if (this.options.intervalMs <= 0) return this.writeNow();
-    this.timer = setTimeout(() => this.writeNow(), this.options.intervalMs);
-    this.timer.unref();
+    if (this.timer || this.inFlight || this.wanted <= this.written || this.stopped) return;
+    if (this.options.intervalMs <= 0) {
+      this.writeNow();
+      return;
+    }
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.writeNow();
+    }, this.options.intervalMs);
   }
 
-  /** Writes what is pending now and waits (at most `timeoutMs`, three tries) until the store holds it. */
-  async settle(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let attempts = 0;
-    while (!this.stopped && (this.busy || this.wanted > this.written) && Date.now() < deadline) {
-      if (!this.busy) {
-        // Three tries at most: with the store down each one fails at once (and logs).
-        if (attempts >= 3) break;
-        attempts += 1;
+  /** Writes what is pending now and waits until the store holds it (three tries at most). */
+  async settle(): Promise<void> {
+    this.cancelTimer();
+    let failures = 0;
+    while (!this.stopped && failures < SETTLE_TRIES) {
+      if (!this.inFlight) {
+        if (this.wanted <= this.written) break;
         this.writeNow();
       }
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      const ok = await this.inFlight;
+      if (ok === false) failures += 1;
     }
     this.cancelTimer();
   }
@@ -70,31 +83,37 @@ export class AckedMarkWriter {
   }
 
   private cancelTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
   private writeNow(): void {
     this.cancelTimer();
-    if (this.busy || this.wanted <= this.written || this.stopped) return;
+    if (this.inFlight || this.wanted <= this.written || this.stopped) return;
     const seq = this.wanted;
-    this.busy = true;
     this.written = seq;
-    this.options.write(seq).then(
+    // Resolves true when the store took the mark, false when the write failed or was refused.
+    this.inFlight = this.options.write(seq).then(
       (ok) => {
-        this.busy = false;
+        this.inFlight = undefined;
         if (!ok) {
           this.stopped = true;
-          return this.options.onEpochGone();
+          this.options.onEpochGone();
+          return false;
         }
         this.moved(this.wanted);
+        return true;
       },
       (error: unknown) => {
-        this.busy = false;
+        this.inFlight = undefined;
         if (this.written === seq) this.written = seq - 1;
-        if (this.stopped) return;
+        if (this.stopped) return false;
         this.options.onError(error);
-        setTimeout(() => this.writeNow(), RETRY_MS).unref();
+        this.timer ??= this.clock.setTimeout(() => {
+          this.timer = undefined;
+          this.writeNow();
+        }, RETRY_MS);
+        return false;
       },
     );
   }

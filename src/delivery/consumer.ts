@@ -20,6 +20,11 @@ export interface ConsumerHandle {
   ack(tag: number, multiple: boolean): void;
   /** Negative-acknowledges one delivery: `requeue:false` dead-letters it. */
   reject(tag: number, requeue: boolean): void;
+  /**
+   * Resolves once the broker has processed every ack and reject sent before it on this
+   * consumer's channel (a round trip on the same channel); rejects when the channel is gone.
+   */
+  sync(): Promise<void>;
   /** Stops consuming and returns every unacked message to the queue, in order (by closing the channel). */
   close(): Promise<void>;
 }

@@ -94,7 +94,7 @@ describe('AckedMarkWriter', () => {
     const writer = writerOn(store.write, 60_000);
     writer.moved(9);
     let settled = false;
-    const settling = writer.settle(2_000).then(() => {
+    const settling = writer.settle().then(() => {
       settled = true;
     });
     await vi.advanceTimersByTimeAsync(0);
@@ -118,7 +118,7 @@ describe('AckedMarkWriter', () => {
       throw new Error('redis down');
     }, 60_000);
     writer.moved(4);
-    const settling = writer.settle(2_000);
+    const settling = writer.settle();
     await vi.advanceTimersByTimeAsync(100);
     await settling;
     expect(writes).toEqual([4, 4, 4]);

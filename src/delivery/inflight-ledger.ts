@@ -1,0 +1,111 @@
+/**
+ * What one consumer holds from RabbitMQ and has not settled: numbered messages by seq, and every
+ * delivery tag still outstanding on its channel. Pure bookkeeping, no I/O.
+ *
+ * This module guarantees:
+ * - `settleUpTo(seq)` names exactly the tags of the held messages at or below `seq` (minus those
+ *   it is told to keep), and uses one multiple-ack only when no other outstanding tag is at or
+ *   below the highest of them: a multiple-ack never settles a message nobody acked.
+ * - a tag is settled at most once (acking a tag twice is a channel error that ends the consumer).
+ * Delivery tags are valid only on the channel that delivered them, so a ledger belongs to one
+ * consumer and is dropped with it.
+ */
+
+/** A numbered message RabbitMQ delivered and that is not acked or rejected yet. */
+export interface HeldMessage {
+  /** More than one when RabbitMQ delivered the same message twice (a producer retry). */
+  tags: number[];
+  /** The pre-encoded `msg` frame fields after `seq` and `redelivered` (see message-codec). */
+  fragment: string;
+  redelivered: boolean;
+  /** The producer's timestamp (ms), for the delivery latency. */
+  ts: number;
+}
+
+/** The broker ack that settles a set of tags: one multiple-ack, or one ack per tag. */
+export type BrokerAck = { multiple: true; tag: number } | { multiple: false; tags: number[] };
+
+export interface Settled {
+  ack: BrokerAck | undefined;
+  /** How many tags the ack settles. */
+  count: number;
+  /** The producer timestamps of the settled messages (ms). */
+  timestamps: number[];
+}
+
+export class InFlightLedger {
+  private readonly held = new Map<number, HeldMessage>();
+  /** Tags delivered on this channel and neither acked nor rejected yet. */
+  private readonly outstanding = new Set<number>();
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  seqs(): number[] {
+    return [...this.held.keys()];
+  }
+
+  get outstandingCount(): number {
+    return this.outstanding.size;
+  }
+
+  /** A delivery arrived (numbered or not yet). */
+  received(tag: number): void {
+    this.outstanding.add(tag);
+  }
+
+  /** A delivery was settled on its own (rejected as invalid, acked as already processed). */
+  settled(tag: number): void {
+    this.outstanding.delete(tag);
+  }
+
+  /** A delivery was numbered `seq` and is held until a client acks or nacks it. */
+  hold(seq: number, tag: number, message: Omit<HeldMessage, 'tags'>): void {
+    const existing = this.held.get(seq);
+    if (existing) existing.tags.push(tag);
+    else this.held.set(seq, { ...message, tags: [tag] });
+  }
+
+  get(seq: number): HeldMessage | undefined {
+    return this.held.get(seq);
+  }
+
+  has(seq: number): boolean {
+    return this.held.has(seq);
+  }
+
+  /** Removes one held message and returns its tags, for a reject. */
+  take(seq: number): number[] {
+    const entry = this.held.get(seq);
+    if (!entry) return [];
+    this.held.delete(seq);
+    for (const tag of entry.tags) this.outstanding.delete(tag);
+    return entry.tags;
+  }
+
+  /**
+   * Removes every held message at or below `seq`, except those `keep` names, and returns the
+   * broker ack that settles them.
+   */
+  settleUpTo(seq: number, keep: (seq: number) => boolean = () => false): Settled {
+    const tags: number[] = [];
+    const timestamps: number[] = [];
+    let highest = 0;
+    for (const [heldSeq, entry] of this.held) {
+      if (heldSeq > seq || keep(heldSeq)) continue;
+      this.held.delete(heldSeq);
+      timestamps.push(entry.ts);
+      for (const tag of entry.tags) {
+        tags.push(tag);
+        if (tag > highest) highest = tag;
+      }
+    }
+    if (tags.length === 0) return { ack: undefined, count: 0, timestamps };
+    let below = 0;
+    for (const tag of this.outstanding) if (tag <= highest) below += 1;
+    for (const tag of tags) this.outstanding.delete(tag);
+    const ack: BrokerAck = below === tags.length ? { multiple: true, tag: highest } : { multiple: false, tags };
+    return { ack, count: tags.length, timestamps };
+  }
+}
