@@ -588,7 +588,7 @@ export class UserStream {
         if (accepted.length === 0) continue;
         let seqs;
         try {
-          seqs = await this.options.store.assign(this.user, this.epoch, accepted.map(({ id, fragment }) => ({ id, fragment })));
+          seqs = await this.options.store.assign(this.user, this.epoch, this.head, accepted.map(({ id, fragment }) => ({ id, fragment })));
         } catch (error) {
           if (generation !== this.generation) return;
           // Keep them unacked on this consumer, in order, and try again. Closing the channel
@@ -605,7 +605,7 @@ export class UserStream {
           this.epochLost('epoch-lost');
           return;
         }
-        accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, seqs[index] ?? 0, fragment, ts));
+        accepted.forEach(({ delivery, fragment, ts }, index) => this.accept(delivery, seqs[index]!.seq, fragment, ts));
         if (this.consumer) this.setHealthy();
         this.pumpAll();
       }
