@@ -13,6 +13,8 @@ export const ErrorCode = {
   brokerBlocked: 'RELAY_ERR_BROKER_BLOCKED',
   brokerUnavailable: 'RELAY_ERR_BROKER_UNAVAILABLE',
   storeUnavailable: 'RELAY_ERR_STORE_UNAVAILABLE',
+  /** The state store answered something malformed (a short or long batch of seqs, say). */
+  storeReply: 'RELAY_ERR_STORE_REPLY',
   invalidMessage: 'RELAY_ERR_INVALID_MESSAGE',
   closed: 'RELAY_ERR_CLOSED',
   topology: 'RELAY_ERR_TOPOLOGY',

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
+import type { AssignInput, Assigned, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
 
 interface UserState extends StreamMeta {
   ids: Map<string, number>;
   history: Map<number, HistoryEntry>;
+  /** Dead-letter intents: messageId -> seq (kept apart from `ids`, which trimming forgets). */
+  intents: Map<string, number>;
 }
 
 export function newEpoch(): string {
@@ -13,7 +15,8 @@ export function newEpoch(): string {
 /**
  * The state store in process memory: for a single node and for unit tests. Same guarantees as
  * the Redis store, except that a restart of the process loses every numbering (clients then
- * get `reset`).
+ * get `reset`). It cannot go back in time by itself; a caller that claims otherwise (`seen`
+ * above its seq, say) makes it drop the numbering exactly as the Redis store would.
  */
 export class MemoryStore implements SeqStore {
   private readonly users = new Map<string, UserState>();
@@ -26,9 +29,15 @@ export class MemoryStore implements SeqStore {
   private state(user: string): UserState {
     const existing = this.users.get(user);
     if (existing) return existing;
-    const state: UserState = { epoch: newEpoch(), seq: 0, acked: 0, start: 1, ids: new Map(), history: new Map() };
+    const state: UserState = { epoch: newEpoch(), seq: 0, acked: 0, start: 1, ids: new Map(), history: new Map(), intents: new Map() };
     this.users.set(user, state);
     return state;
+  }
+
+  /** The user's state if `epoch` is its current one. */
+  private current(user: string, epoch: string): UserState | undefined {
+    const state = this.users.get(user);
+    return state && state.epoch === epoch ? state : undefined;
   }
 
   private trim(state: UserState): void {
@@ -53,39 +62,77 @@ export class MemoryStore implements SeqStore {
     return state && { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
   }
 
-  async assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
-    const state = this.users.get(user);
-    if (!state || state.epoch !== epoch) return null;
+  async assign(user: string, epoch: string, seen: number, inputs: readonly AssignInput[]): Promise<Assigned[] | null> {
+    const state = this.current(user, epoch);
+    if (!state) return null;
+    if (state.seq < seen) {
+      this.users.delete(user);
+      return null;
+    }
     const storedAt = this.now();
-    const seqs = inputs.map(({ id, fragment }) => {
+    const assigned = inputs.map(({ id, fragment }): Assigned => {
+      const intent = state.intents.get(id);
+      if (intent !== undefined) return { seq: intent, deadLetter: true };
       const known = state.ids.get(id);
-      if (known !== undefined) return known;
+      if (known !== undefined) return { seq: known, deadLetter: false };
       state.seq += 1;
       state.ids.set(id, state.seq);
       state.history.set(state.seq, { seq: state.seq, id, storedAt, fragment });
-      return state.seq;
+      return { seq: state.seq, deadLetter: false };
     });
     this.trim(state);
-    return seqs;
+    return assigned;
   }
 
   async ack(user: string, epoch: string, seq: number): Promise<boolean> {
-    const state = this.users.get(user);
-    if (!state || state.epoch !== epoch) return false;
-    state.acked = Math.max(state.acked, Math.min(seq, state.seq));
+    const state = this.current(user, epoch);
+    if (!state) return false;
+    if (seq > state.seq) {
+      this.users.delete(user);
+      return false;
+    }
+    state.acked = Math.max(state.acked, seq);
     this.trim(state);
     return true;
   }
 
   async range(user: string, epoch: string, from: number, to: number): Promise<HistoryEntry[] | null> {
-    const state = this.users.get(user);
-    if (!state || state.epoch !== epoch) return null;
+    const state = this.current(user, epoch);
+    if (!state) return null;
+    if (to > state.seq) {
+      this.users.delete(user);
+      return null;
+    }
     const entries: HistoryEntry[] = [];
-    for (let seq = Math.max(from, state.start); seq <= Math.min(to, state.seq); seq += 1) {
+    for (let seq = Math.max(from, state.start); seq <= to; seq += 1) {
       const entry = state.history.get(seq);
       if (entry) entries.push(entry);
     }
     return entries;
+  }
+
+  async discard(user: string, epoch: string): Promise<void> {
+    if (this.current(user, epoch)) this.users.delete(user);
+  }
+
+  async deadLetter(user: string, epoch: string, seq: number): Promise<boolean | null> {
+    const state = this.current(user, epoch);
+    if (!state) return null;
+    if (seq > state.seq) {
+      this.users.delete(user);
+      return null;
+    }
+    const entry = seq >= state.start ? state.history.get(seq) : undefined;
+    if (!entry) return false;
+    state.intents.set(entry.id, seq);
+    return true;
+  }
+
+  async deadLettered(user: string, epoch: string, seqs: readonly number[]): Promise<void> {
+    const state = this.current(user, epoch);
+    if (!state || state.intents.size === 0) return;
+    const cleared = new Set(seqs);
+    for (const [id, seq] of state.intents) if (cleared.has(seq)) state.intents.delete(id);
   }
 
   async forget(user: string): Promise<void> {

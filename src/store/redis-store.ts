@@ -1,8 +1,9 @@
 import { Redis } from 'ioredis';
+import { ErrorCode, RelayError } from '../errors.js';
+import { BATCH } from './lua/scripts.generated.js';
 import { newEpoch } from './memory-store.js';
-import { BATCH } from './redis-scripts.js';
 import { decodeEntry } from './store.js';
-import type { AssignInput, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
+import type { AssignInput, Assigned, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
 
 type BatchCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown[]>;
 
@@ -30,6 +31,8 @@ export function createRedisClient(url: string, commandTimeoutMs = 2_000): Redis 
   });
 }
 
+/** Keys each operation passes to the script (meta, ids, hist, dead). */
+const KEYS_PER_OPERATION = 4;
 /** Past this many arguments (keys included) a batch is cut, whatever its operation count. */
 const MAX_BATCH_ARGS = 20_000;
 /** Past this many history entries read back (ranges) a batch is cut. */
@@ -38,7 +41,7 @@ const MAX_BATCH_ENTRIES = 1_000;
 /** One queued store operation: its script arguments, and what to do with its reply. */
 interface Operation {
   user: string;
-  /** The operation's kind and arguments as BATCH reads them (see redis-scripts.ts). */
+  /** The operation's kind and arguments as BATCH reads them (see src/store/lua/). */
   args: (string | number)[];
   /** History entries the operation may read back (a range), for the batch's reply budget. */
   entries: number;
@@ -77,7 +80,7 @@ export class RedisStore implements SeqStore {
 
   constructor(private readonly options: RedisStoreOptions) {
     this.redis = createRedisClient(options.url, options.commandTimeoutMs);
-    // No numberOfKeys: each call passes its own key count (3 per operation).
+    // No numberOfKeys: each call passes its own key count (4 per operation).
     this.redis.defineCommand('irBatch', { lua: BATCH });
     const call = (this.redis as unknown as Record<string, BatchCall | undefined>)['irBatch'];
     if (!call) throw new Error('script irBatch not defined');
@@ -107,9 +110,10 @@ export class RedisStore implements SeqStore {
     if (this.redis.status === 'wait') await this.redis.connect();
   }
 
-  private keys(user: string): [string, string, string] {
+  /** The user's meta, ids, history and dead-letter intent keys (see src/store/lua/prelude.lua). */
+  private keys(user: string): [string, string, string, string] {
     const base = `${this.options.keyPrefix}{${user}}`;
-    return [`${base}:m`, `${base}:i`, `${base}:h`];
+    return [`${base}:m`, `${base}:i`, `${base}:h`, `${base}:d`];
   }
 
   private enqueue<T>(user: string, args: (string | number)[], decode: (reply: unknown) => T, entries = 0): Promise<T> {
@@ -150,7 +154,7 @@ export class RedisStore implements SeqStore {
     let entries = 0;
     for (let i = 0; i < queued.length; i += 1) {
       const operation = queued[i]!;
-      const size = operation.args.length + 3;
+      const size = operation.args.length + KEYS_PER_OPERATION;
       const full = i - from >= this.maxBatchOps || args + size > MAX_BATCH_ARGS || entries + operation.entries > MAX_BATCH_ENTRIES;
       if (i > from && full) {
         this.send(queued.slice(from, i));
@@ -189,8 +193,8 @@ export class RedisStore implements SeqStore {
 
   meta(user: string): Promise<StreamMeta> {
     return this.enqueue(user, ['m', newEpoch()], (reply) => {
-      const meta = decodeMeta(reply as (string | null)[]);
-      if (!meta) throw new Error(`no numbering for user ${user} right after it was started`);
+      const meta = Array.isArray(reply) ? decodeMeta(reply as (string | null)[]) : undefined;
+      if (!meta) throw malformed('meta', reply);
       return meta;
     });
   }
@@ -201,27 +205,58 @@ export class RedisStore implements SeqStore {
     return decodeMeta(await this.redis.hmget(meta, 'epoch', 'seq', 'acked', 'start'));
   }
 
-  assign(user: string, epoch: string, inputs: readonly AssignInput[]): Promise<number[] | null> {
-    const args: (string | number)[] = ['a', epoch, inputs.length];
+  assign(user: string, epoch: string, seen: number, inputs: readonly AssignInput[]): Promise<Assigned[] | null> {
+    const args: (string | number)[] = ['a', epoch, seen, inputs.length];
     for (const input of inputs) args.push(input.id, input.fragment);
-    return this.enqueue(user, args, (reply) => (reply === 0 ? null : (reply as number[])));
+    return this.enqueue(user, args, (reply) => {
+      if (reply === 0) return null;
+      // One seq per input, negated for an id with a dead-letter intent: anything else would
+      // leave some message without a seq, and its caller could only guess (or ack it unsent).
+      if (!Array.isArray(reply) || reply.length !== inputs.length) throw malformed('assign', reply, inputs.length);
+      return reply.map((value: unknown): Assigned => {
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value === 0) throw malformed('assign', reply, inputs.length);
+        return { seq: Math.abs(value), deadLetter: value < 0 };
+      });
+    });
   }
 
   ack(user: string, epoch: string, seq: number): Promise<boolean> {
-    return this.enqueue(user, ['k', epoch, seq], (reply) => reply === 1);
+    return this.enqueue(user, ['k', epoch, seq], (reply) => {
+      if (reply !== 0 && reply !== 1) throw malformed('ack', reply);
+      return reply === 1;
+    });
   }
 
   range(user: string, epoch: string, from: number, to: number): Promise<HistoryEntry[] | null> {
     return this.enqueue(user, ['r', epoch, from, to], (reply) => {
       if (reply === 0) return null;
-      const raw = reply as (string | number)[];
+      if (!Array.isArray(reply) || reply.length % 2 !== 0) throw malformed('range', reply);
+      const raw = reply as unknown[];
       const entries: HistoryEntry[] = [];
-      for (let i = 0; i + 1 < raw.length; i += 2) {
+      for (let i = 0; i < raw.length; i += 2) {
         const entry = decodeEntry(Number(raw[i]), String(raw[i + 1]));
-        if (entry) entries.push(entry);
+        if (!entry || !Number.isSafeInteger(entry.seq)) throw malformed('range', reply);
+        entries.push(entry);
       }
       return entries;
     }, Math.max(0, to - from + 1));
+  }
+
+  async discard(user: string, epoch: string): Promise<void> {
+    await this.enqueue(user, ['x', epoch], () => undefined);
+  }
+
+  deadLetter(user: string, epoch: string, seq: number): Promise<boolean | null> {
+    return this.enqueue(user, ['d', epoch, seq], (reply) => {
+      if (reply === 0) return null;
+      if (reply !== 1 && reply !== -1) throw malformed('deadLetter', reply);
+      return reply === 1;
+    });
+  }
+
+  async deadLettered(user: string, epoch: string, seqs: readonly number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.enqueue(user, ['c', epoch, seqs.length, ...seqs], () => undefined);
   }
 
   async forget(user: string): Promise<void> {
@@ -244,4 +279,11 @@ export class RedisStore implements SeqStore {
 /** The meta hash's fields (epoch, seq, acked, start) as read; undefined when there is no numbering. */
 function decodeMeta([epoch, seq, acked, start]: (string | null | undefined)[]): StreamMeta | undefined {
   return epoch ? { epoch, seq: Number(seq), acked: Number(acked), start: Number(start) } : undefined;
+}
+
+/** The error for a script reply that does not have the shape its operation promises. */
+function malformed(operation: string, reply: unknown, expected?: number): RelayError {
+  const got = Array.isArray(reply) ? `${reply.length} results` : typeof reply;
+  const wanted = expected === undefined ? '' : ` (expected ${expected} results)`;
+  return new RelayError(ErrorCode.storeReply, `malformed store reply to ${operation}: ${got}${wanted}`);
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { inputs, storeContract } from '../helpers/store-contract.js';
+import { inputs, numbered, storeContract } from '../helpers/store-contract.js';
 import { redisUrl, uid } from '../helpers/relay.js';
 
 storeContract('redis', async (limits) => {
@@ -17,8 +17,8 @@ describe('redis store batching', () => {
     const users = Array.from({ length: 10 }, () => uid('sb'));
     const metas = await Promise.all(users.map((user) => store.meta(user)));
     expect(store.stats).toEqual({ calls: 3, operations: 10 });
-    const seqs = await Promise.all(users.map((user, i) => store.assign(user, metas[i]!.epoch, inputs(Array.from({ length: i + 1 }, (_, j) => `m${j}`)))));
-    expect(seqs).toEqual(users.map((_, i) => Array.from({ length: i + 1 }, (_, j) => j + 1)));
+    const seqs = await Promise.all(users.map((user, i) => store.assign(user, metas[i]!.epoch, 0, inputs(Array.from({ length: i + 1 }, (_, j) => `m${j}`)))));
+    expect(seqs).toEqual(users.map((_, i) => numbered(...Array.from({ length: i + 1 }, (_, j) => j + 1))));
     expect(store.stats).toEqual({ calls: 6, operations: 20 });
     // Operations awaited one by one each go alone.
     await store.ack(users[0]!, metas[0]!.epoch, 1);
@@ -36,11 +36,11 @@ describe('redis store batching', () => {
     const sizes = [4_000, 4_000, 4_000, 11_000];
     const before = store.stats.calls;
     const seqs = await Promise.all(
-      users.map((user, i) => store.assign(user, metas[i]!.epoch, inputs(Array.from({ length: sizes[i]! }, (_, j) => `m${j}`)))),
+      users.map((user, i) => store.assign(user, metas[i]!.epoch, 0, inputs(Array.from({ length: sizes[i]! }, (_, j) => `m${j}`)))),
     );
-    // 8,006 + 8,006 args, then 8,006 (would pass 20,000), then 22,006 alone.
+    // 8,008 + 8,008 args (4 keys, 4 arguments, 2 per input), then 8,008 (would pass 20,000), then 22,008 alone.
     expect(store.stats.calls - before).toBe(3);
-    expect(seqs.map((s) => [s!.length, s![0], s!.at(-1)])).toEqual(sizes.map((n) => [n, 1, n]));
+    expect(seqs.map((s) => [s!.length, s![0]!.seq, s!.at(-1)!.seq])).toEqual(sizes.map((n) => [n, 1, n]));
     await store.close();
   });
 
@@ -89,12 +89,12 @@ describe('redis store batching', () => {
     await store.connect();
     const user = uid('sb');
     const { epoch } = await store.meta(user);
-    const inFlight = store.assign(user, epoch, inputs(['a']));
+    const inFlight = store.assign(user, epoch, 0, inputs(['a']));
     await new Promise((resolve) => setImmediate(resolve));
     expect(store.stats.calls).toBe(2);
-    const queued = store.assign(user, epoch, inputs(['b']));
+    const queued = store.assign(user, epoch, 0, inputs(['b']));
     await store.close();
-    expect(await inFlight).toEqual([1]);
-    expect(await queued).toEqual([2]);
+    expect(await inFlight).toEqual(numbered(1));
+    expect(await queued).toEqual(numbered(2));
   });
 });

@@ -372,12 +372,12 @@ describe('UserStream', () => {
     const memory = newMemory();
     let failures = 2;
     const store = storeWith(memory, {
-      assign: (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+      assign: (user: string, epoch: string, seen: number, inputs: readonly { id: string; fragment: string }[]) => {
         if (failures > 0) {
           failures -= 1;
           return Promise.reject(new Error('store down'));
         }
-        return memory.assign(user, epoch, inputs);
+        return memory.assign(user, epoch, seen, inputs);
       },
     });
     const stream = newStream(queue.factory, store, { user: 'u4', prefetch: 10 });
@@ -395,9 +395,9 @@ describe('UserStream', () => {
     const queue = new FakeQueue();
     const memory = newMemory();
     const store = storeWith(memory, {
-      assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+      assign: async (user: string, epoch: string, seen: number, inputs: readonly { id: string; fragment: string }[]) => {
         await new Promise((resolve) => setTimeout(resolve, 30));
-        return memory.assign(user, epoch, inputs);
+        return memory.assign(user, epoch, seen, inputs);
       },
     });
     const stream = newStream(queue.factory, store, { user: 'u5', prefetch: 10 });
@@ -417,7 +417,7 @@ describe('UserStream', () => {
     const memory = newMemory();
     let slow = true;
     const store = storeWith(memory, {
-      assign: async (user: string, epoch: string, inputs: readonly { id: string; fragment: string }[]) => {
+      assign: async (user: string, epoch: string, seen: number, inputs: readonly { id: string; fragment: string }[]) => {
         if (slow) {
           slow = false;
           // The consumer is lost, and its replacement fills its prefetch, while this call waits.
@@ -425,7 +425,7 @@ describe('UserStream', () => {
           queue.lose();
           await new Promise((resolve) => setTimeout(resolve, 40));
         }
-        return memory.assign(user, epoch, inputs);
+        return memory.assign(user, epoch, seen, inputs);
       },
     });
     const stream = newStream(queue.factory, store, { user: 'u6', prefetch: 4 });
