@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ErrorCode, isRelayError } from '../../src/errors.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { inputs, numbered, storeContract } from '../helpers/store-contract.js';
 import { redisUrl, uid } from '../helpers/relay.js';
@@ -96,5 +97,33 @@ describe('redis store batching', () => {
     await store.close();
     expect(await inFlight).toEqual(numbered(1));
     expect(await queued).toEqual(numbered(2));
+  });
+
+  it('fails an operation whose reply is short, long or malformed instead of answering part of it', async () => {
+    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 } });
+    await store.connect();
+    const user = uid('sb');
+    const { epoch } = await store.meta(user);
+    // The guard stands in for Redis here: each call gets the replies queued for it.
+    const replies: unknown[][] = [];
+    store.guardWith(async <T>() => replies.shift() as T);
+    const codeOf = async (call: Promise<unknown>) => call.then(
+      () => 'resolved',
+      (error: unknown) => (isRelayError(error, ErrorCode.storeReply) ? error.code : String(error)),
+    );
+    const two = inputs(['a', 'b']);
+    replies.push([[1]], [[1, 2, 3]], [[1, 0]], [['1', 2]], [7], [[1, 'raw']], [5]);
+    expect(await codeOf(store.assign(user, epoch, 0, two))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.assign(user, epoch, 0, two))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.assign(user, epoch, 0, two))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.assign(user, epoch, 0, two))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.ack(user, epoch, 1))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.range(user, epoch, 1, 1))).toBe('RELAY_ERR_STORE_REPLY');
+    expect(await codeOf(store.deadLetter(user, epoch, 1))).toBe('RELAY_ERR_STORE_REPLY');
+    // A well-formed reply still decodes, intents included.
+    replies.push([[1, -2]]);
+    expect(await store.assign(user, epoch, 0, two)).toEqual([{ seq: 1, deadLetter: false }, { seq: 2, deadLetter: true }]);
+    expect(replies).toEqual([]);
+    await store.close();
   });
 });

@@ -5,7 +5,8 @@
     - One reply per operation, in order; an operation that fails gets an error reply (its
       message) and the others still run.
     - An unknown kind fails the whole call: the caller and the script disagree on the layout,
-      and nothing after it could be read right.
+      and nothing after it could be read right, so nothing after it runs (what ran before it
+      stays written, as with any failing script).
 ]]
 local out = {}
 local a = 4
