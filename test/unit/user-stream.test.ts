@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
 import { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
@@ -40,6 +40,9 @@ class FakeQueue {
         this.unacked.delete(tag);
         this.rejected.push({ id: message.id, requeue });
         this.dispatch();
+      },
+      sync: async () => {
+        if (this.callbacks !== mine) throw new Error('channel closed');
       },
       close: async () => {
         if (this.callbacks === mine) this.returnUnacked();
@@ -122,7 +125,20 @@ class FakeSub implements Subscriber {
   }
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+/** Lets fake time run for `ms` (timers, and the promises they settle). */
+const elapse = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+const settle = () => elapse(5);
+
+/** Awaits `work` while fake time runs (it may wait on timers: a slow store, a bounded close). */
+async function done<T>(work: Promise<T>): Promise<T> {
+  let finished = false;
+  const mark = () => {
+    finished = true;
+  };
+  work.then(mark, mark);
+  for (let i = 0; i < 2_000 && !finished; i += 1) await elapse(5);
+  return work;
+}
 
 const newMemory = () => new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
 
@@ -171,10 +187,13 @@ function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
 }
 
 describe('UserStream', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
   it('never has more than the window unacked on a connection', async () => {
     const { queue, stream } = setup({ prefetch: 10 });
     const sub = new FakeSub(3);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(20);
     await settle();
     expect(sub.seqs).toEqual([1, 2, 3]);
@@ -189,7 +208,7 @@ describe('UserStream', () => {
   it('acks RabbitMQ only for seqs a client acked, with one multiple-ack when exact', async () => {
     const { queue, stream } = setup({ prefetch: 5 });
     const sub = new FakeSub(5);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(5);
     await settle();
     expect(queue.acks).toEqual([]);
@@ -207,11 +226,11 @@ describe('UserStream', () => {
     const { store, written } = recordingAcks(memory, 10);
     const stream = newStream(queue.factory, store, { user: 'u7', prefetch: 10 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(10);
     await settle();
     for (let seq = 1; seq <= 10; seq += 1) stream.ack(sub, seq);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await elapse(50);
     expect(queue.acks).toEqual([{ tag: 10, multiple: true }]);
     // The first write went out at once; the other nine acks became one write of the latest mark.
     expect(written).toEqual([1, 10]);
@@ -260,14 +279,14 @@ describe('UserStream', () => {
     // An interval longer than the test's timeout: close must not wait for it.
     const stream = newStream(queue.factory, memory, { user: 'u10', prefetch: 10, storeAckIntervalMs: 600_000 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(5);
     await settle();
     stream.ack(sub, 4);
     await settle();
     expect((await memory.peek('u10'))?.acked).toBe(0);
     stream.detach(sub);
-    await stream.close();
+    await done(stream.close());
     expect((await memory.peek('u10'))?.acked).toBe(4);
     expect([...queue.unacked.keys(), ...queue.ready.map((m) => m.id)]).toHaveLength(1);
   });
@@ -275,7 +294,7 @@ describe('UserStream', () => {
   it('acks a redelivered duplicate with a later tag one by one, never a later message', async () => {
     const { queue, stream } = setup({ prefetch: 5 });
     const sub = new FakeSub(5);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     // The producer published "a" twice (a retry): the second copy gets seq 1 again.
     queue.publishIds(['a', 'b', 'a']);
     await settle();
@@ -293,7 +312,7 @@ describe('UserStream', () => {
   it('rewinds on nack with requeue and resends in order, marked redelivered', async () => {
     const { queue, stream } = setup();
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(4);
     await settle();
     expect(stream.nack(sub, 2, true)).toBe('ok');
@@ -313,7 +332,7 @@ describe('UserStream', () => {
   it('dead-letters a seq nacked with requeue past the limit, and one nacked without requeue', async () => {
     const { queue, stream } = setup({ nackLimit: 2 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publishIds(['a', 'b', 'c']);
     await settle();
     expect(stream.nack(sub, 1, true)).toBe('ok');
@@ -325,6 +344,8 @@ describe('UserStream', () => {
     // Past the limit the client is not sent seq 1 again, but what followed it is.
     expect(sub.seqs).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 3, 2, 3]);
     expect(stream.nack(sub, 3, false)).toBe('dead-lettered');
+    // The intent is written to the store first, then the message is rejected.
+    await settle();
     expect(queue.rejected).toEqual([
       { id: 'a', requeue: false },
       { id: 'c', requeue: false },
@@ -334,7 +355,7 @@ describe('UserStream', () => {
   it('refuses acks and nacks of seqs not sent on the connection', async () => {
     const { queue, stream } = setup();
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(2);
     await settle();
     expect(stream.ack(sub, 3)).toBe('unknown');
@@ -347,14 +368,14 @@ describe('UserStream', () => {
   it('keeps positions when the consumer is lost, and does not resend what a connection has', async () => {
     const { queue, stream } = setup({ prefetch: 4 });
     const sub = new FakeSub(4);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(6);
     await settle();
     expect(sub.seqs).toEqual([1, 2, 3, 4]);
     stream.ack(sub, 2);
     await settle();
     queue.lose();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await elapse(30);
     expect(sub.statuses).toEqual(['degraded', 'ok']);
     expect(queue.starts).toBe(2);
     stream.ack(sub, 4);
@@ -382,9 +403,9 @@ describe('UserStream', () => {
     });
     const stream = newStream(queue.factory, store, { user: 'u4', prefetch: 10 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(5);
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    await elapse(2_500);
     // The channel was never closed (closing would return the messages behind earlier returns).
     expect(queue.starts).toBe(1);
     expect(sub.frames.map((f) => [f.seq, f.n])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, 1000 + seq - 1]));
@@ -402,12 +423,12 @@ describe('UserStream', () => {
     });
     const stream = newStream(queue.factory, store, { user: 'u5', prefetch: 10 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(3);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await elapse(5);
     queue.publish(4);
     stream.detach(sub);
-    await stream.close();
+    await done(stream.close());
     expect((await memory.peek('u5'))?.seq).toBe(7);
     expect(queue.ready).toHaveLength(7);
   });
@@ -430,9 +451,9 @@ describe('UserStream', () => {
     });
     const stream = newStream(queue.factory, store, { user: 'u6', prefetch: 4 });
     const sub = new FakeSub(4);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(4);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await elapse(100);
     expect(queue.starts).toBe(2);
     // Without a second look at what arrived meanwhile, nothing would be numbered or sent: the
     // full prefetch brings no further delivery to start numbering.
@@ -461,9 +482,9 @@ describe('UserStream', () => {
       logger: silentLogger(),
     });
     const first = new FakeSub(10);
-    const { stream: closing } = await registry.attach('u8', first, undefined);
+    const { stream: closing } = await done(registry.attach('u8', first, undefined));
     closing.detach(first);
-    const [a, b] = await Promise.all([registry.attach('u8', new FakeSub(10), undefined), registry.attach('u8', new FakeSub(10), undefined)]);
+    const [a, b] = await done(Promise.all([registry.attach('u8', new FakeSub(10), undefined), registry.attach('u8', new FakeSub(10), undefined)]));
     expect(a.stream).not.toBe(closing);
     expect(a.stream).toBe(b.stream);
     expect(registry.get('u8')).toBe(a.stream);
@@ -476,13 +497,13 @@ describe('UserStream', () => {
     const { store } = recordingAcks(memory, 20);
     const stream = newStream(queue.factory, store, { user: 'u9', prefetch: 10 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(5);
     await settle();
     stream.ack(sub, 2);
     stream.ack(sub, 5);
     stream.detach(sub);
-    await stream.close();
+    await done(stream.close());
     // The next stream of this user reads its starting point from the store.
     expect((await memory.peek('u9'))?.acked).toBe(5);
     expect(queue.ready).toHaveLength(0);
@@ -492,8 +513,8 @@ describe('UserStream', () => {
     const { queue, stream } = setup({ prefetch: 4 });
     const a = new FakeSub(4);
     const b = new FakeSub(4);
-    await stream.attach(a, undefined);
-    await stream.attach(b, undefined);
+    await done(stream.attach(a, undefined));
+    await done(stream.attach(b, undefined));
     queue.publish(3);
     await settle();
     expect(stream.ack(a, 3)).toBe('ok');
@@ -507,7 +528,7 @@ describe('UserStream', () => {
     const queue = new FakeQueue();
     const stream = newStream(queue.factory, newMemory(), { user: 'u10', prefetch: 4, lingerMs: 50 });
     const first = new FakeSub(4);
-    const { epoch } = await stream.attach(first, undefined);
+    const { epoch } = await done(stream.attach(first, undefined));
     queue.publish(6);
     await settle();
     expect(first.seqs).toEqual([1, 2, 3, 4]);
@@ -518,7 +539,7 @@ describe('UserStream', () => {
     expect(stream.closed).toBe(false);
     // The client comes back having processed 3: same consumer, nothing went back to the queue.
     const again = new FakeSub(4);
-    const result = await stream.attach(again, { epoch, lastSeq: 3 });
+    const result = await done(stream.attach(again, { epoch, lastSeq: 3 }));
     expect(result).toMatchObject({ resumed: true, lastSeq: 3 });
     await settle();
     expect(queue.starts).toBe(1);
@@ -529,7 +550,7 @@ describe('UserStream', () => {
     ]);
     // Then it leaves for good: after the linger the consumer is released, unacked ones return in order.
     stream.detach(again);
-    await new Promise((resolve) => setTimeout(resolve, 120));
+    await elapse(120);
     expect(stream.closed).toBe(true);
     expect(queue.ready.map((m) => m.n)).toEqual([1003, 1004, 1005]);
   });
@@ -549,14 +570,14 @@ describe('UserStream', () => {
       return { ...handle, close: async () => { closedLate = true; await handle.close(); } };
     };
     const stream = newStream(slowStart, newMemory(), { user: 'u11', prefetch: 4 });
-    await stream.attach(new FakeSub(4), undefined);
+    await done(stream.attach(new FakeSub(4), undefined));
     queue.lose();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await elapse(20);
     const started = Date.now();
-    await stream.close();
+    await done(stream.close());
     expect(Date.now() - started).toBeLessThan(2_400);
     expect(closedLate).toBe(false);
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await elapse(700);
     expect(closedLate).toBe(true);
   });
 
@@ -575,9 +596,9 @@ describe('UserStream', () => {
       return handle;
     };
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     queue.publish(3);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await elapse(50);
     expect(queue.starts).toBe(2);
     expect(sub.seqs).toEqual([1, 2, 3]);
   });
@@ -585,10 +606,10 @@ describe('UserStream', () => {
   it('finishes redelivered messages at or below the acked mark without sending them', async () => {
     const { queue, stream } = setup({ prefetch: 4 });
     const a = new FakeSub(4);
-    await stream.attach(a, undefined);
+    await done(stream.attach(a, undefined));
     queue.publish(3);
     await settle();
-    const { epoch } = await stream.attach(new FakeSub(4), { epoch: (await setupEpoch(stream)) ?? '', lastSeq: 3 });
+    const { epoch } = await done(stream.attach(new FakeSub(4), { epoch: (await setupEpoch(stream)) ?? '', lastSeq: 3 }));
     expect(epoch.length).toBeGreaterThan(0);
     await settle();
     // The second connection said it processed up to 3: RabbitMQ is acked for all three.
@@ -599,12 +620,12 @@ describe('UserStream', () => {
   it('resumes from history when RabbitMQ no longer holds the messages', async () => {
     const { queue, stream } = setup();
     const first = new FakeSub(10);
-    const welcome = await stream.attach(first, undefined);
+    const welcome = await done(stream.attach(first, undefined));
     queue.publish(5);
     await settle();
     stream.ack(first, 5);
     const late = new FakeSub(10);
-    const result = await stream.attach(late, { epoch: welcome.epoch, lastSeq: 2 });
+    const result = await done(stream.attach(late, { epoch: welcome.epoch, lastSeq: 2 }));
     await settle();
     expect(result).toMatchObject({ resumed: true, recovered: true, lastSeq: 2 });
     expect(late.frames.map((f) => [f.seq, f.redelivered])).toEqual([
@@ -619,13 +640,13 @@ describe('UserStream', () => {
     const store = new MemoryStore({ maxCount: 2, maxAgeMs: 3_600_000 });
     const stream = newStream(queue.factory, store, { user: 'u2', prefetch: 10 });
     const first = new FakeSub(10);
-    const welcome = await stream.attach(first, undefined);
+    const welcome = await done(stream.attach(first, undefined));
     queue.publish(6);
     await settle();
     stream.ack(first, 6);
     await settle();
     const late = new FakeSub(10);
-    const result = await stream.attach(late, { epoch: welcome.epoch, lastSeq: 1 });
+    const result = await done(stream.attach(late, { epoch: welcome.epoch, lastSeq: 1 }));
     await settle();
     expect(result).toMatchObject({ resumed: true, recovered: false, lastSeq: 4 });
     expect(late.seqs).toEqual([5, 6]);
@@ -634,7 +655,7 @@ describe('UserStream', () => {
   it('resets every connection when the store lost the numbering', async () => {
     const { queue, store, stream } = setup();
     const sub = new FakeSub(10);
-    const welcome = await stream.attach(sub, undefined);
+    const welcome = await done(stream.attach(sub, undefined));
     queue.publish(2);
     await settle();
     store.clear();
@@ -653,7 +674,7 @@ describe('UserStream', () => {
     const store = new MemoryStore({ maxCount: 10, maxAgeMs: 3_600_000 });
     const stream = newStream(queue.factory, store, { user: 'u3', prefetch: 10 });
     const sub = new FakeSub(10);
-    await stream.attach(sub, undefined);
+    await done(stream.attach(sub, undefined));
     const callbacks = queue.callbacks!;
     queue.unacked.set(99, { id: 'bad', n: 0 });
     callbacks.onDelivery({ tag: 99, content: Buffer.from('{oops'), messageId: 'bad', contentType: 'application/json', timestamp: 1, headers: undefined, redelivered: false });
@@ -665,7 +686,7 @@ describe('UserStream', () => {
 
 async function setupEpoch(stream: UserStream): Promise<string | undefined> {
   const probe = new FakeSub(1);
-  const result = await stream.attach(probe, undefined);
+  const result = await done(stream.attach(probe, undefined));
   stream.detach(probe);
   return result.epoch;
 }
