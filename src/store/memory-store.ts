@@ -52,6 +52,22 @@ export class MemoryStore implements SeqStore {
     }
   }
 
+  /** A copy of one user's state, for `restoreState` (simulations of a store that loses writes). */
+  saveState(user: string): unknown {
+    const state = this.users.get(user);
+    return state && { ...state, ids: new Map(state.ids), history: new Map(state.history), intents: new Map(state.intents) };
+  }
+
+  /**
+   * Puts back a state `saveState` returned, with every write since then gone: what a Redis that
+   * restarts from an older append-only file, or a promoted lagging replica, does.
+   */
+  restoreState(user: string, saved: unknown): void {
+    const state = saved as UserState | undefined;
+    if (!state) this.users.delete(user);
+    else this.users.set(user, { ...state, ids: new Map(state.ids), history: new Map(state.history), intents: new Map(state.intents) });
+  }
+
   async meta(user: string): Promise<StreamMeta> {
     const state = this.state(user);
     return { epoch: state.epoch, seq: state.seq, acked: state.acked, start: state.start };
