@@ -1,5 +1,6 @@
 /** Command-line options of `node dist/bench/run.js` and the plan they give (full or --quick). */
 import type { QueueType } from '../src/config.js';
+import { QUEUE_MAX_LENGTH } from './load/queues.js';
 import type { SystemName } from './systems/system.js';
 
 export interface Plan {
@@ -8,6 +9,8 @@ export interface Plan {
   throughput: { queueTypes: QueueType[]; users: number[]; warmupMs: number; measureMs: number; rounds: number };
   latency: { queueType: QueueType; users: number; rates: number[]; warmupMs: number; measureMs: number } | undefined;
   connections: { count: number; stormCount: number; stormRate: number; queueType: QueueType } | undefined;
+  /** Backlog drain: every inbox pre-filled with `perUser` messages, then all clients connect at once. */
+  backlog: { queueTypes: QueueType[]; users: number[]; perUser: number; rounds: number } | undefined;
   window: number;
   /** Profile the relay over every measuring window (V8 CPU profiler through the bench's probe). */
   profile: boolean;
@@ -23,8 +26,9 @@ export interface Plan {
 }
 
 export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
-  --quick                 small run (< 2 min): 100 users, quorum only, short latency run, 1,000 connections, 500-client storm
-  --only=LIST             scenarios to run: throughput,latency,connections (default: all)
+  --quick                 small run (< 2 min): 100 users, quorum only, short latency run, a 100 x 100 backlog,
+                          1,000 connections, 500-client storm
+  --only=LIST             scenarios to run: throughput,latency,backlog,connections (default: all)
   --systems=LIST          amqplib,relay,web-stomp (default), and relay-coalesced: the relay with client
                           acks coalesced as the SDK does, an extra to the three
   --queue-types=LIST      quorum,classic for the throughput runs
@@ -33,6 +37,12 @@ export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
   --rates=LIST            open-loop rates for the latency runs (msgs/s)
   --measure-s=N           throughput measuring window (s)
   --rounds=N              throughput rounds per system, alternating systems (median reported)
+  --backlog-users=LIST    user counts for the backlog drain (default 1000, quick 100)
+  --backlog-per-user=N    messages queued per user before the clients connect (default 100, at most 10,000:
+                          the queues' length limit)
+  --backlog-queue-types=LIST
+                          queue types for the backlog drain (default quorum)
+  --backlog-rounds=N      backlog rounds per system, alternating systems (default 3, quick 1; median reported)
   --connections=N         concurrent connections (default 10000, quick 1000)
   --storm=N               clients in the reconnect storm (default 5000, quick 500)
   --connections-queue-type=quorum|classic
@@ -64,12 +74,12 @@ export function parsePlan(argv: readonly string[]): Plan {
     if (!match?.[1]) throw new Error(`unknown argument ${arg}\n${USAGE}`);
     args.set(match[1], match[2] ?? 'true');
   }
-  const known = ['quick', 'only', 'systems', 'queue-types', 'users', 'latency-users', 'rates', 'measure-s', 'rounds', 'connections', 'connections-queue-type', 'storm', 'profile', 'cpu-prof', 'heap-snapshot', 'no-broker-restart', 'no-renice', 'cleanup', 'results', 'help'];
+  const known = ['quick', 'only', 'systems', 'queue-types', 'users', 'latency-users', 'rates', 'measure-s', 'rounds', 'backlog-users', 'backlog-per-user', 'backlog-queue-types', 'backlog-rounds', 'connections', 'connections-queue-type', 'storm', 'profile', 'cpu-prof', 'heap-snapshot', 'no-broker-restart', 'no-renice', 'cleanup', 'results', 'help'];
   for (const key of args.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key}\n${USAGE}`);
   if (args.has('help')) throw new Error(USAGE);
   const quick = args.has('quick');
-  const only = new Set(list(args.get('only') ?? 'throughput,latency,connections'));
-  for (const name of only) if (!['throughput', 'latency', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+  const only = new Set(list(args.get('only') ?? 'throughput,latency,backlog,connections'));
+  for (const name of only) if (!['throughput', 'latency', 'backlog', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
   const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
   for (const name of systems) if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
   const queueTypes = list(args.get('queue-types') ?? (quick ? 'quorum' : 'quorum,classic')) as QueueType[];
@@ -79,6 +89,12 @@ export function parsePlan(argv: readonly string[]): Plan {
   const rounds = positive('--rounds', args.get('rounds') ?? (quick ? '1' : '3'));
   const rates = list(args.get('rates') ?? '1000,3000').map((v) => positive('--rates', v));
   const latencyUsers = positive('--latency-users', args.get('latency-users') ?? (quick ? '100' : '1000'));
+  const backlogUsers = list(args.get('backlog-users') ?? (quick ? '100' : '1000')).map((v) => positive('--backlog-users', v));
+  const perUser = positive('--backlog-per-user', args.get('backlog-per-user') ?? '100');
+  if (perUser > QUEUE_MAX_LENGTH) throw new Error(`--backlog-per-user must be at most ${QUEUE_MAX_LENGTH} (the queues' length limit), got ${perUser}`);
+  const backlogQueueTypes = list(args.get('backlog-queue-types') ?? 'quorum') as QueueType[];
+  for (const type of backlogQueueTypes) if (type !== 'quorum' && type !== 'classic') throw new Error(`--backlog-queue-types: unknown type ${type}`);
+  const backlogRounds = positive('--backlog-rounds', args.get('backlog-rounds') ?? (quick ? '1' : '3'));
   const count = positive('--connections', args.get('connections') ?? (quick ? '1000' : '10000'));
   const stormCount = Math.min(count, positive('--storm', args.get('storm') ?? (quick ? '500' : '5000')));
   const connectionsQueueType = (args.get('connections-queue-type') ?? 'classic') as QueueType;
@@ -88,6 +104,7 @@ export function parsePlan(argv: readonly string[]): Plan {
     systems,
     throughput: only.has('throughput') ? { queueTypes, users, warmupMs: quick ? 2_000 : 3_000, measureMs, rounds } : { queueTypes: [], users: [], warmupMs: 0, measureMs: 0, rounds: 0 },
     latency: only.has('latency') ? { queueType: 'quorum', users: latencyUsers, rates, warmupMs: quick ? 2_000 : 5_000, measureMs: quick ? 4_000 : 20_000 } : undefined,
+    backlog: only.has('backlog') ? { queueTypes: backlogQueueTypes, users: backlogUsers, perUser, rounds: backlogRounds } : undefined,
     connections: only.has('connections') && systems.includes('relay') ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType } : undefined,
     window: 20,
     profile: args.has('profile'),

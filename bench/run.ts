@@ -19,8 +19,9 @@ import { formatMs } from './lib/time.js';
 import { parsePlan, type Plan } from './options.js';
 import { summariseProfile } from './report/cpu-profile.js';
 import { renderMarkdown } from './report/markdown.js';
-import { computeRatios, evaluateTargets, type BenchResults } from './report/results.js';
+import { computeBacklogRatios, computeRatios, evaluateTargets, type BenchResults } from './report/results.js';
 import { renderSvg } from './report/svg.js';
+import { runBacklog } from './scenarios/backlog.js';
 import { connectionsScenario } from './scenarios/connections.js';
 import type { BenchContext } from './scenarios/context.js';
 import { runSuites } from './scenarios/suites.js';
@@ -91,9 +92,11 @@ async function main(): Promise<void> {
     load: {},
     throughput: [],
     latency: [],
+    backlog: [],
     connections: undefined,
     storm: undefined,
     ratios: [],
+    backlogRatios: [],
     targets: [],
     profiles: [],
     skipped: [],
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
     plan.connections.count = reduced;
     plan.connections.stormCount = Math.min(plan.connections.stormCount, reduced);
   }
-  const maxUsers = Math.max(0, ...plan.throughput.users, plan.latency?.users ?? 0);
+  const maxUsers = Math.max(0, ...plan.throughput.users, ...(plan.backlog?.users ?? []), plan.latency?.users ?? 0);
   const fdNeeded = Math.max(4_096, maxUsers * 2 + 1_000);
   const fd = await ensureBrokerFdLimit(fdNeeded, plan.brokerRestart, log);
   if (fd.limit === 1024) results.warnings.push('RabbitMQ runs with an open-files limit of 1024 (shared/FACTS.md): classic queues may hang and Web-STOMP may run out of sockets');
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
     busyAtStart: await busyProcesses([process.pid]),
   };
   results.load = {
-    description: `persistent ${PAYLOAD_BYTES}-byte JSON messages to the \`inbox\` exchange (routing key = user), publisher confirms (at most ${CONFIRM_WINDOW} unconfirmed, one publisher thread in the bench process; throughput runs keep at most users x window + ${CONFIRM_WINDOW} messages published and not yet received, so they measure the end-to-end rate rather than queues filling up), one durable queue per user with the relay's arguments, prefetch = window = ${plan.window}, every message acked one by one as soon as it is received (amqplib: basic.ack; relay: \`ack\` frame; Web-STOMP: ACK with client-individual). Consumers run in the bench process, the relay in a child process.`,
+    description: `persistent ${PAYLOAD_BYTES}-byte JSON messages to the \`inbox\` exchange (routing key = user), publisher confirms (at most ${CONFIRM_WINDOW} unconfirmed, one publisher thread in the bench process; throughput runs keep at most users x window + ${CONFIRM_WINDOW} messages published and not yet received, so they measure the end-to-end rate rather than queues filling up; backlog runs publish everything first, with no consumer running, then connect all the clients), one durable queue per user with the relay's arguments, prefetch = window = ${plan.window}, every message acked one by one as soon as it is received (amqplib: basic.ack; relay: \`ack\` frame; Web-STOMP: ACK with client-individual). Consumers run in the bench process, the relay in a child process.`,
     payloadBytes: PAYLOAD_BYTES,
     confirmWindow: CONFIRM_WINDOW,
     window: plan.window,
@@ -193,6 +196,11 @@ async function main(): Promise<void> {
     results.throughput = suites.throughput;
     results.latency = suites.latency;
     results.errors.push(...suites.errors);
+    if (plan.backlog) {
+      const backlog = await runBacklog(ctx, plan.backlog, systems, nodeArgs);
+      results.backlog = backlog.results;
+      results.errors.push(...backlog.errors);
+    }
     if (plan.connections) {
       const outcome = await connectionsScenario(ctx, { ...plan.connections, connectConcurrency: 200, ...(nodeArgs ? { nodeArgs } : {}) });
       results.connections = outcome.connections;
@@ -224,6 +232,7 @@ function finish(results: BenchResults, plan: Plan): void {
   results.finishedAt = new Date().toISOString();
   results.durationS = Math.round((Date.now() - started) / 1000);
   results.ratios = computeRatios(results.throughput, Number(results.machine.cpus ?? 2));
+  results.backlogRatios = computeBacklogRatios(results.backlog, results.ratios);
   results.targets = evaluateTargets(results);
   const files = writeResults(results, plan.resultsDir);
   process.stdout.write(`\n${renderMarkdown(results)}\n`);

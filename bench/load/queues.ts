@@ -8,8 +8,11 @@ import { INBOX_EXCHANGE, declareSharedTopology, inboxQueueArguments, inboxQueueN
 import type { QueueType } from '../../src/config.js';
 import { forEachLimit, withTimeout } from '../lib/time.js';
 
+/** Ready messages an inbox queue holds before RabbitMQ refuses publishes to it (reject-publish). */
+export const QUEUE_MAX_LENGTH = 10_000;
+
 export function queueSettings(queueType: QueueType): QueueSettings {
-  return { queueType, queueMaxLength: 10_000, queueDeliveryLimit: 20 };
+  return { queueType, queueMaxLength: QUEUE_MAX_LENGTH, queueDeliveryLimit: 20 };
 }
 
 async function withChannels(url: string, count: number, work: (take: () => Promise<Channel>, give: (c: Channel) => void) => Promise<void>): Promise<void> {
@@ -75,9 +78,9 @@ export async function leftoverBenchUsers(): Promise<string[]> {
     .map((name) => name.slice('inbox.'.length));
 }
 
-/** Ready messages in `inbox.<user>` per user (undefined where the check failed). */
-export async function queueDepths(url: string, users: readonly string[], deadlineMs: number): Promise<(number | undefined)[]> {
-  const depths: (number | undefined)[] = users.map(() => undefined);
+/** Ready messages and consumers of `inbox.<user>` per user, from the queues themselves (undefined where the check failed). */
+export async function queueStates(url: string, users: readonly string[], deadlineMs: number): Promise<({ ready: number; consumers: number } | undefined)[]> {
+  const states: ({ ready: number; consumers: number } | undefined)[] = users.map(() => undefined);
   await withChannels(url, 16, async (take, give) => {
     await forEachLimit(
       users,
@@ -85,13 +88,18 @@ export async function queueDepths(url: string, users: readonly string[], deadlin
       async (user, index) => {
         const channel = await withTimeout(take(), 30_000, 'open channel');
         const ok = await withTimeout(channel.checkQueue(inboxQueueName(user)), 30_000, `check ${inboxQueueName(user)}`);
-        depths[index] = ok.messageCount;
+        states[index] = { ready: ok.messageCount, consumers: ok.consumerCount };
         give(channel);
       },
       deadlineMs,
     );
   });
-  return depths;
+  return states;
+}
+
+/** Ready messages in `inbox.<user>` per user (undefined where the check failed). */
+export async function queueDepths(url: string, users: readonly string[], deadlineMs: number): Promise<(number | undefined)[]> {
+  return (await queueStates(url, users, deadlineMs)).map((state) => state?.ready);
 }
 
 /** Deletes `inbox.<user>` for every user (messages and all). */

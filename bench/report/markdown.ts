@@ -80,6 +80,7 @@ export function renderMarkdown(r: BenchResults): string {
       '',
     );
   }
+  if (r.backlog.length > 0) out.push(...backlogSection(r));
   if (r.latency.length > 0) {
     const first = r.latency[0];
     out.push(
@@ -161,6 +162,50 @@ export function renderMarkdown(r: BenchResults): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+const seconds = (msValue: number): string => `${(msValue / 1000).toFixed(1)} s`;
+
+/** Backlog drain: the ratios side by side with the closed-loop ones, then every round. */
+function backlogSection(r: BenchResults): string[] {
+  const cell = (x: BenchResults['backlogRatios'][number]['systems'][string] | undefined): string =>
+    x === undefined ? 'n/a' : `${fmt(x.median)}${x.rounds > 1 ? ` (${fmt(x.min)}-${fmt(x.max)})` : ''} in ${seconds(x.drainMs)}`;
+  const pair = (backlog: number | undefined, loop: number | undefined): string => `${backlog ?? 'n/a'} / ${loop ?? 'n/a'}`;
+  const out: string[] = [
+    '## Backlog drain (every inbox filled first, then all clients connect at once)',
+    '',
+    'As after an outage: each user\'s queue is filled with the backlog (published with confirms while no consumer runs), then every client connects, as fast as each system\'s own start allows (relay: 100 handshakes in flight, refusals retried after their retry-after; Web-STOMP: 50 connections in flight; amqplib: 32 channel opens in flight). Drain rate = messages / time from the first connect attempt to the receipt of the last message (acked at once). Median of the rounds (range in brackets) and median drain time; the systems alternate round by round. Ratios are given as backlog / closed loop, the closed-loop figure from this run\'s throughput phase at the same queue type and users.',
+    '',
+    '| queues | users | backlog per user | plain amqplib (ceiling) | inbox-relay | Web-STOMP | relay / ceiling: backlog / closed loop | relay / Web-STOMP: backlog / closed loop |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.backlogRatios.map(
+      (x) =>
+        `| ${x.queueType} | ${fmt(x.users)} | ${fmt(x.perUser)} | ${cell(x.systems.amqplib)} | ${cell(x.systems.relay)} | ${cell(x.systems['web-stomp'])} | **${pair(x.relayOverCeiling, x.closedLoopRelayOverCeiling)}** | ${pair(x.relayOverStomp, x.closedLoopRelayOverStomp)} |`,
+    ),
+    '',
+  ];
+  if (r.backlogRatios.some((x) => x.systems['relay-coalesced'] !== undefined)) {
+    out.push(
+      'The relay with SDK-style coalesced acks on the same backlog:',
+      '',
+      '| queues | users | inbox-relay, coalesced acks | / ceiling |',
+      '|---|---:|---:|---:|',
+      ...r.backlogRatios.map((x) => `| ${x.queueType} | ${fmt(x.users)} | ${cell(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} |`),
+      '',
+    );
+  }
+  out.push(
+    'Every round: the backlog published and counted in the queues before the clients connected, the time until every client was consuming and what arrived meanwhile, the drain, the rate once all were consuming, accounting (lost, duplicates, out of order; left in queues = messages in the queues once the clients had gone and no consumer was left, i.e. never acked), and CPU over the drain (as in the throughput rounds).',
+    '',
+    '| system | queues | users | round | backlog | filled at /s | queued | all consuming after | received by then | drained in | msgs/s | after all consuming /s | lost | dup. | out of order | left in queues | refusals | CPU µs/msg | CPU relay (wait) | CPU broker | CPU Redis | CPU bench | other load |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.backlog.map(
+      (b) =>
+        `| ${label(b.system)} | ${b.queueType} | ${fmt(b.users)} | ${b.round} | ${fmt(b.expected)} | ${fmt(b.prefillPerSec)} | ${b.queued === undefined ? 'n/a' : fmt(b.queued)} | ${b.connectMs} ms | ${fmt(b.receivedWhileConnecting)} | ${b.drained ? seconds(b.drainMs) : '**not drained**'} | ${fmt(b.msgsPerSec)} | ${fmt(b.afterConnectPerSec)} | ${b.lost} | ${b.duplicates} | ${b.outOfOrder} | ${b.leftInQueues === undefined ? 'n/a' : fmt(b.leftInQueues)} | ${b.refusals === undefined ? '' : fmt(b.refusals)} | ${b.cpuUsPerMsg.total ?? ''} | ${cpu(b.cpu, 'relay')}${b.cpu.relayWait === undefined ? '' : ` (${b.cpu.relayWait}%)`} | ${cpu(b.cpu, 'broker')} | ${cpu(b.cpu, 'redis')} | ${cpu(b.cpu, 'bench')} | ${cpu(b.cpu, 'others')} |`,
+    ),
+    '',
+  );
+  return out;
 }
 
 /** "reason: count, ..." most frequent first (top 6), or "none". */

@@ -1,4 +1,5 @@
 /** The raw results of one run, the ratios between systems and the issue's targets. */
+import type { BacklogResult } from '../scenarios/backlog.js';
 import type { ConnectionsResult, StormResult } from '../scenarios/connections.js';
 import type { LatencyResult, ThroughputResult } from '../scenarios/phases.js';
 import type { ProfileSummary } from './cpu-profile.js';
@@ -37,6 +38,21 @@ export interface Ratio {
   systems: Record<string, SystemSummary>;
 }
 
+/** One backlog suite (queue type x users): drain rates per system, with the closed-loop ratios of the same run beside them. */
+export interface BacklogRatio {
+  queueType: string;
+  users: number;
+  perUser: number;
+  /** Per system: median, min and max drain msgs/s over the rounds, median drain time and CPU µs per message. */
+  systems: Record<string, { median: number; min: number; max: number; rounds: number; drainMs: number; cpuUsPerMsg: Record<string, number> }>;
+  relayOverCeiling: number | undefined;
+  relayOverStomp: number | undefined;
+  coalescedOverCeiling: number | undefined;
+  /** The throughput (closed-loop) ratios at the same queue type and users in this run, when measured. */
+  closedLoopRelayOverCeiling: number | undefined;
+  closedLoopRelayOverStomp: number | undefined;
+}
+
 export interface Target {
   name: string;
   goal: string;
@@ -58,7 +74,10 @@ export interface BenchResults {
   latency: LatencyResult[];
   connections: ConnectionsResult | undefined;
   storm: StormResult | undefined;
+  /** Backlog drain rounds. */
+  backlog: BacklogResult[];
   ratios: Ratio[];
+  backlogRatios: BacklogRatio[];
   targets: Target[];
   profiles: ProfileSummary[];
   skipped: string[];
@@ -121,6 +140,42 @@ export function computeRatios(throughput: readonly ThroughputResult[], cores: nu
       coalescedOverCeiling: ratio(systems['relay-coalesced']?.median, ceiling),
       coalescedOverStomp: ratio(systems['relay-coalesced']?.median, stomp),
       systems,
+    };
+  });
+}
+
+export function computeBacklogRatios(backlog: readonly BacklogResult[], closedLoop: readonly Ratio[]): BacklogRatio[] {
+  const keys = new Map<string, { queueType: string; users: number; perUser: number }>();
+  for (const r of backlog) keys.set(`${r.queueType}/${r.users}/${r.perUser}`, { queueType: r.queueType, users: r.users, perUser: r.perUser });
+  return [...keys.values()].map(({ queueType, users, perUser }) => {
+    const systems: BacklogRatio['systems'] = {};
+    for (const name of ['amqplib', 'relay', 'web-stomp', 'relay-coalesced']) {
+      const runs = backlog.filter((r) => r.queueType === queueType && r.users === users && r.perUser === perUser && r.system === name && r.drained);
+      if (runs.length === 0) continue;
+      const rates = runs.map((r) => r.msgsPerSec);
+      const cpuUsPerMsg: Record<string, number> = {};
+      for (const key of new Set(runs.flatMap((r) => Object.keys(r.cpuUsPerMsg)))) {
+        const values = runs.map((r) => r.cpuUsPerMsg[key]).filter((v): v is number => v !== undefined);
+        if (values.length > 0) cpuUsPerMsg[key] = median(values);
+      }
+      systems[name] = { median: median(rates), min: Math.min(...rates), max: Math.max(...rates), rounds: runs.length, drainMs: median(runs.map((r) => r.drainMs)), cpuUsPerMsg };
+    }
+    const ratio = (a: string, b: string): number | undefined => {
+      const x = systems[a]?.median;
+      const y = systems[b]?.median;
+      return x !== undefined && y ? round2(x / y) : undefined;
+    };
+    const loop = closedLoop.find((r) => r.queueType === queueType && r.users === users);
+    return {
+      queueType,
+      users,
+      perUser,
+      systems,
+      relayOverCeiling: ratio('relay', 'amqplib'),
+      relayOverStomp: ratio('relay', 'web-stomp'),
+      coalescedOverCeiling: ratio('relay-coalesced', 'amqplib'),
+      closedLoopRelayOverCeiling: loop?.relayOverCeiling,
+      closedLoopRelayOverStomp: loop?.relayOverStomp,
     };
   });
 }

@@ -34,7 +34,11 @@ function throughputPanel(r: BenchResults, top: number, width: number, height: nu
     name: `${x.queueType}, ${x.users.toLocaleString('en-US')} users`,
     values: (withCoalesced ? [x.ceiling, x.relay, x.stomp, x.coalesced] : [x.ceiling, x.relay, x.stomp]) as (number | undefined)[],
   }));
-  const parts: string[] = [text(20, top + 18, 'Throughput: messages consumed per second (higher is better)', 'font-size="15" font-weight="bold"')];
+  for (const x of r.backlogRatios) {
+    groups.push({ name: `backlog: ${x.queueType}, ${x.users.toLocaleString('en-US')}`, values: shown.map((s) => x.systems[s]?.median) });
+  }
+  const title = r.backlogRatios.length > 0 ? 'Throughput: messages consumed per second, closed loop and backlog drain (higher is better)' : 'Throughput: messages consumed per second (higher is better)';
+  const parts: string[] = [text(20, top + 18, title, 'font-size="15" font-weight="bold"')];
   if (groups.length === 0) return parts.concat(text(20, top + 50, 'not measured in this run', 'font-size="12"')).join('');
   const left = 70;
   const plotTop = top + 50;

@@ -10,7 +10,6 @@
  *   duplicates (received twice).
  */
 import type { QueueType } from '../../src/config.js';
-import { ConnectRefused, type RelayClient } from '../clients/relay-client.js';
 import type { RelayMemory } from '../env/relay-process.js';
 import { watchCpu } from '../env/proc.js';
 import { declareInboxes, deleteInboxes, queueDepths } from '../load/queues.js';
@@ -18,6 +17,7 @@ import { Tracker } from '../load/tracker.js';
 import { forEachLimit, sleep, waitUntil, withTimeout } from '../lib/time.js';
 import { RelaySystem } from '../systems/relay-system.js';
 import { sum, type BenchContext } from './context.js';
+import { connectWithRetry, type ConnectCounters } from './connect-retry.js';
 import { profileWindow } from './profiling.js';
 import { diffHeap, summariseHeapSnapshot, type HeapSummary } from '../report/heap-snapshot.js';
 import { rmSync } from 'node:fs';
@@ -100,41 +100,6 @@ async function snapshot(ctx: BenchContext, relay: { heapSnapshot(file: string): 
     return undefined;
   } finally {
     rmSync(file, { force: true });
-  }
-}
-
-interface ConnectCounters {
-  attempts: number;
-  refusals: number;
-  /** Failed attempts by reason ("closed 1013 pending-hellos", "HTTP 503", "ECONNRESET", "no welcome in time"...). */
-  failures: Record<string, number>;
-}
-
-/** A short, countable reason for a failed connect attempt (no per-attempt numbers in it). */
-function failureReason(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') return code;
-  return error.message.replace(/retry-after=\d+/g, '').replace(/\s+/g, ' ').trim().slice(0, 80);
-}
-
-/** Connects (or reconnects with resume), retrying refusals with the relay's retry-after plus jitter, until `deadline`. */
-async function connectWithRetry(client: RelayClient, deadline: number, counters: ConnectCounters): Promise<void> {
-  let delay = 100;
-  for (;;) {
-    counters.attempts += 1;
-    try {
-      await client.connect(Math.max(1_000, Math.min(30_000, deadline - Date.now())));
-      return;
-    } catch (error) {
-      if (error instanceof ConnectRefused) counters.refusals += 1;
-      const reason = failureReason(error);
-      counters.failures[reason] = (counters.failures[reason] ?? 0) + 1;
-      if (Date.now() >= deadline) throw error;
-      const wait = error instanceof ConnectRefused && error.retryAfterMs !== undefined ? error.retryAfterMs : delay;
-      delay = Math.min(2_000, delay * 2);
-      await sleep(Math.min(wait * (0.5 + Math.random()), Math.max(0, deadline - Date.now())));
-    }
   }
 }
 

@@ -51,7 +51,8 @@ export interface PhaseTiming {
   drainTimeoutMs: number;
 }
 
-function cpuPids(ctx: BenchContext, system: SystemUnderTest): Record<string, number | undefined> {
+/** The processes whose CPU a phase records: broker, Redis, the bench and the system's own (relay). */
+export function cpuPids(ctx: BenchContext, system: SystemUnderTest): Record<string, number | undefined> {
   return { broker: ctx.brokerPid, redis: ctx.redisPid, bench: process.pid, ...system.pids() };
 }
 

@@ -22,12 +22,14 @@ export interface SuiteResults {
   errors: string[];
 }
 
-const SHORT: Record<SystemName, string> = { amqplib: 'a', relay: 'r', 'web-stomp': 's', 'relay-coalesced': 'rc' };
+/** Short system tags in queue names and Redis prefixes. */
+export const SHORT: Record<SystemName, string> = { amqplib: 'a', relay: 'r', 'web-stomp': 's', 'relay-coalesced': 'rc' };
 
 /** The SDK's defaults for window 20 (src/client/ack-coalescer.ts): an ack every min(100, window / 2) messages or 50 ms. */
 const SDK_ACKS = { kind: 'coalesced', batch: 10, delayMs: 50 } as const;
 
-function makeSystem(ctx: BenchContext, name: SystemName, queueType: QueueType, tag: string, nodeArgs: string[] | undefined): SystemUnderTest {
+/** A fresh, not yet started system of that name, with its own Redis prefix and log file (relays) under `tag`. */
+export function makeSystem(ctx: BenchContext, name: SystemName, queueType: QueueType, tag: string, nodeArgs: string[] | undefined): SystemUnderTest {
   if (name === 'amqplib') return new AmqpSystem(ctx.rabbitmqUrl, ctx.window, ctx.slot);
   if (name === 'web-stomp') return new StompSystem(ctx.window, ctx.slot);
   return new RelaySystem(
@@ -75,7 +77,8 @@ interface Entry {
   ok: boolean;
 }
 
-function rotate<T>(items: readonly T[], by: number): T[] {
+/** The items starting at index `by` (wrapping), so that each round starts with another system. */
+export function rotate<T>(items: readonly T[], by: number): T[] {
   const n = items.length;
   return n === 0 ? [] : items.map((_, i) => items[(i + by) % n] as T);
 }
