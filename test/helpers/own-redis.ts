@@ -1,6 +1,6 @@
 /** A Redis server of the test's own (child process, own port, AOF in a temp dir), to stop and pause freely. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -16,11 +16,12 @@ export class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
+  /** `fsyncAlways`: every write is on disk before Redis answers, so a copy of the file is exact. */
+  async start(options: { fsyncAlways?: boolean } = {}): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', this.dir], {
-      stdio: 'ignore',
-    });
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', this.dir];
+    if (options.fsyncAlways) args.push('--appendfsync', 'always');
+    this.child = spawn('redis-server', args, { stdio: 'ignore' });
     const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined);
     for (let attempt = 0; attempt < 100; attempt += 1) {
@@ -44,6 +45,31 @@ export class OwnRedis {
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
     await exited;
+  }
+
+  /** Copies the append-only files as they are now (see `killAndRestoreFiles`). */
+  copyFiles(): string {
+    const copy = mkdtempSync(join(tmpdir(), 'inbox-relay-redis-copy-'));
+    cpSync(this.dir, copy, { recursive: true });
+    return copy;
+  }
+
+  /**
+   * SIGKILLs the server and puts back the files `copyFiles` took: when it starts again it loads
+   * that older state, and every write since is gone (a power loss with `appendfsync everysec`, or
+   * a failover to a lagging replica, does the same to the store).
+   */
+  async killAndRestoreFiles(copy: string): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child && child.exitCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+    cpSync(copy, this.dir, { recursive: true });
+    rmSync(copy, { recursive: true, force: true });
   }
 
   /** CLIENT PAUSE on this server: every client's commands wait for `ms`. */
