@@ -1,13 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects: `main` (files isolated by unique names) and `chaos`, one file at a time, which
- * breaks shared things on purpose (resource alarms block every publisher on the broker). `npm test`
- * runs chaos only after main has finished (two vitest runs), so they never overlap.
+ * Three projects, run one after the other by `npm test` (three vitest runs, so they never overlap):
+ * - `unit`: pure logic on fake timers; no global setup, so it runs with RabbitMQ and Redis stopped.
+ * - `integration`: the real RabbitMQ and Redis (found or started by the global setup), files
+ *   isolated by unique names; the browser tests belong here (they need a relay).
+ * - `chaos`: one file at a time; these break shared things on purpose (resource alarms block
+ *   every publisher on the broker).
+ * No project retries a failed test: a failure is reported the first time it happens.
  */
 export default defineConfig({
   test: {
-    globalSetup: ['test/helpers/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
@@ -16,16 +19,20 @@ export default defineConfig({
       {
         extends: true,
         test: {
-          name: 'main',
-          include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/browser/**/*.test.ts'],
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts', 'test/browser/**/*.test.ts'],
+          globalSetup: ['test/helpers/global-setup.ts'],
           // One file at a time: the broker, Redis, relays and clients share two cores.
           maxWorkers: 1,
-          // The integration tests share a broker with everything else on the machine. The causes
-          // of a rare delivery stall seen under heavy churn were found and fixed, with unit tests
-          // for each; a test that still fails once runs once more, and the report shows it as
-          // retried (with the stall diagnostics of the first attempt), so it is seen, not hidden.
-          retry: 1,
-          sequence: { groupOrder: 0 },
+          sequence: { groupOrder: 1 },
         },
       },
       {
@@ -33,8 +40,9 @@ export default defineConfig({
         test: {
           name: 'chaos',
           include: ['test/chaos/**/*.test.ts'],
+          globalSetup: ['test/helpers/global-setup.ts'],
           fileParallelism: false,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
         },
       },
     ],

@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   const maxUsers = Math.max(0, ...plan.throughput.users, ...(plan.backlog?.users ?? []), plan.latency?.users ?? 0);
   const fdNeeded = Math.max(4_096, maxUsers * 2 + 1_000);
   const fd = await ensureBrokerFdLimit(fdNeeded, plan.brokerRestart, log);
-  if (fd.limit === 1024) results.warnings.push('RabbitMQ runs with an open-files limit of 1024 (shared/FACTS.md): classic queues may hang and Web-STOMP may run out of sockets');
+  if (fd.limit === 1024) results.warnings.push('RabbitMQ runs with an open-files limit of 1024 (ops/README.md, open files): classic queues may hang and Web-STOMP may run out of sockets');
   if (fd.warning) results.warnings.push(fd.warning);
   if (fd.restarted) results.warnings.push(`RabbitMQ was restarted with an open-files limit of ${fd.limit ?? 'unknown'}`);
 

@@ -1,6 +1,7 @@
 /**
  * Prepares RabbitMQ for the bench: checks the broker's open-files limit (restarting it with a
- * raised one, as shared/FACTS.md shows, when allowed) and enables the Web-STOMP plugin.
+ * raised one when allowed: with 1024, classic queues hang, see ops/README.md) and enables the
+ * Web-STOMP plugin.
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
@@ -57,7 +58,7 @@ export async function ensureBrokerFdLimit(needed: number, allowRestart: boolean,
   const limit = pid === undefined ? undefined : openFilesLimit(pid);
   if (limit === undefined) return { limit, restarted: false, warning: 'could not read the broker\'s open-files limit (is beam.smp running as rabbitmq?)' };
   if (limit >= needed) return { limit, restarted: false };
-  const warning = `WARNING: RabbitMQ's open-files limit is ${limit} (need about ${needed}): classic queues hang and Web-STOMP runs out of sockets (shared/FACTS.md)`;
+  const warning = `WARNING: RabbitMQ's open-files limit is ${limit} (need about ${needed}): classic queues hang and Web-STOMP runs out of sockets (ops/README.md, open files)`;
   log(warning);
   if (!allowRestart || process.getuid?.() !== 0) return { limit, restarted: false, warning: `${warning}; not restarted (--no-broker-restart or not root)` };
   log(`restarting RabbitMQ with ulimit -n ${RAISED_FD_LIMIT}`);

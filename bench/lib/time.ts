@@ -1,4 +1,7 @@
-/** Clocks and bounded waiting. Every wait in the bench has a deadline, so a run always ends. */
+/**
+ * Clocks and bounded waiting. Every wait in the bench has a deadline, so a run always ends
+ * (polling for a condition: src/wait-until.ts).
+ */
 
 /** Microseconds of the system-wide monotonic clock: comparable across threads and processes on one machine. */
 export function nowUs(): number {
@@ -7,16 +10,6 @@ export function nowUs(): number {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `condition` every `intervalMs` until it holds (true), or `timeoutMs` passed or `giveUp` holds (false). */
-export async function waitUntil(condition: () => boolean, timeoutMs: number, intervalMs = 50, giveUp: () => boolean = () => false): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (condition()) return true;
-    if (Date.now() >= deadline || giveUp()) return false;
-    await sleep(intervalMs);
-  }
 }
 
 /** Rejects with `what` in the message when `promise` takes longer than `timeoutMs`. */

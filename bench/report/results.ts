@@ -1,4 +1,4 @@
-/** The raw results of one run, the ratios between systems and the targets. */
+/** The raw results of one run, the ratios between systems and the targets (bench/README.md, Targets). */
 import type { BacklogResult } from '../scenarios/backlog.js';
 import type { ConnectionsResult, StormResult } from '../scenarios/connections.js';
 import type { LatencyResult, ThroughputResult } from '../scenarios/phases.js';
@@ -31,7 +31,7 @@ export interface Ratio {
   /** The same ratios of the CPU-bound estimates. */
   cpuBoundRelayOverCeiling: number | undefined;
   cpuBoundRelayOverStomp: number | undefined;
-  /** The relay with SDK-style coalesced acks (an extra, not one of the three systems). */
+  /** The relay with SDK-style coalesced acks (an extra, not one of the three systems the targets compare). */
   coalesced: number | undefined;
   coalescedOverCeiling: number | undefined;
   coalescedOverStomp: number | undefined;

@@ -14,7 +14,8 @@ import { watchCpu } from '../env/proc.js';
 import type { Payload } from '../load/payload.js';
 import { declareInboxes, deleteInboxes, queueStates } from '../load/queues.js';
 import { Tracker, type Accounting, type Receiver } from '../load/tracker.js';
-import { forEachLimit, nowUs, sleep, waitUntil, withTimeout } from '../lib/time.js';
+import { waitUntil } from '../../src/wait-until.js';
+import { forEachLimit, nowUs, sleep, withTimeout } from '../lib/time.js';
 import type { Plan } from '../options.js';
 import { RelaySystem } from '../systems/relay-system.js';
 import type { SystemName, SystemUnderTest } from '../systems/system.js';
@@ -152,7 +153,7 @@ export async function backlogPhase(ctx: BenchContext, system: SystemUnderTest, u
     counters = await connectAll(system, users);
     connectedUs = nowUs();
     receivedWhileConnecting = tracker.received;
-    drained = await waitUntil(() => recorder.completedUs !== undefined, 120_000 + expected, 10);
+    drained = await waitUntil(() => recorder.completedUs !== undefined, { timeoutMs: 120_000 + expected, intervalMs: 10 });
   } finally {
     cpuUse = cpu.stop();
     await profile.stop();

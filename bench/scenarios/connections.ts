@@ -10,11 +10,12 @@
  *   duplicates (received twice).
  */
 import type { QueueType } from '../../src/config.js';
-import type { RelayMemory } from '../env/relay-process.js';
+import type { RelayMemory } from '../env/bench-relay.js';
 import { watchCpu } from '../env/proc.js';
 import { declareInboxes, deleteInboxes, queueDepths } from '../load/queues.js';
 import { Tracker } from '../load/tracker.js';
-import { forEachLimit, sleep, waitUntil, withTimeout } from '../lib/time.js';
+import { waitUntil } from '../../src/wait-until.js';
+import { forEachLimit, sleep, withTimeout } from '../lib/time.js';
 import { RelaySystem } from '../systems/relay-system.js';
 import { sum, type BenchContext } from './context.js';
 import { connectWithRetry, type ConnectCounters } from './connect-retry.js';
@@ -159,7 +160,7 @@ export async function connectionsScenario(
     const checkStart = Date.now();
     const checkReport = await ctx.publisher.run({ phase: checkPhase, users, mode: 'max', durationMs: 120_000, totalMessages: users.length });
     const checkExpected = sum(checkReport.published) - checkReport.nacked.length;
-    await waitUntil(() => check.received >= checkExpected, 60_000);
+    await waitUntil(() => check.received >= checkExpected, { timeoutMs: 60_000, intervalMs: 50 });
     const checkAccount = check.account(checkReport.published, checkReport.nacked);
     connections = {
       queueType: options.queueType,
@@ -228,7 +229,11 @@ export async function connectionsScenario(
     const resumedPublished = report.published.map((count, u) => (resumedUsers.has(u) ? count : 0));
     const strandedPublished = report.published.map((count, u) => (resumedUsers.has(u) ? 0 : count));
     const expectedResumed = sum(resumedPublished) - report.nacked.filter(([u]) => resumedUsers.has(u)).length;
-    const drained = await waitUntil(() => tracker.received >= expected, 90_000, 50, () => tracker.received >= expectedResumed && Date.now() - drainStart > 15_000);
+    const drained = await waitUntil(() => tracker.received >= expected, {
+      timeoutMs: 90_000,
+      intervalMs: 50,
+      giveUp: () => tracker.received >= expectedResumed && Date.now() - drainStart > 15_000,
+    });
     await sleep(500);
     const drainMs = Date.now() - drainStart;
     const account = tracker.account(resumedPublished, report.nacked);

@@ -7,7 +7,8 @@
 import { watchCpu } from '../env/proc.js';
 import { CONFIRM_WINDOW } from '../load/publisher.js';
 import { Tracker, type Accounting, type LatencySummary } from '../load/tracker.js';
-import { nowUs, sleep, waitUntil } from '../lib/time.js';
+import { waitUntil } from '../../src/wait-until.js';
+import { nowUs, sleep } from '../lib/time.js';
 import type { SystemName, SystemUnderTest } from '../systems/system.js';
 import { profileWindow } from './profiling.js';
 import { sum, type BenchContext } from './context.js';
@@ -73,7 +74,7 @@ export function cpuPerMessage(cpu: Record<string, number>, msgsPerSec: number): 
 
 async function drain(tracker: Tracker, expected: number, timeoutMs: number): Promise<{ drained: boolean; drainMs: number }> {
   const started = Date.now();
-  const drained = await waitUntil(() => tracker.received >= expected, timeoutMs, 20);
+  const drained = await waitUntil(() => tracker.received >= expected, { timeoutMs, intervalMs: 20 });
   // Late duplicates show up shortly after the last message.
   await sleep(300);
   return { drained, drainMs: Date.now() - started };

@@ -1,7 +1,7 @@
 /** Profiles the relay over a window when the run asked for it (--profile), and keeps the summary. */
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import type { RelayProcess } from '../env/relay-process.js';
+import type { BenchRelay } from '../env/bench-relay.js';
 import { summariseProfile } from '../report/cpu-profile.js';
 import type { BenchContext } from './context.js';
 
@@ -12,7 +12,7 @@ export interface WindowProfile {
 
 const NONE: WindowProfile = { stop: async () => undefined };
 
-export async function profileWindow(ctx: BenchContext, relay: RelayProcess | undefined, label: string): Promise<WindowProfile> {
+export async function profileWindow(ctx: BenchContext, relay: BenchRelay | undefined, label: string): Promise<WindowProfile> {
   const dir = ctx.profileDir;
   if (!dir || !relay) return NONE;
   try {

@@ -1,14 +1,14 @@
 /** inbox-relay end to end: the relay as a child process, one bench WebSocket client per user. */
 import jwt from 'jsonwebtoken';
 import { RelayClient, newClientStats, type AckPolicy, type ClientStats } from '../clients/relay-client.js';
-import { RelayProcess, type RelayProcessOptions } from '../env/relay-process.js';
+import { BenchRelay, type BenchRelayOptions } from '../env/bench-relay.js';
 import { deleteRedisPrefix } from '../lib/redis-cleanup.js';
 import { forEachLimit, withTimeout } from '../lib/time.js';
 import type { ReceiverSlot, SystemUnderTest } from './system.js';
 
 /** What the relay child is started with (its own options), plus how the bench drives it. */
 export interface RelaySystemOptions
-  extends Pick<RelayProcessOptions, 'rabbitmqUrl' | 'redisUrl' | 'redisKeyPrefix' | 'jwtSecret' | 'queueType' | 'window' | 'logFile' | 'nodeArgs'> {
+  extends Pick<BenchRelayOptions, 'rabbitmqUrl' | 'redisUrl' | 'redisKeyPrefix' | 'jwtSecret' | 'queueType' | 'window' | 'logFile' | 'nodeArgs'> {
   connectConcurrency?: number;
   /** Default: an ack per message. */
   ackPolicy?: AckPolicy;
@@ -24,7 +24,7 @@ export function mintToken(user: string, secret: string): string {
 
 export class RelaySystem implements SystemUnderTest {
   readonly name: 'relay' | 'relay-coalesced';
-  relay: RelayProcess | undefined;
+  relay: BenchRelay | undefined;
   clients: RelayClient[] = [];
   readonly stats: ClientStats = newClientStats();
 
@@ -45,8 +45,8 @@ export class RelaySystem implements SystemUnderTest {
   }
 
   /** Starts the relay child only (the connections scenario connects clients itself). */
-  async startRelay(): Promise<RelayProcess> {
-    this.relay ??= await RelayProcess.start({
+  async startRelay(): Promise<BenchRelay> {
+    this.relay ??= await BenchRelay.start({
       rabbitmqUrl: this.options.rabbitmqUrl,
       redisUrl: this.options.redisUrl,
       redisKeyPrefix: this.options.redisKeyPrefix,

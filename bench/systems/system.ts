@@ -1,5 +1,5 @@
 /** What the scenarios need from a system under test: consumers for a set of users, and its processes. */
-import type { RelayProcess } from '../env/relay-process.js';
+import type { BenchRelay } from '../env/bench-relay.js';
 import type { Receiver } from '../load/tracker.js';
 
 export type SystemName = 'amqplib' | 'relay' | 'web-stomp' | 'relay-coalesced';
@@ -21,7 +21,7 @@ export interface SystemUnderTest {
   /** Why the system cannot be measured now (e.g. connections it lost), or undefined when it can. */
   health?(): string | undefined;
   /** The relay child, for the system that has one (profiling). */
-  readonly relay?: RelayProcess | undefined;
+  readonly relay?: BenchRelay | undefined;
 }
 
 /** The receiver of the current phase; clients look it up per message. */

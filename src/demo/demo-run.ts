@@ -8,13 +8,14 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Producer } from '../amqp/producer.js';
 import { loadConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
+import { freePort } from '../process/free-port.js';
+import { RelayProcess, type RelayProcessOptions } from '../process/relay-process.js';
 import { signDevToken } from '../server/auth.js';
 import type { DemoArgs } from './args.js';
 import { DemoClient } from './demo-client.js';
 import { UserLedger } from './ledger.js';
 import type { Narrator } from './narrator.js';
 import { Publisher } from './publisher.js';
-import { RelayProcess, freePort } from './relay-process.js';
 import { summarize, type Summary } from './report.js';
 import { runScenario } from './scenario.js';
 import type { Services } from './services.js';
@@ -23,6 +24,17 @@ const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi
 const TOKEN_LIFETIME_S = 600;
 const CLIENT_START_TIMEOUT_MS = 10_000;
 const PUBLISH_TIMEOUT_MS = 5_000;
+const RELAY_READY_TIMEOUT_MS = 20_000;
+
+/** The `msg` of a pino JSON line, or the line itself. */
+function logMessage(line: string): string {
+  try {
+    const parsed = JSON.parse(line) as { msg?: unknown };
+    return typeof parsed.msg === 'string' ? parsed.msg : line;
+  } catch {
+    return line;
+  }
+}
 
 export interface DemoRunOptions {
   readonly args: DemoArgs;
@@ -58,7 +70,12 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
     const name = NAMES[i] ?? `user${i + 1}`;
     return new UserLedger(`demo-${runId}.${name}`, name);
   });
-  const onRelayLog = (message: string): void => narrator.say('relay', `log: ${message}`);
+  const relayOptions: RelayProcessOptions = {
+    env,
+    adminPort,
+    readyTimeoutMs: RELAY_READY_TIMEOUT_MS,
+    onLine: (line) => narrator.say('relay', `log: ${logMessage(line)}`),
+  };
   const producer = new Producer({
     url: config.rabbitmqUrl,
     provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
@@ -80,7 +97,7 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
   let elapsedMs: number;
   try {
     narrator.say('demo', `run ${runId}: ${args.users} user(s) x ${args.messages} messages; relay on ws://127.0.0.1:${port}`);
-    relay = await RelayProcess.start(env, adminPort, onRelayLog);
+    relay = await RelayProcess.start(relayOptions);
     narrator.say('relay', `started (pid ${relay.pid})`);
     await Promise.all(clients.map((client) => client.start()));
     const stage = {
@@ -96,7 +113,7 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
         narrator.say('relay', signal === 'SIGTERM' ? 'SIGTERM: draining, clients are told 1012 (restarting)' : 'SIGKILL: crash, clients just lose their sockets');
         const exit = await old.stop(signal);
         narrator.say('relay', `pid ${old.pid} gone after ${exit.ms} ms (${exit.signal ?? `exit code ${exit.code}`}); starting a new one on port ${port}`);
-        relay = await RelayProcess.start(env, adminPort, onRelayLog);
+        relay = await RelayProcess.start(relayOptions);
         narrator.say('relay', `started again (pid ${relay.pid})`);
       },
     };

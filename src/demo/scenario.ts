@@ -11,7 +11,7 @@ import type { DemoClient } from './demo-client.js';
 import type { UserLedger } from './ledger.js';
 import type { Narrator } from './narrator.js';
 import type { Publisher } from './publisher.js';
-import { until } from './wait.js';
+import { waitUntil } from '../wait-until.js';
 
 /** What the scenario acts on. */
 export interface Stage {
@@ -38,11 +38,10 @@ const MAX_PAUSE_MS = 120;
 async function settle(stage: Stage): Promise<void> {
   const budget = Math.min(CATCH_UP_MS, stage.deadline - Date.now());
   const started = Date.now();
-  const done = await until(
-    () => stage.clients.every((client) => client.isOpen) && stage.ledgers.every((ledger) => ledger.complete),
-    Math.max(0, budget),
-    stage.signal,
-  );
+  const done = await waitUntil(() => stage.clients.every((client) => client.isOpen) && stage.ledgers.every((ledger) => ledger.complete), {
+    timeoutMs: Math.max(0, budget),
+    signal: stage.signal,
+  });
   const waited = Date.now() - started;
   if (done) {
     stage.narrator.say('demo', `all clients connected and caught up (${stage.publisher.published} per user) in ${waited} ms`);

@@ -3,13 +3,15 @@
  * one, so that several relays in one process, as in tests, do not collide).
  *
  * This module guarantees:
- * - it only listens to `RelayEvents` and reads `MetricsProbes` at scrape time: nothing in the
- *   delivery path waits for it, and a listener never throws into an `emit` (errors are dropped);
+ * - it only listens to `RelayEvents` (and to the process-wide `frameWriteEvents` of the AMQP
+ *   connections) and reads `MetricsProbes` at scrape time: nothing in the delivery path waits for
+ *   it, and a listener never throws into an `emit` (errors are dropped);
  * - label values that come from reasons, codes or names are bounded (see BoundedLabel);
  * - every name starts with `inbox_relay_`, the default Node.js metrics included
  *   (`inbox_relay_nodejs_eventloop_lag_p99_seconds`, `inbox_relay_process_cpu_seconds_total`, ...).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { frameWriteEvents } from '../amqp/frame-writes.js';
 import type { BreakerState, HandshakeOutcome, RelayEventMap, RelayEvents } from '../events.js';
 import { BoundedLabel } from './bounded-labels.js';
 
@@ -207,6 +209,20 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
   const blockedTotal = new Counter({ name: name('broker_blocked_total'), help: 'Times RabbitMQ started blocking the relay publisher.', registers });
   let isBlocked = false;
 
+  const frameBatchingFallbacks = new Counter({
+    name: name('amqp_frame_batching_fallback_total'),
+    help: 'AMQP connections writing one frame per socket write because amqplib internals differ from the version checked (src/amqp/frame-writes.ts).',
+    registers,
+  });
+  const onFrameBatchingFallback = (): void => {
+    try {
+      frameBatchingFallbacks.inc();
+    } catch {
+      // Metrics are best effort.
+    }
+  };
+  frameWriteEvents.on('batching-fallback', onFrameBatchingFallback);
+
   const listeners: { [K in keyof RelayEventMap]: Listener<K> } = {
     handshake: (outcome) => {
       handshakes.inc({ outcome });
@@ -263,6 +279,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
       if (closedOnce) return;
       closedOnce = true;
       for (const [event, listener] of attached) events.off(event, listener as never);
+      frameWriteEvents.off('batching-fallback', onFrameBatchingFallback);
       registry.clear();
     },
   };

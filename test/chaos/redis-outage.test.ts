@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
+import { waitUntil } from '../../src/wait-until.js';
 import { readyz } from '../helpers/admin.js';
 import { OwnRedis } from '../helpers/own-redis.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -16,14 +17,6 @@ import { startTestRelay, testConfig, testProducer, type TestRelay } from '../hel
 
 const USERS = 5;
 const MESSAGES = 120;
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => {
   const redis = new OwnRedis();
@@ -64,7 +57,7 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
       );
     };
     await publish(1, MESSAGES / 2);
-    await waitFor(() => clients.every((c) => c.lastSeq >= 10), 20_000, 'first deliveries');
+    await waitUntil(() => clients.every((c) => c.lastSeq >= 10), { timeoutMs: 20_000, intervalMs: 50, what: 'first deliveries' });
 
     if (fault === 'pause') await redis.pause(4_000);
     else await redis.stop();
@@ -73,8 +66,10 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
     const transitions: string[] = [];
     relay.relay.events.on('breaker', (name, state) => transitions.push(`${name}:${state}`));
     relay.relay.events.on('consumer-lost', (reason) => transitions.push(`lost:${reason}`));
-    await waitFor(() => relay.relay.breakers().redis === 'open', 15_000, 'the redis breaker to open').catch((error: Error) => {
-      throw new Error(`${error.message}: ${transitions.join(', ')}`);
+    await waitUntil(() => relay.relay.breakers().redis === 'open', {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      what: () => `the redis breaker to open: ${transitions.join(', ')}`,
     });
     expect(await readyz(relay.relay.adminPort)).toBe(503);
     const degraded = await watcher.next('status', 10_000);
@@ -90,8 +85,8 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
       await redis.start();
     }
     await during;
-    await waitFor(() => relay.relay.breakers().redis === 'closed', 30_000, 'the redis breaker to close');
-    await waitFor(async () => (await readyz(relay.relay.adminPort)) === 200, 10_000, 'ready again');
+    await waitUntil(() => relay.relay.breakers().redis === 'closed', { timeoutMs: 30_000, intervalMs: 50, what: 'the redis breaker to close' });
+    await waitUntil(async () => (await readyz(relay.relay.adminPort)) === 200, { timeoutMs: 10_000, intervalMs: 50, what: 'ready again' });
     expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'ok' });
 
     await untilAllProcessed(clients, users, MESSAGES, 30_000, (user) => relay.relay.registry.get(user)?.snapshot());

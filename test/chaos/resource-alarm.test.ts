@@ -7,17 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../../src/amqp/producer.js';
 import { isRelayError } from '../../src/errors.js';
+import { waitUntil } from '../../src/wait-until.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { memoryWatermark, setMemoryWatermark } from '../helpers/rabbitmqctl.js';
 import { startTestRelay, testConfig, token, uid, type TestRelay } from '../helpers/relay.js';
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('RabbitMQ resource alarm', () => {
   let relay: TestRelay;
@@ -48,7 +41,7 @@ describe('RabbitMQ resource alarm', () => {
 
     try {
       await setMemoryWatermark('0.0000001');
-      await waitFor(() => blocked, 30_000, 'the relay to see the alarm');
+      await waitUntil(() => blocked, { timeoutMs: 30_000, intervalMs: 50, what: 'the relay to see the alarm' });
       expect(await watcher.next('status', 5_000)).toMatchObject({ state: 'degraded' });
 
       // RabbitMQ tells a publisher it is blocked when it publishes: the first publish after the
@@ -72,7 +65,7 @@ describe('RabbitMQ resource alarm', () => {
       client.send({ type: 'ack', seq: 10 });
 
       await setMemoryWatermark(original);
-      await waitFor(() => !blocked, 30_000, 'the alarm to clear');
+      await waitUntil(() => !blocked, { timeoutMs: 30_000, intervalMs: 50, what: 'the alarm to clear' });
       expect(await watcher.next('status', 5_000)).toMatchObject({ state: 'ok' });
       await producer.publish(user, { n: 13 });
       let next = await client.next('msg');

@@ -1,9 +1,9 @@
 /**
  * Runs the operator CLI for tests: in-process through `runCli` (fast, same code as the binary),
- * or as the compiled executable after a build. Also a raw AMQP helper for arranging queues.
+ * or as the compiled executable after a build (a long-running `serve` goes through
+ * src/process/relay-process.ts). Also a raw AMQP helper for arranging queues.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import amqp, { type ChannelModel, type Options } from 'amqplib';
 import { runCli } from '../../src/cli/run.js';
@@ -81,67 +81,6 @@ export async function runNpm(args: string[], env: Record<string, string | undefi
     if (typeof failed.code !== 'number') throw error;
     return result(failed.code, failed.stdout ?? '', failed.stderr ?? '');
   }
-}
-
-/** A long-running compiled process whose JSON log lines can be awaited. */
-export interface Spawned {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  /** Resolves with the first JSON log line that matches. */
-  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
-  kill(): void;
-}
-
-export function spawnCompiled(script: string, args: string[], env: Record<string, string | undefined>): Spawned {
-  const child = spawn(process.execPath, [script, ...args], { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, unknown>[] = [];
-  const waiters = new Set<() => void>();
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      return;
-    }
-    for (const wake of waiters) wake();
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-4_000);
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    exited,
-    waitForLog(match, timeoutMs = 30_000) {
-      return new Promise((resolve, reject) => {
-        const done = (): void => {
-          waiters.delete(check);
-          clearTimeout(timer);
-        };
-        const check = (): void => {
-          const found = lines.find(match);
-          if (!found) return;
-          done();
-          resolve(found);
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`no matching log line within ${timeoutMs} ms; got ${JSON.stringify(lines.map((l) => l.msg))}; stderr: ${stderr}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-        void exited.then((code) => {
-          check();
-          if (!waiters.has(check)) return;
-          done();
-          reject(new Error(`exited with ${code} before a matching log line; got ${JSON.stringify(lines.map((l) => l.msg))}; stderr: ${stderr}`));
-        });
-      });
-    },
-    kill() {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    },
-  };
 }
 
 /** A raw AMQP connection for arranging and checking queues in tests. */

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
-import { freePort } from './child-relay.js';
+import { freePort } from '../../src/process/free-port.js';
+import { waitUntil } from '../../src/wait-until.js';
 
 export class OwnRedis {
   private child: ChildProcess | undefined;
@@ -24,18 +25,18 @@ export class OwnRedis {
     this.child = spawn('redis-server', args, { stdio: 'ignore' });
     const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined);
-    for (let attempt = 0; attempt < 100; attempt += 1) {
+    const answers = async (): Promise<boolean> => {
       try {
         await client.connect();
         await client.ping();
-        client.disconnect();
-        return;
+        return true;
       } catch {
+        return false;
+      } finally {
         client.disconnect();
-        await new Promise((resolve) => setTimeout(resolve, 100));
       }
-    }
-    throw new Error('redis-server did not start');
+    };
+    await waitUntil(answers, { timeoutMs: 10_000, intervalMs: 100, what: `redis-server to answer on port ${this.port}` });
   }
 
   async stop(): Promise<void> {

@@ -15,12 +15,14 @@ import type { SeqStore } from '../../src/store/store.js';
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
 /**
- * A unique name for a user, a key prefix or a connection. Each is written to the run's id log
- * (see global-setup.ts), whose teardown deletes the queues and Redis keys named after them.
+ * A unique name for a user, a key prefix or a connection. Under the global setup (integration and
+ * chaos projects) each is written to the run's id log, whose teardown deletes the queues and Redis
+ * keys named after them; the unit project has no setup and creates nothing to delete.
  */
 export function uid(prefix = 't'): string {
   const id = `${prefix}-${randomUUID().slice(0, 12)}`;
-  appendFileSync(inject('idLog'), `${id}\n`);
+  const idLog = inject('idLog') as string | undefined;
+  if (idLog !== undefined) appendFileSync(idLog, `${id}\n`);
   return id;
 }
 

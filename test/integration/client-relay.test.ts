@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
 import { signDevToken } from '../../src/server/auth.js';
+import { waitUntil } from '../../src/wait-until.js';
 import {
   InboxClient,
   MemoryPositionStore,
@@ -114,12 +115,9 @@ function recordingClient(options: Partial<InboxClientOptions> & { url: string; t
   return { client, handled, violations, disconnects, resets };
 }
 
+/** Waits until `predicate` holds; throws, saying `what` was awaited, after `timeoutMs`. */
 async function until(predicate: () => boolean, what: string | (() => string), timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitUntil(predicate, { timeoutMs, intervalMs: 20, what });
 }
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);

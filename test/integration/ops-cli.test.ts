@@ -12,9 +12,10 @@ import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inboxQueueArguments, inboxQueueName } from '../../src/amqp/topology.js';
+import { RelayProcess } from '../../src/process/relay-process.js';
 import { REPLAY_HEADER } from '../../src/delivery/message-codec.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { AmqpFixture, buildDist, cli, runCompiled, runNpm, spawnCompiled, xDeath } from '../helpers/ops-cli.js';
+import { AmqpFixture, buildDist, cli, runCompiled, runNpm, xDeath } from '../helpers/ops-cli.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { TEST_SECRET, rabbitmqUrl, redisUrl, startTestRelay, testConfig, testEnv, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -515,17 +516,18 @@ describe('inbox-relay CLI', () => {
     });
 
     it('serve runs a relay that drain --wait stops cleanly', async () => {
-      const serve = spawnCompiled(MAIN, ['serve'], testEnv({ LOG_LEVEL: 'info', PATH: process.env.PATH }));
+      // Ready once it logs that it listens (with the admin port it picked).
+      const serve = await RelayProcess.start({ script: MAIN, args: ['serve'], env: testEnv({ LOG_LEVEL: 'info' }), readyTimeoutMs: 60_000 });
       try {
-        const listening = await serve.waitForLog((line) => line.msg === 'inbox-relay listening', 60_000);
-        const adminPort = Number(listening.adminPort);
+        const adminPort = serve.ports?.adminPort;
+        expect(adminPort).toBeGreaterThan(0);
         const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
         expect(ready.status).toBe(200);
         const run = await runCompiled(MAIN, ['drain', '--admin-url', `http://127.0.0.1:${adminPort}`, '--wait'], opsEnv());
         expect(run.code, run.stderr).toBe(0);
-        expect(await serve.exited).toBe(0);
+        expect(await serve.exited).toEqual({ code: 0, signal: null });
       } finally {
-        serve.kill();
+        await serve.stop('SIGKILL');
       }
     });
   });

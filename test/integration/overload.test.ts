@@ -10,6 +10,7 @@ import WebSocket from 'ws';
 import type { Producer } from '../../src/amqp/producer.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { waitUntil } from '../../src/wait-until.js';
 import { RawClient, msgs } from '../helpers/raw-client.js';
 import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -96,12 +97,11 @@ describe('overload', () => {
     // The first attach completes late and is undone: the stream keeps its consumer (it lingers)
     // with no connection.
     release?.();
-    const deadline = Date.now() + 10_000;
     const undone = () => {
       const stream = relay.relay.registry.get(slowUser);
       return stream !== undefined && stream.connectionCount === 0 && stream.snapshot()['consumer'] === true;
     };
-    while (!undone() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitUntil(undone, { timeoutMs: 10_000, intervalMs: 20 });
     expect(relay.relay.registry.get(slowUser)?.snapshot()).toMatchObject({ consumer: true, lingering: true, connections: [] });
     // The retry gets the stream.
     const retry = await RawClient.connect(relay.url);

@@ -1,6 +1,6 @@
 /**
  * The wire contract, frame by frame: handshake, auth and every kind of bad input get the close
- * code or error frame PROTOCOL.md names, the relay stays up, and other users are unaffected.
+ * code or error frame docs/PROTOCOL.md names, the relay stays up, and other users are unaffected.
  */
 import jwt from 'jsonwebtoken';
 import { generateKeyPairSync } from 'node:crypto';

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LocalStoragePositionStore, type StorageLike } from '../../src/client/local-storage-position-store.js';
 import { MemoryPositionStore, type Position, type PositionStore } from '../../src/client/position-store.js';
 import { PositionTracker } from '../../src/client/position-tracker.js';
@@ -19,6 +19,10 @@ class MapStorage implements StorageLike {
 }
 
 describe('PositionTracker', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('accepts only lastSeq + 1 of the current epoch', () => {
     const { tracker: t } = tracker();
     t.adopt('u', 'e1', 4);
@@ -98,6 +102,7 @@ describe('PositionTracker', () => {
   });
 
   it('keeps one save in flight with a slow store and writes the latest position last', async () => {
+    vi.useFakeTimers();
     const saved: number[] = [];
     let inFlight = 0;
     let maxInFlight = 0;
@@ -114,8 +119,9 @@ describe('PositionTracker', () => {
     const { tracker: t } = tracker(store);
     t.adopt('u', 'e1', 0);
     for (let seq = 1; seq <= 20; seq += 1) t.advance('e1', seq);
-    await t.flush();
-    await t.flush();
+    const flushed = t.flush();
+    await vi.runAllTimersAsync();
+    await flushed;
     expect(maxInFlight).toBe(1);
     expect(saved.at(-1)).toBe(20);
     expect(saved).toEqual([...saved].sort((a, b) => a - b));

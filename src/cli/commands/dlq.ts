@@ -13,6 +13,7 @@ import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
+import { waitUntil } from '../../wait-until.js';
 import { failure, usageError } from '../cli-error.js';
 import { checkQueue, withBroker, type BrokerSession } from '../broker.js';
 import { flag, intOption, stringOption, type Invocation } from '../commands.js';
@@ -42,12 +43,13 @@ async function depthOf(session: BrokerSession, queue: string): Promise<number> {
  * at once should see them.
  */
 async function awaitReturned(session: BrokerSession, queue: string, expected: number): Promise<void> {
-  const deadline = Date.now() + RETURN_WAIT_MS;
-  while (Date.now() < deadline) {
-    const state = await checkQueue(session, queue).catch(() => undefined);
-    if (!state || state.messageCount >= expected) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitUntil(
+    async () => {
+      const state = await checkQueue(session, queue).catch(() => undefined);
+      return !state || state.messageCount >= expected;
+    },
+    { timeoutMs: RETURN_WAIT_MS, intervalMs: 50 },
+  );
 }
 
 /**
