@@ -125,7 +125,13 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     const own = rawStore;
     redisStore = own;
     options.onRedisStore?.(own);
-    await step('store connection', () => own.connect());
+    await step('store connection', () =>
+      own.connect().catch((error: unknown) => {
+        // The host only: a URL may carry a password.
+        const where = config.redisUrl ? new URL(config.redisUrl).host : 'redis';
+        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, { cause: error, retryable: true });
+      }),
+    );
     own.guardWith((call) => redisGuard.run(call));
   }
   const store: SeqStore = redisStore ?? new GuardedStore(rawStore, redisGuard);

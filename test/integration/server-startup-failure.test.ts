@@ -6,6 +6,7 @@
  * client is ended, and the process holds no more TCP sockets than before.
  */
 import { execFile } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,14 +32,17 @@ async function connectionsIn(vhost: string): Promise<string[]> {
   return lines.filter((line) => line.split('\t')[0] === vhost);
 }
 
-function tcpSockets(): number {
-  return process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
+/** How many of the process's handles are of these kinds (TCP sockets, timers). */
+function handles(kinds: readonly string[]): number {
+  return process.getActiveResourcesInfo().filter((resource) => kinds.includes(resource)).length;
 }
 
-/** Waits (bounded) until the process holds at most `count` TCP sockets; returns how many it holds. */
-async function tcpSocketsSettle(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50 && tcpSockets() > count; attempt += 1) await new Promise((resolve) => setTimeout(resolve, 100));
-  return tcpSockets();
+const SOCKETS = ['TCPSocketWrap', 'TCPConnectWrap'];
+
+/** Waits (bounded) until the process holds at most `count` handles of `kinds`; returns how many it holds. */
+async function handlesSettle(kinds: readonly string[], count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50 && handles(kinds) > count; attempt += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  return handles(kinds);
 }
 
 /** The Redis client's status once it reached 'end' (or after a bounded wait, whatever it is then). */
@@ -68,7 +72,7 @@ describe('relay start-up that fails half-way', () => {
   });
 
   it('closes the Redis client and the AMQP connections it opened, and rejects with the topology error', async () => {
-    const baseline = tcpSockets();
+    const baseline = handles(SOCKETS);
     const config = testConfig({ RABBITMQ_URL: url, AMQP_CONNECTION_NAME: uid('startfail') });
     const events = new RelayEvents();
     const opened: string[] = [];
@@ -96,11 +100,40 @@ describe('relay start-up that fails half-way', () => {
     // quit() is answered before the socket is gone; 'end' follows when it is.
     expect(await redisStatusSettles(redis)).toBe('end');
     expect(await connectionsIn(vhost)).toEqual([]);
-    expect(await tcpSocketsSettle(baseline)).toBeLessThanOrEqual(baseline);
+    expect(await handlesSettle(SOCKETS, baseline)).toBeLessThanOrEqual(baseline);
+  });
+
+  it('stops the Redis client that could not connect (it would retry for ever) and opens nothing on RabbitMQ', async () => {
+    // A server that hangs up on every connection, so each attempt of the Redis client is seen.
+    const attempts: number[] = [];
+    const hangUp = createServer((socket) => {
+      attempts.push(Date.now());
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => hangUp.listen(0, '127.0.0.1', resolve));
+    const port = (hangUp.address() as AddressInfo).port;
+    try {
+      const config = testConfig({ REDIS_URL: `redis://127.0.0.1:${port}`, RABBITMQ_URL: url, AMQP_CONNECTION_NAME: uid('startfail') });
+      const error = await startDependencies(config, { logger: createLogger('silent'), events: new RelayEvents(), clock: systemClock }).then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(isRelayError(error, ErrorCode.storeUnavailable)).toBe(true);
+      expect((error as Error).message).toBe(`cannot connect to Redis at 127.0.0.1:${port}: Connection is closed.`);
+      const seen = attempts.length;
+      expect(seen).toBeGreaterThan(0);
+      // A client left running retries within 200-800 ms (its backoff); a stopped one never does.
+      const retried = new Promise<boolean>((resolve) => hangUp.once('connection', () => resolve(true)));
+      expect(await Promise.race([retried, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2_000))])).toBe(false);
+      expect(attempts.length).toBe(seen);
+      expect(await connectionsIn(vhost)).toEqual([]);
+    } finally {
+      hangUp.close();
+    }
   });
 
   it('makes startRelay reject with the same error and hold no socket afterwards', async () => {
-    const baseline = tcpSockets();
+    const baseline = handles(SOCKETS);
     const config = testConfig({ RABBITMQ_URL: url, AMQP_CONNECTION_NAME: uid('startfail') });
     const error = await startRelay(config, { logger: createLogger('silent') }).then(
       async (relay) => {
@@ -111,6 +144,6 @@ describe('relay start-up that fails half-way', () => {
     );
     expect(isRelayError(error, ErrorCode.topology)).toBe(true);
     expect(await connectionsIn(vhost)).toEqual([]);
-    expect(await tcpSocketsSettle(baseline)).toBeLessThanOrEqual(baseline);
+    expect(await handlesSettle(SOCKETS, baseline)).toBeLessThanOrEqual(baseline);
   });
 });
