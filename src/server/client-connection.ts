@@ -262,8 +262,8 @@ export class ClientConnection implements Subscriber {
     // client: it gets 1013 and retries, and the attach that goes on meanwhile is undone when it
     // completes.
     if (!(await settledWithin(attaching, config.attachTimeoutMs))) {
-      attaching.then(
-        ({ stream }) => stream.detach(this),
+      background(
+        attaching.then(({ stream }) => stream.detach(this)),
         () => undefined,
       );
       if (this.isClosed()) return;
