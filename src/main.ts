@@ -1,4 +1,5 @@
 /** `npm start`: runs one relay node from the environment until SIGTERM or SIGINT, then drains. */
+import { background } from './background.js';
 import { loadConfig } from './config.js';
 import { errorMessage, isRelayError } from './errors.js';
 import { createLogger } from './log.js';
@@ -49,4 +50,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
-void main();
+background(main(), (error) => {
+  process.stderr.write(`inbox-relay: ${errorMessage(error)}\n`);
+  process.exit(1);
+});

@@ -1,12 +1,15 @@
 /**
- * One client WebSocket: the hello handshake, then acks, nacks, refresh and pings, and the
- * `Subscriber` side of the user's stream. States: awaiting-hello -> attaching -> open -> closed.
- * Whatever ends the connection, the stream is detached exactly once.
+ * One client WebSocket: the hello handshake, then acks, nacks, refresh and pings, its heartbeat
+ * (WebSocket ping/pong), and the `Subscriber` side of the user's stream. Its states and their
+ * transitions are in connection-state.ts. Whatever ends the connection (a close, the client, the
+ * heartbeat), it enters `closed` once: the stream is detached and `connection-closed` is
+ * emitted exactly once.
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
+import { background } from '../background.js';
 import { errorMessage, isRelayError } from '../errors.js';
 import type { HandshakeOutcome, RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
@@ -16,9 +19,11 @@ import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
 import { TokenBucket } from '../overload/token-bucket.js';
 import { settledWithin } from '../settle.js';
-import { verifyToken, type AuthResult, type Identity } from './auth.js';
-
-type State = 'awaiting-hello' | 'attaching' | 'open' | 'closed';
+import { decideAckProgress } from './ack-progress.js';
+import { authenticateHello, verifyToken, type AuthResult, type Identity } from './auth.js';
+import { systemClock, type ServerClock, type TimerHandle } from './clock.js';
+import { nextState, type ConnectionState } from './connection-state.js';
+import { PongLiveness } from './heartbeat.js';
 
 export interface ClientConnectionOptions {
   config: RelayConfig;
@@ -36,26 +41,32 @@ export interface ClientConnectionOptions {
   /** The upgraded TCP socket under `ws`: frames sent in one turn are corked into one write. */
   socket?: Pick<Duplex, 'cork' | 'uncork'>;
   onClose: (connection: ClientConnection) => void;
+  /** Time and timers (the system clock when omitted). */
+  clock?: ServerClock;
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long a client has to answer a close frame before its socket is cut. */
+const CLOSE_HANDSHAKE_MS = 5_000;
+/** What `ws` reports for a socket cut without a close frame; a heartbeat cut is counted under it. */
+const NO_CLOSE_FRAME = 1006;
 
 export class ClientConnection implements Subscriber {
   readonly session = randomUUID();
   window = 0;
-  /** Set by the server's heartbeat sweep; cleared by a pong. */
-  awaitingPong = false;
-  private state: State = 'awaiting-hello';
+  private state: ConnectionState = 'awaiting-hello';
   private user: string | undefined;
   private stream: UserStream | undefined;
-  private helloTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private helloTimer: TimerHandle | undefined;
+  private expiryTimer: TimerHandle | undefined;
+  private readonly liveness = new PongLiveness();
+  private readonly clock: ServerClock;
   private queued: string[] = [];
   private blocked = false;
   private corked = false;
   private readonly degradedBy = new Map<'stream' | 'node', string>();
   private shownState: 'ok' | 'degraded' = 'ok';
-  private lastAckProgressAt = Date.now();
+  private lastAckProgressAt: number;
   private readonly inbound: TokenBucket;
   private readonly log: Logger;
 
@@ -64,13 +75,13 @@ export class ClientConnection implements Subscriber {
     private readonly options: ClientConnectionOptions,
   ) {
     this.log = options.logger.child({ session: this.session });
-    this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, Date.now());
-    this.helloTimer = setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
+    this.clock = options.clock ?? systemClock;
+    this.lastAckProgressAt = this.clock.now();
+    this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, this.clock.now());
+    this.helloTimer = this.clock.setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
     ws.on('message', (data, isBinary) => this.onMessage(data.toString(), isBinary));
-    ws.on('pong', () => {
-      this.awaitingPong = false;
-    });
-    ws.on('close', (code) => this.onClosed(code));
+    ws.on('pong', () => this.liveness.pong());
+    ws.on('close', (code) => this.finish(code));
     ws.on('error', (error) => this.log.debug({ err: errorMessage(error) }, 'socket error'));
   }
 
@@ -85,6 +96,11 @@ export class ClientConnection implements Subscriber {
 
   get isOpen(): boolean {
     return this.state === 'open';
+  }
+
+  /** Moves to `to`; a transition the table does not allow throws (IllegalTransitionError). */
+  private moveTo(to: ConnectionState): void {
+    this.state = nextState(this.state, to);
   }
 
   // Subscriber -------------------------------------------------------------------------------
@@ -171,13 +187,16 @@ export class ClientConnection implements Subscriber {
     // per message at most), so a client acking every message at any delivery rate is not
     // refused; every other frame, stale acks included, is charged against the frame rate.
     const progress = frame.type === 'ack' && this.state === 'open' && this.stream?.isProgress(this, frame.seq) === true;
-    if (charge && !progress && !this.inbound.take(Date.now())) {
+    if (charge && !progress && !this.inbound.take(this.clock.now())) {
       this.options.events?.emit('refused', 'frame-rate');
       return this.close(CloseCode.policyViolation, 'rate limit: too many frames');
     }
     if (this.state === 'awaiting-hello') {
       if (frame.type !== 'hello') return this.close(CloseCode.policyViolation, 'expected hello first');
-      void this.onHello(frame);
+      background(this.onHello(frame), (error) => {
+        this.log.error({ err: errorMessage(error) }, 'hello failed');
+        this.close(CloseCode.internalError, 'internal error');
+      });
       return;
     }
     if (this.state === 'attaching') {
@@ -195,7 +214,7 @@ export class ClientConnection implements Subscriber {
         return this.error(ErrorFrameCode.duplicateHello, 'hello was already received on this connection; ignored');
       case 'ack': {
         const outcome = stream?.ack(this, frame.seq);
-        if (outcome === 'ok') this.lastAckProgressAt = Date.now();
+        if (outcome === 'ok') this.lastAckProgressAt = this.clock.now();
         if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`, frame.seq);
         return;
       }
@@ -212,18 +231,6 @@ export class ClientConnection implements Subscriber {
       case 'ping':
         return this.sendFrame(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
     }
-  }
-
-  private authenticate(token: string | undefined): AuthResult {
-    if (token !== undefined) return verifyToken(token, this.options.config.jwt);
-    if (this.options.headerIdentity) {
-      const identity = this.options.headerIdentity;
-      if (identity.expiresAt !== undefined && identity.expiresAt <= Date.now()) {
-        return { ok: false, failure: 'expired', reason: 'token expired' };
-      }
-      return { ok: true, identity };
-    }
-    return { ok: false, failure: 'unauthenticated', reason: 'no token: send one in hello or in the Authorization header' };
   }
 
   /** Ends a hello that could not attach: 1013 with `why` (the client retries), or 1011 without. */
@@ -243,20 +250,20 @@ export class ClientConnection implements Subscriber {
 
   private async onHello(hello: HelloFrame): Promise<void> {
     this.settleHello();
-    const auth = this.authenticate(hello.token);
+    const auth = authenticateHello(hello.token, this.options.headerIdentity, this.options.config.jwt, this.clock.now());
     if (!auth.ok) return this.closeForAuth(auth);
     const { config } = this.options;
     this.user = auth.identity.user;
     this.window = Math.min(hello.window ?? config.windowDefault, config.windowMax);
-    this.state = 'attaching';
+    this.moveTo('attaching');
     this.armExpiry(auth.identity.expiresAt);
     const attaching = this.options.registry.attach(this.user, this, hello.resume);
     // A stream that takes too long (RabbitMQ slow to start the consumer) does not hold the
     // client: it gets 1013 and retries, and the attach that goes on meanwhile is undone when it
     // completes.
     if (!(await settledWithin(attaching, config.attachTimeoutMs))) {
-      attaching.then(
-        ({ stream }) => stream.detach(this),
+      background(
+        attaching.then(({ stream }) => stream.detach(this)),
         () => undefined,
       );
       if (this.isClosed()) return;
@@ -293,8 +300,8 @@ export class ClientConnection implements Subscriber {
     const outcome: HandshakeOutcome = result.reset ? 'reset' : result.resumed ? (result.recovered ? 'resumed' : 'not-recovered') : 'new';
     this.options.events?.emit('handshake', outcome);
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
-    this.state = 'open';
-    this.lastAckProgressAt = Date.now();
+    this.moveTo('open');
+    this.lastAckProgressAt = this.clock.now();
     const streamReason = stream.degradedReason;
     if (streamReason !== undefined) this.degradedBy.set('stream', streamReason);
     const nodeReason = this.options.nodeDegraded?.();
@@ -314,26 +321,29 @@ export class ClientConnection implements Subscriber {
   }
 
   private armExpiry(expiresAt: number | undefined): void {
-    clearTimeout(this.expiryTimer);
+    this.expiryTimer?.cancel();
     this.expiryTimer = undefined;
     if (expiresAt === undefined) return;
-    const delay = expiresAt - Date.now();
+    const delay = expiresAt - this.clock.now();
     if (delay <= 0) return this.close(CloseCode.tokenExpired, 'token expired');
-    this.expiryTimer = setTimeout(() => this.armExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS));
+    this.expiryTimer = this.clock.setTimeout(() => this.armExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS));
   }
 
   /**
    * Closes a client that holds unacked messages and made no ack progress for `ackTimeoutMs`
-   * (kept well below RabbitMQ's consumer timeout), with a resumable code: its messages go back
-   * to RabbitMQ in order and it resumes when it reconnects.
+   * (ack-progress.ts), with a resumable code: its messages go back to RabbitMQ in order and it
+   * resumes when it reconnects.
    */
   checkAckProgress(now: number): void {
     if (this.state !== 'open' || !this.stream) return;
-    if (this.stream.unacked(this) === 0) {
-      this.lastAckProgressAt = now;
-      return;
-    }
-    if (now - this.lastAckProgressAt < this.options.config.ackTimeoutMs) return;
+    const decision = decideAckProgress({
+      unacked: this.stream.unacked(this),
+      lastProgressAt: this.lastAckProgressAt,
+      now,
+      ackTimeoutMs: this.options.config.ackTimeoutMs,
+    });
+    if (decision === 'idle') this.lastAckProgressAt = now;
+    if (decision !== 'timed-out') return;
     this.options.events?.emit('refused', 'ack-timeout');
     this.log.info({ user: this.user }, 'no ack progress; closing');
     this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'ack-timeout'));
@@ -341,7 +351,7 @@ export class ClientConnection implements Subscriber {
 
   private settleHello(): void {
     if (this.helloTimer === undefined) return;
-    clearTimeout(this.helloTimer);
+    this.helloTimer.cancel();
     this.helloTimer = undefined;
     this.options.onHelloSettled();
   }
@@ -351,33 +361,34 @@ export class ClientConnection implements Subscriber {
   /** Sends a close frame; the socket is terminated if the client does not answer in time. */
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
-    this.options.events?.emit('connection-closed', code);
-    this.finish();
+    this.finish(code);
     this.ws.close(code, reason.slice(0, 123));
-    setTimeout(() => this.ws.terminate(), 5_000).unref();
+    this.clock.setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_MS);
   }
 
-  /** A WebSocket ping; the server's sweep terminates the connection if no pong came by the next one. */
-  ping(): void {
-    if (this.state !== 'closed') this.ws.ping();
+  /**
+   * One heartbeat (heartbeat.ts): a WebSocket ping, or, when the previous ping went unanswered,
+   * the end of the connection (no close frame; counted as 1006).
+   */
+  heartbeat(): void {
+    if (this.state === 'closed') return;
+    if (this.liveness.beat() === 'terminate') return this.terminate();
+    this.ws.ping();
   }
 
-  /** Drops a connection that stopped answering pings. */
+  /** Drops the connection without a close frame (the client sees 1006). */
   terminate(): void {
-    this.finish();
+    this.finish(NO_CLOSE_FRAME);
     this.ws.terminate();
   }
 
-  private onClosed(code: number): void {
-    if (this.state !== 'closed') this.options.events?.emit('connection-closed', code);
-    this.finish();
-  }
-
-  private finish(): void {
+  /** Enters `closed` once, whichever path ends the connection, with the code it ended with. */
+  private finish(code: number): void {
     if (this.state === 'closed') return;
-    this.state = 'closed';
+    this.moveTo('closed');
+    this.options.events?.emit('connection-closed', code);
     this.settleHello();
-    clearTimeout(this.expiryTimer);
+    this.expiryTimer?.cancel();
     this.stream?.detach(this);
     this.options.onClose(this);
   }

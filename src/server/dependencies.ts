@@ -1,0 +1,242 @@
+/**
+ * Everything the relay needs before it can accept a connection, started in order: the breakers,
+ * the state store, the AMQP pools, the producer, the shared topology, the unrouted mover and the
+ * resource-alarm probe.
+ *
+ * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
+ * the broker has, ...), everything the earlier steps started is closed, newest first, before
+ * `startDependencies` rejects with that step's error; nothing it opened stays open. `close()` is
+ * idempotent (one stored promise) and closes only what this module created (never a store it was
+ * handed). The close order is the tail of the relay's shutdown: producer and AMQP connections,
+ * then the store (its last batch still goes through the breaker), then the breakers.
+ */
+import { background } from '../background.js';
+import type { RelayConfig } from '../config.js';
+import { ErrorCode, RelayError, errorMessage } from '../errors.js';
+import type { RelayEvents } from '../events.js';
+import type { Logger } from '../log.js';
+import { ConnectionPool } from '../amqp/connection-pool.js';
+import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
+import { Producer } from '../amqp/producer.js';
+import { declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
+import { UnroutedMover } from '../amqp/unrouted-mover.js';
+import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
+import { Guard, isAmqpRequestError } from '../overload/breakers.js';
+import { GuardedStore } from '../overload/guarded-store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { RedisStore } from '../store/redis-store.js';
+import type { SeqStore } from '../store/store.js';
+import { AlarmProbe } from './alarm-probe.js';
+import type { ServerClock } from './clock.js';
+import { ResourceStack } from './resource-stack.js';
+
+export interface DependencyOptions {
+  logger: Logger;
+  events: RelayEvents;
+  clock: ServerClock;
+  /** Use this store instead of the configured one (tests); it is not closed here. */
+  store?: SeqStore;
+  /** Called with the relay's own Redis store once it exists, before it connects (tests watch its client). */
+  onRedisStore?: (store: RedisStore) => void;
+}
+
+export interface Dependencies {
+  /** The store the relay uses, behind the Redis breaker. */
+  readonly store: SeqStore;
+  /** The class name of the underlying store, for the start-up log. */
+  readonly storeKind: string;
+  /** Starts a user's consumer through the broker breaker; refused while any breaker is open. */
+  readonly consumers: ConsumerFactory;
+  readonly guards: readonly Guard[];
+  /** The first open breaker, if any. */
+  openGuard(): Guard | undefined;
+  /** Why delivery is paused on this whole node (a breaker open, a resource alarm), if it is. */
+  nodeDegraded(): string | undefined;
+  /** Stops the background work (unrouted mover, alarm probe) ahead of `close()`; idempotent. */
+  quiesce(): Promise<void>;
+  /** Closes everything started here, newest first. Idempotent. */
+  close(): Promise<void>;
+}
+
+function queueSettings(config: RelayConfig): QueueSettings {
+  return { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+}
+
+/** Starts the relay's dependencies in order; on failure closes what was started, then rethrows. */
+export async function startDependencies(config: RelayConfig, options: DependencyOptions): Promise<Dependencies> {
+  const { logger, events, clock } = options;
+  const settings = queueSettings(config);
+  const stack = new ResourceStack((name, error) => logger.warn({ resource: name, err: errorMessage(error) }, 'close failed'));
+  const step = async <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void): Promise<T> => {
+    try {
+      return await stack.start(name, open, close);
+    } catch (error) {
+      logger.error({ step: name, err: errorMessage(error) }, 'start-up failed; closed what was started');
+      throw error;
+    }
+  };
+
+  // Breakers first, so that they close last: the store's final batch goes through the Redis one.
+  // Their probes run only after a guarded call failed, so after the store and pools exist.
+  let rawStore: SeqStore | undefined;
+  let redisStore: RedisStore | undefined;
+  let consumerPool: ConnectionPool | undefined;
+  const redisGuard = await step(
+    'redis breaker',
+    () =>
+      new Guard({
+        name: 'redis',
+        settings: config.breaker,
+        timeoutMs: config.breaker.redisTimeoutMs,
+        code: ErrorCode.storeUnavailable,
+        probe: () => (redisStore ? redisStore.ping() : (rawStore?.peek('probe') ?? Promise.resolve())),
+        events,
+        logger,
+      }),
+    (guard) => guard.shutdown(),
+  );
+  const brokerGuard = await step(
+    'rabbitmq breaker',
+    () =>
+      new Guard({
+        name: 'rabbitmq',
+        settings: config.breaker,
+        timeoutMs: config.breaker.brokerTimeoutMs,
+        code: ErrorCode.brokerUnavailable,
+        probe: async () => (consumerPool ? (await consumerPool.openChannel()).close() : undefined),
+        ignore: isAmqpRequestError,
+        events,
+        logger,
+      }),
+    (guard) => guard.shutdown(),
+  );
+  const guards = [redisGuard, brokerGuard];
+  const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
+
+  rawStore = options.store ?? (await step('store', () => createOwnStore(config, logger), (store) => store.close()));
+  if (rawStore instanceof RedisStore) {
+    rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
+    rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
+    rawStore.redis.on('error', (error: Error) => logger.debug({ err: errorMessage(error) }, 'redis error'));
+  }
+  // The relay's own Redis store batches its operations, and the breaker guards each batch (one
+  // round trip); any other store (or one passed in) is guarded call by call.
+  if (rawStore instanceof RedisStore && !options.store) {
+    const own = rawStore;
+    redisStore = own;
+    options.onRedisStore?.(own);
+    await step('store connection', () =>
+      own.connect().catch((error: unknown) => {
+        // The host only: a URL may carry a password.
+        const where = config.redisUrl ? new URL(config.redisUrl).host : 'redis';
+        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, { cause: error, retryable: true });
+      }),
+    );
+    own.guardWith((call) => redisGuard.run(call));
+  }
+  const store: SeqStore = redisStore ?? new GuardedStore(rawStore, redisGuard);
+
+  const consumers = await step(
+    'consumer pool',
+    () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} consumer`, channelsPerConnection: config.channelsPerConnection, logger }),
+    (pool) => pool.close(),
+  );
+  consumerPool = consumers;
+  const publisherPool = await step(
+    'publisher pool',
+    () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger }),
+    (pool) => pool.close(),
+  );
+  watchPools(consumers, publisherPool, events, logger);
+  const producer = await step(
+    'producer',
+    () => new Producer({ url: config.rabbitmqUrl, pool: publisherPool, publishTimeoutMs: config.publishTimeoutMs, logger }),
+    (created) => created.close(),
+  );
+
+  await step('topology', () =>
+    declareSharedTopology(() => consumers.openChannel(), settings, {
+      onQueueMismatch: (queue, error) => logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
+    }),
+  );
+  const mover = new UnroutedMover({
+    pool: consumers,
+    publish: (exchange, routingKey, body, properties) => brokerGuard.run(() => producer.publishRaw(exchange, routingKey, body, properties)),
+    settings,
+    logger,
+    onMoved: () => events.emit('unrouted-moved'),
+    onDeadLettered: (reason) => events.emit('dead-lettered', reason),
+  });
+  // Registered before it starts: a start that fails half-way still has its channel closed.
+  stack.add('unrouted mover', () => mover.stop());
+  await step('unrouted mover start', () => mover.start());
+  const probe = new AlarmProbe({ touch: () => producer.touch(), blocked: () => publisherPool.blocked !== undefined, clock, logger });
+  await step('alarm probe', () => probe.start(), () => probe.stop());
+
+  const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger), brokerGuard, openGuard);
+  let quiescing: Promise<void> | undefined;
+  return {
+    store,
+    storeKind: rawStore.constructor.name,
+    consumers: guardedConsumers,
+    guards,
+    openGuard,
+    nodeDegraded: () => {
+      const open = openGuard();
+      if (open) return `${open.name} unavailable`;
+      return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
+    },
+    quiesce: () => {
+      quiescing ??= (async () => {
+        probe.stop();
+        await mover.stop();
+      })();
+      return quiescing;
+    },
+    close: () => stack.close(),
+  };
+}
+
+async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqStore> {
+  const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
+  if (config.redisUrl) {
+    return new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, limits, commandTimeoutMs: config.redisCommandTimeoutMs });
+  }
+  logger.warn('REDIS_URL is not set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
+  return new MemoryStore(limits);
+}
+
+function watchPools(consumerPool: ConnectionPool, publisherPool: ConnectionPool, events: RelayEvents, logger: Logger): void {
+  for (const pool of [consumerPool, publisherPool]) {
+    pool.on('connected', () => events.emit('amqp-connection', 'connected'));
+    pool.on('disconnected', (index, reason) => {
+      events.emit('amqp-connection', 'disconnected');
+      logger.warn({ connection: index, reason }, 'AMQP connection lost');
+    });
+  }
+  publisherPool.on('blocked', (reason) => {
+    events.emit('broker-blocked', true);
+    logger.warn({ reason }, 'RabbitMQ blocks publishing (resource alarm); consumers keep delivering');
+  });
+  publisherPool.on('unblocked', () => {
+    events.emit('broker-blocked', false);
+    logger.info('RabbitMQ unblocked publishing');
+  });
+}
+
+/** Consumer set-up through the broker breaker, refused at once while any breaker is open. */
+function guardConsumers(factory: ConsumerFactory, brokerGuard: Guard, openGuard: () => Guard | undefined): ConsumerFactory {
+  return (user, prefetch, callbacks) => {
+    const open = openGuard();
+    if (open) return Promise.reject(new RelayError(ErrorCode.brokerUnavailable, `${open.name} unavailable: no new consumers`, { retryable: true }));
+    let started: Promise<ConsumerHandle> | undefined;
+    return brokerGuard
+      .run(() => (started = factory(user, prefetch, callbacks)))
+      .catch((error: unknown) => {
+        // The breaker may give up (timeout) on a set-up that still completes: close that consumer,
+        // or it would hold the queue's single-active-consumer slot with nobody behind it.
+        if (started) background(started.then((orphan) => orphan.close()), () => undefined);
+        throw error;
+      });
+  };
+}

@@ -1,0 +1,191 @@
+/**
+ * The WebSocket edge of the relay: the HTTP listener and its upgrades (checks, admission,
+ * shedding with 1013), the set of open connections, and the two sweeps over them (heartbeat,
+ * ack progress).
+ *
+ * Guarantees: after `stopAccepting()` every upgrade is refused with HTTP 503 and the sweeps are
+ * stopped; `close()` (idempotent) cuts the sockets still open and closes the listener. The
+ * gateway owns its listener, its WebSocket server, its timers and the lag monitor; it never
+ * closes the registry or the dependencies it was handed.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { RelayConfig } from '../config.js';
+import type { RelayEvents } from '../events.js';
+import type { Logger } from '../log.js';
+import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
+import { SUBPROTOCOL } from '../protocol/frames.js';
+import type { StreamRegistry } from '../delivery/stream-registry.js';
+import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
+import { LagMonitor } from '../overload/lag-monitor.js';
+import { ackSweepIntervalMs } from './ack-progress.js';
+import { ClientConnection } from './client-connection.js';
+import type { ServerClock, TimerHandle } from './clock.js';
+import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+
+/**
+ * The listen backlog (the kernel caps it at net.core.somaxconn). Node's default, 511, is too
+ * short for a reconnect storm: past it the kernel drops SYNs, and a client only retries after
+ * 1, 3, 7, 15... s. Accepted, a client that cannot be served now gets 1013 and a retry-after.
+ */
+const LISTEN_BACKLOG = 4_096;
+
+/** How long a shed client has to answer its 1013 close frame before its socket is cut. */
+const SHED_CLOSE_MS = 5_000;
+
+/** Listens on `port` (0: any) with the relay's backlog; resolves with the port bound. */
+export function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Closes a listener; resolves once it stopped (also when it was not listening). */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+export interface GatewayOptions {
+  config: RelayConfig;
+  registry: StreamRegistry;
+  events: RelayEvents;
+  logger: Logger;
+  clock: ServerClock;
+  /** The name of an open breaker, if any: new connections are shed while one is. */
+  unavailable: () => string | undefined;
+  /** A node-wide reason delivery is paused, told to each connection after its welcome. */
+  nodeDegraded: () => string | undefined;
+}
+
+export class Gateway {
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Set<ClientConnection>();
+  private readonly lag = new LagMonitor();
+  private readonly admission: AdmissionControl;
+  private readonly sweeps: TimerHandle[];
+  private pendingHellos = 0;
+  private accepting = true;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: GatewayOptions) {
+    const { config, clock } = options;
+    this.admission = new AdmissionControl(config.admission, clock.now());
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: config.maxPayloadBytes,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    this.http = createServer((_request: IncomingMessage, response: ServerResponse) => {
+      response.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8' });
+      response.end('this endpoint speaks WebSocket: GET /v1/stream with subprotocol inbox-relay.v1\n');
+    });
+    this.http.on('upgrade', (request: IncomingMessage, socket, head) => this.onUpgrade(request, socket, head));
+    this.sweeps = [
+      clock.setInterval(() => this.heartbeat(), config.heartbeatMs),
+      clock.setInterval(() => this.checkAckProgress(), ackSweepIntervalMs(config.ackTimeoutMs)),
+    ];
+  }
+
+  /** Open client connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Binds the listener; resolves with the port. */
+  listen(): Promise<number> {
+    return listen(this.http, this.options.config.port, this.options.config.host);
+  }
+
+  /** Tells every connection the node's current degraded reason (or that there is none). */
+  tellConnections(): void {
+    const reason = this.options.nodeDegraded();
+    for (const connection of this.connections) connection.nodeStatus(reason);
+  }
+
+  /** From now on upgrades get HTTP 503, and the heartbeat and ack sweeps stop. */
+  stopAccepting(): void {
+    this.accepting = false;
+    for (const sweep of this.sweeps) sweep.cancel();
+  }
+
+  /** Sends `code` and `reason` to every open connection (each is cut if it does not answer). */
+  closeConnections(code: number, reason: string): void {
+    for (const connection of [...this.connections]) connection.close(code, reason);
+  }
+
+  /** Cuts every socket still open, then closes the listener. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopAccepting();
+      // Clients were told to go; one that has not finished the closing handshake by now is cut,
+      // or closing the listener would wait for its socket.
+      for (const client of this.wss.clients) client.terminate();
+      this.http.closeAllConnections();
+      await closeServer(this.http);
+      this.wss.close();
+      this.lag.close();
+    })();
+    return this.closing;
+  }
+
+  /** One heartbeat over every connection (ClientConnection.heartbeat: ping, or cut if silent). */
+  private heartbeat(): void {
+    for (const connection of [...this.connections]) connection.heartbeat();
+  }
+
+  private checkAckProgress(): void {
+    const now = this.options.clock.now();
+    for (const connection of [...this.connections]) connection.checkAckProgress(now);
+  }
+
+  private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const { config, events } = this.options;
+    socket.on('error', () => socket.destroy());
+    if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
+    const check = checkUpgrade(request, config);
+    if (!check.ok) {
+      events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
+      return refuseUpgrade(socket, check.status, check.message);
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      const unavailable = this.options.unavailable();
+      if (unavailable !== undefined) return this.shed(ws, 'dependency-unavailable', jitteredRetryAfter('dependency-unavailable'), `${unavailable}-unavailable`);
+      const load = { connections: this.connections.size, pendingHellos: this.pendingHellos, eventLoopLagMs: this.lag.lagMs };
+      const admitted = this.admission.admit(load, this.options.clock.now());
+      if (!admitted.ok) return this.shed(ws, admitted.reason, admitted.retryAfterMs, admitted.reason);
+      this.pendingHellos += 1;
+      const connection = new ClientConnection(ws, {
+        config,
+        registry: this.options.registry,
+        logger: this.options.logger,
+        headerIdentity: check.identity,
+        events,
+        retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),
+        onHelloSettled: () => {
+          this.pendingHellos -= 1;
+        },
+        nodeDegraded: this.options.nodeDegraded,
+        socket,
+        clock: this.options.clock,
+        onClose: (closed) => this.connections.delete(closed),
+      });
+      this.connections.add(connection);
+    });
+  }
+
+  /** Refuses an accepted WebSocket with 1013 and a jittered retry-after. */
+  private shed(ws: WebSocket, reason: AdmissionReason, retryAfterMs: number, detail: string): void {
+    this.options.events.emit('refused', reason);
+    ws.on('error', () => undefined);
+    ws.close(CloseCode.overloaded, retryAfterReason(retryAfterMs, detail));
+    this.options.clock.setTimeout(() => ws.terminate(), SHED_CLOSE_MS);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * ClientConnection without a network: a fake socket, fake timers. Every way a connection ends
+ * reports `connection-closed` exactly once, with the code it ended with.
+ */
+import { EventEmitter } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { WebSocket } from 'ws';
+import { loadConfig } from '../../src/config.js';
+import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
+import { RelayEvents } from '../../src/events.js';
+import { createLogger } from '../../src/log.js';
+import { ClientConnection } from '../../src/server/client-connection.js';
+import { systemClock } from '../../src/server/clock.js';
+
+/** The parts of a `ws` socket ClientConnection uses; `terminate` and `close` end it as ws does. */
+class FakeSocket extends EventEmitter {
+  readonly pings: number[] = [];
+  readonly sent: string[] = [];
+  bufferedAmount = 0;
+  private ended = false;
+
+  ping(): void {
+    this.pings.push(Date.now());
+  }
+
+  send(frame: string): void {
+    this.sent.push(frame);
+  }
+
+  close(code: number): void {
+    this.end(code);
+  }
+
+  terminate(): void {
+    this.end(1006);
+  }
+
+  /** The client's side of the wire: it answers a ping. */
+  answerPing(): void {
+    this.emit('pong');
+  }
+
+  private end(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    // ws reports the close on a later turn.
+    setTimeout(() => this.emit('close', code), 0);
+  }
+}
+
+const config = loadConfig({ JWT_SECRET: 'unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz', HEARTBEAT_MS: '1000', HELLO_TIMEOUT_MS: '10000' });
+
+function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
+  const socket = new FakeSocket();
+  const events = new RelayEvents();
+  const closes: number[] = [];
+  events.on('connection-closed', (code) => closes.push(code));
+  const removed: ClientConnection[] = [];
+  const connection = new ClientConnection(socket as unknown as WebSocket, {
+    config,
+    registry: {} as StreamRegistry,
+    logger: createLogger('silent'),
+    headerIdentity: undefined,
+    retryAfterMs: () => 1_000,
+    onHelloSettled: () => undefined,
+    events,
+    clock: systemClock,
+    onClose: (closed) => removed.push(closed),
+  });
+  return { socket, closes, removed, connection };
+}
+
+describe('ClientConnection', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('reports a connection cut by the heartbeat once, as 1006', async () => {
+    const { socket, closes, removed, connection } = connect();
+    connection.heartbeat();
+    expect(socket.pings).toHaveLength(1);
+    connection.heartbeat();
+    await vi.runAllTimersAsync();
+    expect(closes).toEqual([1006]);
+    expect(removed).toEqual([connection]);
+    connection.heartbeat();
+    expect(socket.pings).toHaveLength(1);
+  });
+
+  it('keeps a connection that answers every ping', async () => {
+    const { socket, closes, connection } = connect();
+    for (let beat = 0; beat < 4; beat += 1) {
+      connection.heartbeat();
+      socket.answerPing();
+    }
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(socket.pings).toHaveLength(4);
+    expect(closes).toEqual([]);
+  });
+
+  it('reports a close it sent once, with its code, though the socket then closes too', async () => {
+    const { closes, connection } = connect();
+    connection.close(1012, 'relay restarting');
+    connection.close(1000, 'again');
+    connection.terminate();
+    await vi.runAllTimersAsync();
+    expect(closes).toEqual([1012]);
+  });
+
+  it('reports a close that came from the client once, with the client code', async () => {
+    const { socket, closes, connection } = connect();
+    socket.close(1000);
+    await vi.runAllTimersAsync();
+    connection.heartbeat();
+    connection.close(1012, 'late');
+    expect(closes).toEqual([1000]);
+  });
+
+  it('closes with 4001 when no hello came within the hello timeout, on the injected clock', async () => {
+    const { closes } = connect();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(closes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(closes).toEqual([4001]);
+  });
+});
