@@ -167,7 +167,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     if (this.#state === 'closed') {
       opened.reject(this.#failure ?? this.#closedError());
     } else {
-      void this.#start();
+      this.#start().catch((cause: unknown) => this.#failUnexpectedly(cause));
     }
     return opened.promise;
   }
@@ -233,7 +233,8 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     };
     const { url, clock, connectTimeoutMs, ackDelayMs, ackBatch } = this.#options;
     try {
-      let connection: Connection | undefined;
+      // Read through a closure: the constructor may report a close before it returns.
+      let connection: Connection | undefined = undefined;
       const listener = this.#listenerFor(() => connection);
       connection = new Connection({
         url,
@@ -375,7 +376,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#setState('reconnecting');
     this.#reconnectTimer = this.#options.clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
-      void this.#openConnection();
+      this.#openConnection().catch((cause: unknown) => this.#failUnexpectedly(cause));
     }, delayMs);
     return delayMs;
   }
@@ -420,10 +421,12 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   #withinDrainTimeout(work: Promise<void>): Promise<void> {
     return new Promise((resolve) => {
       const timer = this.#options.clock.setTimeout(resolve, this.#options.drainTimeoutMs);
-      void work.then(() => {
+      const done = (): void => {
         timer.cancel();
         resolve();
-      });
+      };
+      // The drain is over either way: a handler's failure was already handed to the nack policy.
+      work.then(done, done);
     });
   }
 
@@ -451,6 +454,18 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     if (!canTransition(from, to)) throw new Error(`inbox-relay client: invalid transition ${from} -> ${to}`);
     this.#state = to;
     this.#events.emit('state', { from, to });
+  }
+
+  // The async steps catch their own failures, so only a bug in the client gets here: give up with
+  // an error (connect() rejects, iterators end) rather than leave the caller waiting forever.
+  #failUnexpectedly(cause: unknown): void {
+    if (this.#state === 'closed') return;
+    const error =
+      cause instanceof InboxClientError
+        ? cause
+        : new InboxClientError(ClientErrorCode.internal, 'the client failed unexpectedly', { cause, temporary: false });
+    this.#events.emit('error', error);
+    this.#finish(error);
   }
 
   #emitError(code: string, message: string, cause?: unknown): void {
