@@ -149,6 +149,9 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
    * the order they were added; the message is acked once all resolved. A throw hands it to
    * the nack policy. Other events: plain listeners. Returns a function that removes the listener.
    */
+  // The promise-returning overload tells linters (no-misused-promises) that async handlers are meant:
+  // the client awaits them.
+  on(event: 'message', handler: (message: InboxMessage) => Promise<unknown>): () => void;
   on(event: 'message', handler: MessageHandler): () => void;
   on<K extends keyof InboxClientEvents>(event: K, listener: (payload: InboxClientEvents[K]) => void): () => void;
   on(event: string, listener: (payload: never) => unknown): () => void {
