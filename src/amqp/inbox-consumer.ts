@@ -53,7 +53,7 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
             messageId: message.properties.messageId,
             contentType: message.properties.contentType,
             timestamp: message.properties.timestamp,
-            headers: message.properties.headers as Record<string, unknown> | undefined,
+            headers: message.properties.headers,
             redelivered: message.fields.redelivered,
           });
         },

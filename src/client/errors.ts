@@ -14,6 +14,8 @@ export const ClientErrorCode = {
   handlerFailed: 'RELAY_ERR_HANDLER_FAILED',
   positionStore: 'RELAY_ERR_POSITION_STORE',
   clientClosed: 'RELAY_ERR_CLIENT_CLOSED',
+  /** A bug in the client itself; the client closed. */
+  internal: 'RELAY_ERR_CLIENT_INTERNAL',
 } as const;
 
 export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];

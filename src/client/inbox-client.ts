@@ -149,6 +149,9 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
    * the order they were added; the message is acked once all resolved. A throw hands it to
    * the nack policy. Other events: plain listeners. Returns a function that removes the listener.
    */
+  // The promise-returning overload tells linters (no-misused-promises) that async handlers are meant:
+  // the client awaits them.
+  on(event: 'message', handler: (message: InboxMessage) => Promise<unknown>): () => void;
   on(event: 'message', handler: MessageHandler): () => void;
   on<K extends keyof InboxClientEvents>(event: K, listener: (payload: InboxClientEvents[K]) => void): () => void;
   on(event: string, listener: (payload: never) => unknown): () => void {
@@ -167,7 +170,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     if (this.#state === 'closed') {
       opened.reject(this.#failure ?? this.#closedError());
     } else {
-      void this.#start();
+      this.#start().catch((cause: unknown) => this.#failUnexpectedly(cause));
     }
     return opened.promise;
   }
@@ -233,7 +236,8 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     };
     const { url, clock, connectTimeoutMs, ackDelayMs, ackBatch } = this.#options;
     try {
-      let connection: Connection | undefined;
+      // Read through a closure: the constructor may report a close before it returns.
+      let connection: Connection | undefined = undefined;
       const listener = this.#listenerFor(() => connection);
       connection = new Connection({
         url,
@@ -375,7 +379,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#setState('reconnecting');
     this.#reconnectTimer = this.#options.clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
-      void this.#openConnection();
+      this.#openConnection().catch((cause: unknown) => this.#failUnexpectedly(cause));
     }, delayMs);
     return delayMs;
   }
@@ -420,10 +424,12 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   #withinDrainTimeout(work: Promise<void>): Promise<void> {
     return new Promise((resolve) => {
       const timer = this.#options.clock.setTimeout(resolve, this.#options.drainTimeoutMs);
-      void work.then(() => {
+      const done = (): void => {
         timer.cancel();
         resolve();
-      });
+      };
+      // The drain is over either way: a handler's failure was already handed to the nack policy.
+      work.then(done, done);
     });
   }
 
@@ -451,6 +457,18 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     if (!canTransition(from, to)) throw new Error(`inbox-relay client: invalid transition ${from} -> ${to}`);
     this.#state = to;
     this.#events.emit('state', { from, to });
+  }
+
+  // The async steps catch their own failures, so only a bug in the client gets here: give up with
+  // an error (connect() rejects, iterators end) rather than leave the caller waiting forever.
+  #failUnexpectedly(cause: unknown): void {
+    if (this.#state === 'closed') return;
+    const error =
+      cause instanceof InboxClientError
+        ? cause
+        : new InboxClientError(ClientErrorCode.internal, 'the client failed unexpectedly', { cause, temporary: false });
+    this.#events.emit('error', error);
+    this.#finish(error);
   }
 
   #emitError(code: string, message: string, cause?: unknown): void {

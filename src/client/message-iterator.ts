@@ -19,9 +19,10 @@ interface Settle {
   reject(error: unknown): void;
 }
 
+// Function-typed fields, not methods: they hold a promise's own resolve and reject, which need no `this`.
 interface Waiter {
-  resolve(result: IteratorResult<InboxMessage, undefined>): void;
-  reject(error: unknown): void;
+  readonly resolve: (result: IteratorResult<InboxMessage, undefined>) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 export class MessageIterator implements AsyncIterableIterator<InboxMessage, undefined> {
@@ -31,7 +32,7 @@ export class MessageIterator implements AsyncIterableIterator<InboxMessage, unde
   #offered: { message: InboxMessage; settle: Settle } | undefined;
   #inHand: Settle | undefined;
   #done = false;
-  #error: unknown;
+  #error: Error | undefined;
 
   /** `subscribe` registers the iterator's consumer; `onEnd` runs once when the iterator ends. */
   constructor(subscribe: (consumer: Consumer) => () => void, onEnd: () => void) {
@@ -66,7 +67,7 @@ export class MessageIterator implements AsyncIterableIterator<InboxMessage, unde
    * Ends the iteration (the client closes). The message in hand is released unprocessed; with
    * `error`, the pending or next `next()` rejects once.
    */
-  end(error?: unknown): void {
+  end(error?: Error): void {
     if (this.#done) return;
     this.#done = true;
     this.#inHand?.reject(new ReleasedError());

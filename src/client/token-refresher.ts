@@ -35,7 +35,7 @@ export class TokenRefresher {
     const { clock, leadMs } = this.options;
     this.#timer = clock.setTimeout(() => {
       this.#timer = undefined;
-      void this.#refresh(token);
+      this.#refresh(token).catch((error: unknown) => this.options.onError(error));
     }, tokenRefreshDelayMs(expiresAt, clock.now(), leadMs));
   }
 

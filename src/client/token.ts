@@ -43,7 +43,7 @@ function readClaims(token: string): JwtClaims | undefined {
   if (payload === undefined) return undefined;
   try {
     const claims: unknown = JSON.parse(decodeBase64Url(payload));
-    return typeof claims === 'object' && claims !== null ? (claims as JwtClaims) : undefined;
+    return typeof claims === 'object' && claims !== null ? claims : undefined;
   } catch {
     return undefined;
   }

@@ -267,7 +267,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
         // Metrics are best effort; a broken metric must not break delivery.
       }
     };
-    events.on(event, safe as never);
+    events.on(event, safe);
     attached.push([event, safe]);
   }
 
@@ -278,7 +278,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     close() {
       if (closedOnce) return;
       closedOnce = true;
-      for (const [event, listener] of attached) events.off(event, listener as never);
+      for (const [event, listener] of attached) events.off(event, listener);
       frameWriteEvents.off('batching-fallback', onFrameBatchingFallback);
       registry.clear();
     },

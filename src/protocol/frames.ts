@@ -145,7 +145,7 @@ export function decodeServerFrame(text: string): DecodeResult<ServerFrame> {
   if (!json.ok) return json;
   const parsed = serverFrameSchema.safeParse(json.frame);
   return parsed.success
-    ? { ok: true, frame: parsed.data as ServerFrame }
+    ? { ok: true, frame: parsed.data }
     : { ok: false, reason: describeIssues(parsed.error) };
 }
 

@@ -13,6 +13,8 @@ import { stringOption, type Invocation } from '../commands.js';
 import type { Output } from '../io.js';
 import { loadOperatorConfig } from '../operator-config.js';
 
+// The control characters are the point: a message id must not carry them into logs and headers.
+// eslint-disable-next-line no-control-regex
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,256}$/;
 
 function isJsonType(contentType: string): boolean {
