@@ -43,6 +43,7 @@ export class StreamRegistry {
 
   /** Attaches a connection to its user's stream, waiting out a stream that is closing. */
   async attach(user: string, sub: Subscriber, resume: ResumeRequest | undefined): Promise<{ stream: UserStream; result: AttachResult }> {
+    let warning: string | undefined;
     for (let attempt = 0; ; attempt += 1) {
       let stream = this.streams.get(user);
       if (stream?.closed) {
@@ -71,9 +72,14 @@ export class StreamRegistry {
         stream = created;
       }
       try {
-        return { stream, result: await stream.attach(sub, resume) };
+        const result = await stream.attach(sub, resume);
+        if (warning !== undefined) result.warning ??= warning;
+        return { stream, result };
       } catch (error) {
         if (!(error instanceof StreamClosedError) || attempt >= 3) throw error;
+        // The stream this attach found closed because of it (the store was behind the client):
+        // the client is still told why, on the stream it joins next.
+        warning ??= error.warning;
       }
     }
   }

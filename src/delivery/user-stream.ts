@@ -80,9 +80,13 @@ export interface UserStreamOptions {
 
 /** The stream closed while a connection was being attached: attach to a new one. */
 export class StreamClosedError extends Error {
-  constructor() {
+  /** Set when the stream closed because this attach found the store behind the client (see AttachResult.warning). */
+  readonly warning: string | undefined;
+
+  constructor(warning?: string) {
     super('user stream closed');
     this.name = 'StreamClosedError';
+    this.warning = warning;
   }
 }
 
@@ -181,9 +185,9 @@ export class UserStream implements CursorSource {
    * unavailable, and with StreamClosedError when the stream closed meanwhile.
    */
   async attach(sub: Subscriber, resume: ResumeRequest | undefined): Promise<AttachResult> {
-    const { meta, ahead } = await this.loadMeta(resume);
+    const { meta, warning } = await this.loadMeta(resume);
     const result = this.resolvePosition(resume, meta.start);
-    if (ahead && resume) result.warning = `lastSeq ${resume.lastSeq} is ahead of the stream (${ahead}): its numbering was lost`;
+    if (warning) result.warning = warning;
     const cursor = new ConnectionCursor(
       sub,
       result.lastSeq,
@@ -214,20 +218,20 @@ export class UserStream implements CursorSource {
    * Reads the user's numbering and checks it against what this stream and the client have seen.
    * A store behind either lost writes: its epoch is discarded, so that the next one starts fresh.
    */
-  private async loadMeta(resume: ResumeRequest | undefined): Promise<{ meta: StreamMeta; ahead: number | undefined }> {
+  private async loadMeta(resume: ResumeRequest | undefined): Promise<{ meta: StreamMeta; warning: string | undefined }> {
     const { store } = this.options;
     let meta = await store.meta(this.user);
     if (this.closed) throw new StreamClosedError();
     const clientAhead = resume !== undefined && resume.epoch === meta.epoch && resume.lastSeq > meta.seq;
     const storeBehind = this.loaded && meta.epoch === this.epoch && meta.seq < this.head;
-    const ahead = clientAhead ? meta.seq : undefined;
+    const warning = clientAhead ? `lastSeq ${resume.lastSeq} is ahead of the stream (${meta.seq}): its numbering was lost` : undefined;
     if (clientAhead || storeBehind) {
       const seen = clientAhead ? resume.lastSeq : this.head;
       this.options.logger.warn({ user: this.user, storeSeq: meta.seq, seen }, 'state store is behind what was seen; ending its epoch');
       await store.discard(this.user, meta.epoch);
       if (this.loaded) {
         this.epochLost('epoch-lost');
-        throw new StreamClosedError();
+        throw new StreamClosedError(warning);
       }
       meta = await store.meta(this.user);
       if (this.closed) throw new StreamClosedError();
@@ -250,7 +254,7 @@ export class UserStream implements CursorSource {
         this.advanceAcked(meta.acked);
       }
     }
-    return { meta, ahead };
+    return { meta, warning };
   }
 
   private resolvePosition(resume: ResumeRequest | undefined, historyStart: number): AttachResult {

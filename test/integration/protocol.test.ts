@@ -279,7 +279,7 @@ describe('wire protocol', () => {
       client.close();
     });
 
-    it('reports a resume position ahead of the stream and continues from the acked mark', async () => {
+    it('takes a resume position ahead of the stream as a store that lost writes: error, reset to a new epoch, welcome', async () => {
       const user = uid('ahead');
       const first = await helloed(relay, user);
       const { epoch } = first.frames[0] as { epoch: string };
@@ -287,8 +287,13 @@ describe('wire protocol', () => {
       await first.closed;
       const client = await RawClient.connect(relay.url);
       client.send({ type: 'hello', token: token(user), resume: { epoch, lastSeq: 99 } });
-      expect(await client.next('error')).toMatchObject({ code: 'RELAY_ERR_RESUME_AHEAD' });
-      expect(await client.next('welcome')).toMatchObject({ recovered: false, lastSeq: 0 });
+      const welcome = await client.next('welcome');
+      expect(client.frames.map((f) => f.type)).toEqual(['reset', 'error', 'welcome']);
+      expect(client.frames[0]).toMatchObject({ type: 'reset', reason: 'epoch-unknown', lastSeq: 0 });
+      expect(client.frames[1]).toMatchObject({ code: 'RELAY_ERR_RESUME_AHEAD' });
+      expect(welcome).toMatchObject({ recovered: false, resumed: false, lastSeq: 0 });
+      expect(welcome.epoch).not.toBe(epoch);
+      expect((client.frames[0] as { epoch: string }).epoch).toBe(welcome.epoch);
       client.close();
     });
 
