@@ -174,13 +174,18 @@ describe('NumberingIntake', () => {
   it('keeps a batch the store failed, in order ahead of later deliveries, and tries again after 1 s', async () => {
     const h = await harness();
     h.numbering.reply = 'fail';
+    h.numbering.gated = true;
     push(h, 'm1', 'm2');
     h.intake.push(jsonDelivery(3, 'm3', { messageId: undefined }));
     await flush();
+    // m4 arrives while the failing call is in flight.
+    push(h, 'm4');
+    await flush();
+    h.numbering.release();
+    await flush();
     expect(h.numbering.calls).toHaveLength(1);
     expect(h.health).toEqual([false]);
-    expect(h.intake.pendingCount).toBe(2);
-    push(h, 'm4');
+    expect(h.intake.pendingCount).toBe(3);
     await vi.advanceTimersByTimeAsync(999);
     expect(h.numbering.calls).toHaveLength(1);
     h.numbering.reply = 'store';
@@ -401,6 +406,21 @@ describe('NumberingIntake', () => {
       [2, 2],
     ]);
     await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.numbering.calls).toHaveLength(3);
+  });
+
+  it('after a drain that failed, the next retry comes 1 s after that failure', async () => {
+    const h = await harness();
+    h.numbering.reply = 'fail';
+    push(h, 'm1');
+    await flush();
+    await vi.advanceTimersByTimeAsync(500);
+    await h.intake.drain();
+    expect(h.numbering.calls).toHaveLength(2);
+    // The retry of the first failure (due at 1 s) was replaced by one due at 1.5 s.
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.numbering.calls).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
     expect(h.numbering.calls).toHaveLength(3);
   });
 
