@@ -1,8 +1,9 @@
 /** Fakes for the delivery core's unit tests: a RabbitMQ queue, a connection, fake-time helpers. */
+import { pino } from 'pino';
 import { vi } from 'vitest';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger, type Logger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { SeqStore } from '../../src/store/store.js';
 
@@ -159,7 +160,7 @@ export async function done<T>(work: Promise<T>): Promise<T> {
 export const newMemory = () => new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
 
 /** The memory store with some methods replaced (slow or failing), the others its own. */
-export function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'assign' | 'ack'>>): MemoryStore {
+export function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'assign' | 'ack' | 'deadLetter' | 'deadLettered'>>): MemoryStore {
   return Object.assign(Object.create(memory) as MemoryStore, overrides);
 }
 
@@ -200,4 +201,25 @@ export function setup(options: { prefetch?: number; nackLimit?: number } = {}) {
   const store = newMemory();
   const stream = newStream((user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks), store, options);
   return { queue, store, stream };
+}
+
+/** A pino logger at level debug that keeps each line (level number and msg) for assertions. */
+export function capturingLogger(): { logger: Logger; lines: { level: number; msg: string }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  return { logger, lines };
+}
+
+/** A valid JSON delivery on `tag` with messageId `id` (override any field to make it invalid). */
+export function jsonDelivery(tag: number, id: string, overrides: Partial<Delivery> = {}): Delivery {
+  return {
+    tag,
+    content: Buffer.from(JSON.stringify({ n: tag })),
+    messageId: id,
+    contentType: 'application/json',
+    timestamp: 1_700_000_000_000,
+    headers: undefined,
+    redelivered: false,
+    ...overrides,
+  };
 }
