@@ -96,9 +96,10 @@ export class ConsumerSupervisor {
     return this.attempt;
   }
 
-  /** The running consumer, started first if there is none. Rejects when it cannot start. */
+  /** The running consumer, started first if there is none. Rejects when it cannot start, or after `stop`. */
   async ensure(): Promise<ConsumerSession> {
     if (this.current) return this.current;
+    if (this.closed) throw new Error('the consumer supervisor is closed');
     this.starting ??= this.start().finally(() => {
       this.starting = undefined;
     });

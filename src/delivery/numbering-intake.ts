@@ -158,13 +158,14 @@ export class NumberingIntake {
           accepted.map(({ id, fragment }) => ({ id, fragment })),
         );
         if (assigned !== null && assigned.length !== accepted.length) {
-          throw new RelayError(ErrorCode.storeUnavailable, `the store numbered ${assigned.length} of ${accepted.length} messages`);
+          throw new RelayError(ErrorCode.storeReply, `the store numbered ${assigned.length} of ${accepted.length} messages`);
         }
       } catch (error) {
         if (this.stopped) return false;
         this.pending.unshift(...accepted.map(({ delivery }) => delivery));
-        const short = error instanceof RelayError && error.code === ErrorCode.storeUnavailable;
-        this.options.logger[short ? 'error' : 'warn']({ user: this.options.user, err: errorMessage(error) }, 'could not number deliveries; retrying');
+        // A reply that does not fit the request is a defect to look into; an outage is expected.
+        const malformed = error instanceof RelayError && error.code === ErrorCode.storeReply;
+        this.options.logger[malformed ? 'error' : 'warn']({ user: this.options.user, err: errorMessage(error) }, 'could not number deliveries; retrying');
         this.options.onStoreHealth(false);
         this.scheduleRetry();
         return false;

@@ -207,6 +207,8 @@ export class UserStream implements CursorSource {
       cursor.detach();
       this.connections.delete(sub);
       if (this.connections.size === 0) this.closeInBackground();
+      // The stream closed meanwhile (its supervisor refuses to start): attach to the next one.
+      if (this.closed) throw new StreamClosedError();
       throw error;
     }
     if (this.closed) throw new StreamClosedError();

@@ -265,12 +265,9 @@ describe('NumberingIntake', () => {
     ]);
   });
 
-  // The module promises that a reply without one seq per message is logged as an error. The
-  // Redis store detects a short or malformed `assign` reply itself and throws
-  // RELAY_ERR_STORE_REPLY (ErrorCode.storeReply); NumberingIntake raises its own short-reply
-  // error with ErrorCode.storeUnavailable and picks the log level by that code, so the store's
-  // RELAY_ERR_STORE_REPLY is logged as a warning (level 40), not an error.
-  it.fails('logs a malformed reply the store reports itself (RELAY_ERR_STORE_REPLY) as an error', async () => {
+  // A reply without one seq per message is logged as an error, whether the Redis store detected
+  // it (RELAY_ERR_STORE_REPLY) or the intake did.
+  it('logs a malformed reply the store reports itself (RELAY_ERR_STORE_REPLY) as an error', async () => {
     const h = await harness();
     h.numbering.reply = new RelayError(ErrorCode.storeReply, 'malformed store reply to assign: 2 results (expected 3 results)');
     push(h, 'm1', 'm2', 'm3');
@@ -279,10 +276,9 @@ describe('NumberingIntake', () => {
     expect(h.lines.filter((line) => line.msg === 'could not number deliveries; retrying').map((line) => line.level)).toEqual([50]);
   });
 
-  // The converse of the above: the store's breaker (GuardedStore) fails calls during an ordinary
-  // outage with RELAY_ERR_STORE_UNAVAILABLE, which NumberingIntake mistakes for its own
-  // short-reply error and logs as an error (level 50) once a second for as long as the outage lasts.
-  it.fails('logs an outage the breaker reports (RELAY_ERR_STORE_UNAVAILABLE) as a warning', async () => {
+  // An ordinary outage (the breaker's RELAY_ERR_STORE_UNAVAILABLE) is a warning, once a second
+  // for as long as it lasts.
+  it('logs an outage the breaker reports (RELAY_ERR_STORE_UNAVAILABLE) as a warning', async () => {
     const h = await harness();
     h.numbering.reply = new RelayError(ErrorCode.storeUnavailable, 'redis unavailable (breaker open): Breaker is open', { retryable: true });
     push(h, 'm1');
