@@ -61,6 +61,13 @@ function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
+function queueTypeList(name: string, value: string): QueueType[] {
+  return list(value).map((type) => {
+    if (type !== 'quorum' && type !== 'classic') throw new Error(`${name}: unknown type ${type}`);
+    return type;
+  });
+}
+
 function positive(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${value}`);
@@ -82,8 +89,7 @@ export function parsePlan(argv: readonly string[]): Plan {
   for (const name of only) if (!['throughput', 'latency', 'backlog', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
   const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
   for (const name of systems) if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
-  const queueTypes = list(args.get('queue-types') ?? (quick ? 'quorum' : 'quorum,classic')) as QueueType[];
-  for (const type of queueTypes) if (type !== 'quorum' && type !== 'classic') throw new Error(`--queue-types: unknown type ${type}`);
+  const queueTypes = queueTypeList('--queue-types', args.get('queue-types') ?? (quick ? 'quorum' : 'quorum,classic'));
   const users = list(args.get('users') ?? (quick ? '100' : '100,1000')).map((v) => positive('--users', v));
   const measureMs = positive('--measure-s', args.get('measure-s') ?? (quick ? '5' : '7')) * 1000;
   const rounds = positive('--rounds', args.get('rounds') ?? (quick ? '1' : '3'));
@@ -92,8 +98,7 @@ export function parsePlan(argv: readonly string[]): Plan {
   const backlogUsers = list(args.get('backlog-users') ?? (quick ? '100' : '1000')).map((v) => positive('--backlog-users', v));
   const perUser = positive('--backlog-per-user', args.get('backlog-per-user') ?? '100');
   if (perUser > QUEUE_MAX_LENGTH) throw new Error(`--backlog-per-user must be at most ${QUEUE_MAX_LENGTH} (the queues' length limit), got ${perUser}`);
-  const backlogQueueTypes = list(args.get('backlog-queue-types') ?? 'quorum') as QueueType[];
-  for (const type of backlogQueueTypes) if (type !== 'quorum' && type !== 'classic') throw new Error(`--backlog-queue-types: unknown type ${type}`);
+  const backlogQueueTypes = queueTypeList('--backlog-queue-types', args.get('backlog-queue-types') ?? 'quorum');
   const backlogRounds = positive('--backlog-rounds', args.get('backlog-rounds') ?? (quick ? '1' : '3'));
   const count = positive('--connections', args.get('connections') ?? (quick ? '1000' : '10000'));
   const stormCount = Math.min(count, positive('--storm', args.get('storm') ?? (quick ? '500' : '5000')));

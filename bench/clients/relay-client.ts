@@ -6,6 +6,7 @@
 import WebSocket from 'ws';
 import { SUBPROTOCOL, STREAM_PATH } from '../../src/protocol/frames.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
+import { rawDataToString } from '../../src/server/raw-data.js';
 import { isPayload } from '../load/payload.js';
 import type { Receiver } from '../load/tracker.js';
 import { nowUs } from '../lib/time.js';
@@ -100,7 +101,7 @@ export class RelayClient {
       });
       ws.on('message', (data) => {
         const receivedUs = nowUs();
-        const frame = JSON.parse(data.toString()) as { type: string; [key: string]: unknown };
+        const frame = JSON.parse(rawDataToString(data)) as { type: string; [key: string]: unknown };
         if (frame.type === 'msg') {
           this.onMsg(ws, frame.seq as number, frame.data, receivedUs);
         } else if (frame.type === 'welcome') {

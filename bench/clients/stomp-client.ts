@@ -3,6 +3,7 @@
  * `client-individual` acks and a prefetch, an ACK per MESSAGE as soon as it is processed.
  */
 import WebSocket from 'ws';
+import { rawDataToString } from '../../src/server/raw-data.js';
 import { isPayload } from '../load/payload.js';
 import type { Receiver } from '../load/tracker.js';
 import { nowUs } from '../lib/time.js';
@@ -29,7 +30,7 @@ export class StompClient {
   ) {
     ws.on('message', (data) => {
       const receivedUs = nowUs();
-      for (const frame of this.decoder.push(data.toString())) this.onFrame(frame, receivedUs);
+      for (const frame of this.decoder.push(rawDataToString(data))) this.onFrame(frame, receivedUs);
     });
     ws.on('close', () => {
       clearInterval(this.heartbeat);

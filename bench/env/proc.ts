@@ -112,7 +112,7 @@ export function watchCpu(pids: Record<string, number | undefined>): CpuWatch {
 
 export function machineInfo(): { cpus: number; cpuModel: string; loadavg: number[]; node: string; memGiB: number } {
   const list = cpus();
-  let memGiB = 0;
+  let memGiB: number;
   try {
     const match = /MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'));
     memGiB = match ? Math.round(Number(match[1]) / 1024 / 1024) : 0;
@@ -147,7 +147,7 @@ export function busyProcesses(excludePids: number[], sampleMs = 1_000): Promise<
         if (start === undefined || excludePids.includes(pid)) continue;
         const percent = Math.round(((ms - start) / sampleMs) * 100);
         if (percent < 5) continue;
-        let command = '';
+        let command: string;
         try {
           command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim().slice(0, 100);
         } catch {

@@ -32,7 +32,7 @@ function throughputPanel(r: BenchResults, top: number, width: number, height: nu
   const shown: SystemName[] = withCoalesced ? [...SYSTEMS, 'relay-coalesced'] : SYSTEMS;
   const groups = r.ratios.map((x) => ({
     name: `${x.queueType}, ${x.users.toLocaleString('en-US')} users`,
-    values: (withCoalesced ? [x.ceiling, x.relay, x.stomp, x.coalesced] : [x.ceiling, x.relay, x.stomp]) as (number | undefined)[],
+    values: withCoalesced ? [x.ceiling, x.relay, x.stomp, x.coalesced] : [x.ceiling, x.relay, x.stomp],
   }));
   for (const x of r.backlogRatios) {
     groups.push({ name: `backlog: ${x.queueType}, ${x.users.toLocaleString('en-US')}`, values: shown.map((s) => x.systems[s]?.median) });

@@ -145,10 +145,10 @@ export async function backlogPhase(ctx: BenchContext, system: SystemUnderTest, u
   const cpu = watchCpu(cpuPids(ctx, system));
   const startUs = nowUs();
   let counters: ConnectCounters | undefined;
-  let connectedUs = startUs;
-  let receivedWhileConnecting = 0;
-  let drained = false;
-  let cpuUse: Record<string, number> = {};
+  let connectedUs: number;
+  let receivedWhileConnecting: number;
+  let drained: boolean;
+  let cpuUse: Record<string, number>;
   try {
     counters = await connectAll(system, users);
     connectedUs = nowUs();

@@ -12,6 +12,8 @@ export const DEFAULT_CONTENT_TYPE = 'application/json';
  * had before it was dead-lettered.
  */
 export const REPLAY_HEADER = 'x-inbox-relay-replay';
+// A message id must not contain control characters (C0 and DEL): matching them is the point here.
+// eslint-disable-next-line no-control-regex -- the control characters in this class are deliberate
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,255}$/;
 
 export type DecodedMessage =

@@ -24,6 +24,7 @@ import { authenticateHello, verifyToken, type AuthResult, type Identity } from '
 import { systemClock, type ServerClock, type TimerHandle } from './clock.js';
 import { nextState, type ConnectionState } from './connection-state.js';
 import { PongLiveness } from './heartbeat.js';
+import { rawDataToString } from './raw-data.js';
 
 export interface ClientConnectionOptions {
   config: RelayConfig;
@@ -79,7 +80,7 @@ export class ClientConnection implements Subscriber {
     this.lastAckProgressAt = this.clock.now();
     this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, this.clock.now());
     this.helloTimer = this.clock.setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
-    ws.on('message', (data, isBinary) => this.onMessage(data.toString(), isBinary));
+    ws.on('message', (data, isBinary) => this.onMessage(rawDataToString(data), isBinary));
     ws.on('pong', () => this.liveness.pong());
     ws.on('close', (code) => this.finish(code));
     ws.on('error', (error) => this.log.debug({ err: errorMessage(error) }, 'socket error'));

@@ -77,10 +77,9 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   };
 
   // Breakers first, so that they close last: the store's final batch goes through the Redis one.
-  // Their probes run only after a guarded call failed, so after the store and pools exist.
-  let rawStore: SeqStore | undefined;
-  let redisStore: RedisStore | undefined;
-  let consumerPool: ConnectionPool | undefined;
+  // Their probes run only after a guarded call failed, so after the store and pools exist; they
+  // read them from `started`, which is filled in as the later steps open them.
+  const started: { rawStore?: SeqStore; redisStore?: RedisStore; consumerPool?: ConnectionPool } = {};
   const redisGuard = await step(
     'redis breaker',
     () =>
@@ -89,7 +88,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
         settings: config.breaker,
         timeoutMs: config.breaker.redisTimeoutMs,
         code: ErrorCode.storeUnavailable,
-        probe: () => (redisStore ? redisStore.ping() : (rawStore?.peek('probe') ?? Promise.resolve())),
+        probe: () => (started.redisStore ? started.redisStore.ping() : (started.rawStore?.peek('probe') ?? Promise.resolve())),
         events,
         logger,
       }),
@@ -103,7 +102,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
         settings: config.breaker,
         timeoutMs: config.breaker.brokerTimeoutMs,
         code: ErrorCode.brokerUnavailable,
-        probe: async () => (consumerPool ? (await consumerPool.openChannel()).close() : undefined),
+        probe: async () => (started.consumerPool ? (await started.consumerPool.openChannel()).close() : undefined),
         ignore: isAmqpRequestError,
         events,
         logger,
@@ -113,7 +112,8 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   const guards = [redisGuard, brokerGuard];
   const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
 
-  rawStore = options.store ?? (await step('store', () => createOwnStore(config, logger), (store) => store.close()));
+  const rawStore = options.store ?? (await step('store', () => createOwnStore(config, logger), (store) => store.close()));
+  started.rawStore = rawStore;
   if (rawStore instanceof RedisStore) {
     rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
     rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
@@ -123,7 +123,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   // round trip); any other store (or one passed in) is guarded call by call.
   if (rawStore instanceof RedisStore && !options.store) {
     const own = rawStore;
-    redisStore = own;
+    started.redisStore = own;
     options.onRedisStore?.(own);
     await step('store connection', () =>
       own.connect().catch((error: unknown) => {
@@ -134,14 +134,14 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     );
     own.guardWith((call) => redisGuard.run(call));
   }
-  const store: SeqStore = redisStore ?? new GuardedStore(rawStore, redisGuard);
+  const store: SeqStore = started.redisStore ?? new GuardedStore(rawStore, redisGuard);
 
   const consumers = await step(
     'consumer pool',
     () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} consumer`, channelsPerConnection: config.channelsPerConnection, logger }),
     (pool) => pool.close(),
   );
-  consumerPool = consumers;
+  started.consumerPool = consumers;
   const publisherPool = await step(
     'publisher pool',
     () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger }),

@@ -128,7 +128,8 @@ export class RedisStore implements SeqStore {
           try {
             resolve(decode(reply));
           } catch (error) {
-            reject(error);
+            // The decoders throw Errors; anything else is wrapped so that callers always get one.
+            reject(error instanceof Error ? error : new Error(String(error), { cause: error }));
           }
         },
         fail: reject,

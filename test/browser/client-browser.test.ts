@@ -99,7 +99,7 @@ describe('client SDK in chromium against the relay', () => {
       await page.waitForFunction((n) => (window as unknown as PageWindow).seen.length >= n, count, { timeout: 30_000 });
     } catch (error) {
       const state = await read(page).catch(() => undefined);
-      throw new Error(`waiting for ${count} messages in the page: ${(error as Error).message}\npage state: ${JSON.stringify(state)}`);
+      throw new Error(`waiting for ${count} messages in the page: ${(error as Error).message}\npage state: ${JSON.stringify(state)}`, { cause: error });
     }
   }
 

@@ -55,14 +55,14 @@ export async function buildDist(): Promise<void> {
     await run(process.execPath, ['scripts/build-if-needed.mjs'], { maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`build failed:\n${stdout ?? ''}${stderr ?? ''}`);
+    throw new Error(`build failed:\n${stdout ?? ''}${stderr ?? ''}`, { cause: error });
   }
 }
 
 /** Runs a compiled entry point (`dist/src/cli/main.js` ...) to completion. */
 export async function runCompiled(script: string, args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [script, ...args], { env: env as NodeJS.ProcessEnv, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [script, ...args], { env, timeout: 60_000 });
     return result(0, stdout, stderr);
   } catch (error) {
     const failed = error as { code?: unknown; stdout?: string; stderr?: string };
@@ -74,7 +74,7 @@ export async function runCompiled(script: string, args: string[], env: Record<st
 /** Runs `npm <args>` in the project directory (npm from PATH). */
 export async function runNpm(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run('npm', args, { env: env as NodeJS.ProcessEnv, timeout: 120_000 });
+    const { stdout, stderr } = await run('npm', args, { env, timeout: 120_000 });
     return result(0, stdout, stderr);
   } catch (error) {
     const failed = error as { code?: unknown; stdout?: string; stderr?: string };
@@ -132,15 +132,20 @@ export class AmqpFixture {
       await channel.prefetch(count, false);
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`got ${messages.length} of ${count} messages from ${queue}`)), timeoutMs);
-        void channel.consume(queue, (message) => {
-          if (!message) return;
-          messages.push(message);
-          if (messages.length === count) {
+        channel
+          .consume(queue, (message) => {
+            if (!message) return;
+            messages.push(message);
+            if (messages.length === count) {
+              clearTimeout(timer);
+              channel.ack(message, true);
+              resolve();
+            }
+          })
+          .catch((error: unknown) => {
             clearTimeout(timer);
-            channel.ack(message, true);
-            resolve();
-          }
-        });
+            reject(error instanceof Error ? error : new Error(String(error)));
+          });
       });
     } finally {
       await channel.close().catch(() => undefined);

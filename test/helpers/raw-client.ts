@@ -1,6 +1,7 @@
 /** A WebSocket client that speaks raw frames, for protocol tests that check exact replies. */
 import WebSocket from 'ws';
 import { SUBPROTOCOL, decodeServerFrame, type ServerFrame } from '../../src/protocol/frames.js';
+import { rawDataToString } from '../../src/server/raw-data.js';
 
 export interface RawClientOptions {
   protocols?: string[];
@@ -23,8 +24,9 @@ export class RawClient {
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
-      const decoded = decodeServerFrame(data.toString());
-      if (!decoded.ok) throw new Error(`server sent an invalid frame: ${decoded.reason}: ${data.toString()}`);
+      const text = rawDataToString(data);
+      const decoded = decodeServerFrame(text);
+      if (!decoded.ok) throw new Error(`server sent an invalid frame: ${decoded.reason}: ${text}`);
       this.frames.push(decoded.frame);
       this.wake();
     });

@@ -31,11 +31,12 @@ class TcpProxy {
   ) {}
 
   static async start(targetPort: number): Promise<TcpProxy> {
-    let proxy: TcpProxy | undefined;
-    const server = net.createServer((client) => proxy?.accept(client, targetPort));
+    const server = net.createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port);
+    // No client can connect before the port is known, so the handler goes on once the proxy exists.
+    const proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port);
+    server.on('connection', (client: net.Socket) => proxy.accept(client, targetPort));
     return proxy;
   }
 

@@ -79,7 +79,7 @@ describe.each([
       await untilAllProcessed(clients, users, MESSAGES, 90_000, (user) => queueCounts(user));
     } catch (error) {
       const warnings = [...firstLogs, ...secondLogs].filter((line) => /"level":(40|50|60)/.test(line)).slice(-40);
-      throw new Error(`${(error as Error).message}\nrelay warnings:\n${warnings.join('\n')}`);
+      throw new Error(`${(error as Error).message}\nrelay warnings:\n${warnings.join('\n')}`, { cause: error });
     }
     for (const client of clients) client.stop();
 

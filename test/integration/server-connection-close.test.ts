@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { SUBPROTOCOL } from '../../src/protocol/frames.js';
+import { rawDataToString } from '../../src/server/raw-data.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { startTestRelay, testConfig, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -38,7 +39,7 @@ async function silentClient(relay: TestRelay): Promise<{ closed: Promise<number>
     ws.once('open', () => resolve());
     ws.once('error', reject);
   });
-  const welcome = new Promise<void>((resolve) => ws.on('message', (data) => (String(data).includes('"welcome"') ? resolve() : undefined)));
+  const welcome = new Promise<void>((resolve) => ws.on('message', (data) => (rawDataToString(data).includes('"welcome"') ? resolve() : undefined)));
   ws.send(JSON.stringify({ type: 'hello', token: token(uid('silent')) }));
   await welcome;
   return { closed };

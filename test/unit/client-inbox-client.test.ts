@@ -120,6 +120,17 @@ function fakeJwt(claims: Record<string, unknown>): string {
   return `${base64url('{"alg":"HS256"}')}.${base64url(JSON.stringify(claims))}.c2ln`;
 }
 
+/** Where a promise stands once queued promise callbacks have run (timers stay frozen). */
+async function stateOf(promise: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {
+  let state: 'pending' | 'resolved' | 'rejected' = 'pending';
+  promise.then(
+    () => (state = 'resolved'),
+    () => (state = 'rejected'),
+  );
+  await settle();
+  return state;
+}
+
 /** Lets promise chains run (timers stay frozen). */
 async function settle(): Promise<void> {
   for (let i = 0; i < 50; i += 1) await Promise.resolve();
@@ -152,12 +163,13 @@ function harness(options: Partial<InboxClientOptions> = {}, socketClass: typeof 
   /** Connects and completes the handshake on a new socket. */
   const open = async (frame: Partial<WelcomeFrame> = {}): Promise<FakeSocket> => {
     const before = sockets.length;
-    void client.connect();
+    const connected = client.connect();
     await settle();
     expect(sockets.length).toBe(before + 1);
     socket().accept();
     socket().deliver(welcome(frame));
     await settle();
+    await connected;
     return socket();
   };
   /** Completes the handshake on the socket the client just opened. */
@@ -201,10 +213,11 @@ describe('InboxClient connection lifecycle', () => {
 
   it('asks for the window it was configured with', async () => {
     const h = harness({ window: 32 });
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     h.socket().accept();
     expect(h.socket().sent[0]).toEqual({ type: 'hello', token: 'tok', window: 32 });
+    expect(await stateOf(connected)).toBe('pending');
   });
 
   it('reconnects after 1012 with a jittered delay and resumes from its position', async () => {
@@ -228,7 +241,7 @@ describe('InboxClient connection lifecycle', () => {
 
   it('backs off exponentially while the relay is unreachable, and starts over after a welcome', async () => {
     const h = harness();
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     const gaps: number[] = [];
     for (let attempt = 0; attempt < 5; attempt += 1) {
@@ -242,7 +255,9 @@ describe('InboxClient connection lifecycle', () => {
       gaps.push(Date.now() - started);
     }
     expect(gaps).toEqual([250, 500, 1000, 2000, 4000]);
+    expect(await stateOf(connected)).toBe('pending');
     await h.handshake();
+    expect(await stateOf(connected)).toBe('resolved');
     const count = h.sockets.length;
     h.socket().drop(1006);
     await vi.advanceTimersByTimeAsync(250);
@@ -317,7 +332,7 @@ describe('InboxClient connection lifecycle', () => {
         return 'tok';
       },
     });
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     expect(h.sockets).toHaveLength(0);
     expect(h.errors.map((e) => e.code)).toEqual([ClientErrorCode.tokenProvider]);
@@ -327,11 +342,12 @@ describe('InboxClient connection lifecycle', () => {
     await settle();
     expect(calls).toBe(3);
     expect(h.sockets).toHaveLength(1);
+    expect(await stateOf(connected)).toBe('pending');
   });
 
   it('gives up on a connection that gets no welcome within connectTimeoutMs', async () => {
     const h = harness({ connectTimeoutMs: 1_000 });
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     h.socket().accept();
     await vi.advanceTimersByTimeAsync(999);
@@ -342,6 +358,7 @@ describe('InboxClient connection lifecycle', () => {
     await vi.advanceTimersByTimeAsync(250);
     await settle();
     expect(h.sockets).toHaveLength(2);
+    expect(await stateOf(connected)).toBe('pending');
   });
 
   it('pings where WebSocket pings are invisible and replaces a connection silent for two heartbeats', async () => {
@@ -638,11 +655,12 @@ describe('InboxClient delivery', () => {
     const h = harness({ positionStore: new MemoryPositionStore({ epoch: 'e0', lastSeq: 4 }) });
     const resets = h.events('reset');
     const gaps = h.events('gap');
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     h.socket().accept();
     h.socket().deliver({ type: 'reset', epoch: 'e1', lastSeq: 0, reason: 'epoch-unknown' }, welcome({ recovered: false }));
     await settle();
+    await connected;
     expect(resets.map((r) => r.reason)).toEqual(['epoch-unknown']);
     expect(gaps).toEqual([]);
   });
@@ -740,10 +758,11 @@ describe('InboxClient delivery', () => {
     expect(JSON.parse(map.get('pos') ?? '{}')).toEqual({ epoch: 'e1', lastSeq: 3, user: 'u' });
 
     const b = harness({ positionStore: new LocalStoragePositionStore('pos', storage) });
-    void b.client.connect();
+    const connected = b.client.connect();
     await settle();
     b.socket().accept();
     expect(b.socket().sent[0]).toEqual({ type: 'hello', token: 'tok', resume: { epoch: 'e1', lastSeq: 3 } });
+    expect(await stateOf(connected)).toBe('pending');
   });
 
   it("does not resume another user's position", async () => {
@@ -751,10 +770,11 @@ describe('InboxClient delivery', () => {
       token: fakeJwt({ sub: 'bob', exp: Math.floor(Date.now() / 1000) + 3600 }),
       positionStore: new MemoryPositionStore({ epoch: 'e1', lastSeq: 3, user: 'alice' }),
     });
-    void h.client.connect();
+    const connected = h.client.connect();
     await settle();
     h.socket().accept();
     expect(h.socket().sent[0]).not.toHaveProperty('resume');
+    expect(await stateOf(connected)).toBe('pending');
   });
 
   it('after a reconnect, suppresses the replay of a message handled while the connection dropped', async () => {

@@ -38,15 +38,19 @@ describe('MessageIterator', () => {
     const got = await it.next();
     expect(got).toEqual({ done: false, value: message(1) });
     let settled = false;
-    void first.then(() => (settled = true));
+    const observed = first.then(() => (settled = true));
     await Promise.resolve();
     expect(settled).toBe(false);
     const pending = it.next();
     expect(await first).toBe('processed');
+    expect(await observed).toBe(true);
     const second = outcome(offer(message(2)));
     expect(await pending).toEqual({ done: false, value: message(2) });
-    void it.next();
+    const third = it.next();
     expect(await second).toBe('processed');
+    // Nothing more was offered: the loop's request for a third message waits until the iterator ends.
+    expect(await it.return()).toEqual({ done: true, value: undefined });
+    expect(await third).toEqual({ done: true, value: undefined });
   });
 
   it('releases the message in hand when the loop breaks, and unsubscribes once', async () => {

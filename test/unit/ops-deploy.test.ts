@@ -15,7 +15,8 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { configVariables, exists, filesIn, interpolate, json, text, yamlDocuments, yamlFile } from '../helpers/ops-files.js';
 import { exposedSeries } from '../helpers/ops-prometheus.js';
 
-type Obj = Record<string, any>;
+/** A parsed manifest node, typed as the YAML parser returns it: tests walk into it, and a wrong field fails the assertion that reads it. */
+type Obj = Record<string, ReturnType<typeof parseYaml>>;
 
 const SECRET = 'x'.repeat(40);
 

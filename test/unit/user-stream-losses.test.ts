@@ -3,7 +3,7 @@
  * message to RabbitMQ that no client had processed, or acked one a client asked to dead-letter.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import type { MemoryStore } from '../../src/store/memory-store.js';
 import type { AssignInput } from '../../src/store/store.js';
 import { done, FakeQueue, FakeSub, newMemory, newStream, settle, storeWith } from '../helpers/delivery-fakes.js';
 
