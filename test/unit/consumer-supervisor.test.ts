@@ -162,8 +162,9 @@ describe('ConsumerSupervisor', () => {
     const h = harness();
     const first = watch(h.supervisor.ensure());
     await flush();
-    const { callbacks, fail } = h.starts.last();
-    fail(new Error('timed out'));
+    const start = h.starts.last();
+    const callbacks = start.callbacks;
+    start.fail(new Error('timed out'));
     await flush();
     expect(first.error).toBeInstanceOf(Error);
     callbacks.onDelivery(jsonDelivery(1, 'm1'));
