@@ -58,7 +58,10 @@ export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
   --results=DIR           where to write results (default bench/results)`;
 
 function list(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function queueTypeList(name: string, value: string): QueueType[] {
@@ -81,14 +84,41 @@ export function parsePlan(argv: readonly string[]): Plan {
     if (!match?.[1]) throw new Error(`unknown argument ${arg}\n${USAGE}`);
     args.set(match[1], match[2] ?? 'true');
   }
-  const known = ['quick', 'only', 'systems', 'queue-types', 'users', 'latency-users', 'rates', 'measure-s', 'rounds', 'backlog-users', 'backlog-per-user', 'backlog-queue-types', 'backlog-rounds', 'connections', 'connections-queue-type', 'storm', 'profile', 'cpu-prof', 'heap-snapshot', 'no-broker-restart', 'no-renice', 'cleanup', 'results', 'help'];
+  const known = [
+    'quick',
+    'only',
+    'systems',
+    'queue-types',
+    'users',
+    'latency-users',
+    'rates',
+    'measure-s',
+    'rounds',
+    'backlog-users',
+    'backlog-per-user',
+    'backlog-queue-types',
+    'backlog-rounds',
+    'connections',
+    'connections-queue-type',
+    'storm',
+    'profile',
+    'cpu-prof',
+    'heap-snapshot',
+    'no-broker-restart',
+    'no-renice',
+    'cleanup',
+    'results',
+    'help',
+  ];
   for (const key of args.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key}\n${USAGE}`);
   if (args.has('help')) throw new Error(USAGE);
   const quick = args.has('quick');
   const only = new Set(list(args.get('only') ?? 'throughput,latency,backlog,connections'));
-  for (const name of only) if (!['throughput', 'latency', 'backlog', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+  for (const name of only)
+    if (!['throughput', 'latency', 'backlog', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
   const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
-  for (const name of systems) if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
+  for (const name of systems)
+    if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
   const queueTypes = queueTypeList('--queue-types', args.get('queue-types') ?? (quick ? 'quorum' : 'quorum,classic'));
   const users = list(args.get('users') ?? (quick ? '100' : '100,1000')).map((v) => positive('--users', v));
   const measureMs = positive('--measure-s', args.get('measure-s') ?? (quick ? '5' : '7')) * 1000;
@@ -97,20 +127,29 @@ export function parsePlan(argv: readonly string[]): Plan {
   const latencyUsers = positive('--latency-users', args.get('latency-users') ?? (quick ? '100' : '1000'));
   const backlogUsers = list(args.get('backlog-users') ?? (quick ? '100' : '1000')).map((v) => positive('--backlog-users', v));
   const perUser = positive('--backlog-per-user', args.get('backlog-per-user') ?? '100');
-  if (perUser > QUEUE_MAX_LENGTH) throw new Error(`--backlog-per-user must be at most ${QUEUE_MAX_LENGTH} (the queues' length limit), got ${perUser}`);
+  if (perUser > QUEUE_MAX_LENGTH)
+    throw new Error(`--backlog-per-user must be at most ${QUEUE_MAX_LENGTH} (the queues' length limit), got ${perUser}`);
   const backlogQueueTypes = queueTypeList('--backlog-queue-types', args.get('backlog-queue-types') ?? 'quorum');
   const backlogRounds = positive('--backlog-rounds', args.get('backlog-rounds') ?? (quick ? '1' : '3'));
   const count = positive('--connections', args.get('connections') ?? (quick ? '1000' : '10000'));
   const stormCount = Math.min(count, positive('--storm', args.get('storm') ?? (quick ? '500' : '5000')));
   const connectionsQueueType = (args.get('connections-queue-type') ?? 'classic') as QueueType;
-  if (connectionsQueueType !== 'quorum' && connectionsQueueType !== 'classic') throw new Error('--connections-queue-type must be quorum or classic');
+  if (connectionsQueueType !== 'quorum' && connectionsQueueType !== 'classic')
+    throw new Error('--connections-queue-type must be quorum or classic');
   return {
     quick,
     systems,
-    throughput: only.has('throughput') ? { queueTypes, users, warmupMs: quick ? 2_000 : 3_000, measureMs, rounds } : { queueTypes: [], users: [], warmupMs: 0, measureMs: 0, rounds: 0 },
-    latency: only.has('latency') ? { queueType: 'quorum', users: latencyUsers, rates, warmupMs: quick ? 2_000 : 5_000, measureMs: quick ? 4_000 : 20_000 } : undefined,
+    throughput: only.has('throughput')
+      ? { queueTypes, users, warmupMs: quick ? 2_000 : 3_000, measureMs, rounds }
+      : { queueTypes: [], users: [], warmupMs: 0, measureMs: 0, rounds: 0 },
+    latency: only.has('latency')
+      ? { queueType: 'quorum', users: latencyUsers, rates, warmupMs: quick ? 2_000 : 5_000, measureMs: quick ? 4_000 : 20_000 }
+      : undefined,
     backlog: only.has('backlog') ? { queueTypes: backlogQueueTypes, users: backlogUsers, perUser, rounds: backlogRounds } : undefined,
-    connections: only.has('connections') && systems.includes('relay') ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType } : undefined,
+    connections:
+      only.has('connections') && systems.includes('relay')
+        ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType }
+        : undefined,
     window: 20,
     profile: args.has('profile'),
     cpuProf: args.has('cpu-prof'),

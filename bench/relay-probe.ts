@@ -35,7 +35,14 @@ async function answer(message: ProbeRequest): Promise<Record<string, unknown>> {
         collect();
       }
       const usage = process.memoryUsage();
-      return { rss: usage.rss, heapUsed: usage.heapUsed, heapTotal: usage.heapTotal, external: usage.external, arrayBuffers: usage.arrayBuffers, gcRan: Boolean(message.gc && collect) };
+      return {
+        rss: usage.rss,
+        heapUsed: usage.heapUsed,
+        heapTotal: usage.heapTotal,
+        external: usage.external,
+        arrayBuffers: usage.arrayBuffers,
+        gcRan: Boolean(message.gc && collect),
+      };
     }
     case 'profile-start':
       session ??= new Session();

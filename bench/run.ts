@@ -41,7 +41,9 @@ function log(line: string): void {
 }
 
 function modeOf(argv: string[]): BenchResults['mode'] {
-  const rest = argv.filter((a) => !['--quick', '--profile', '--cpu-prof', '--heap-snapshot', '--no-broker-restart'].includes(a) && !a.startsWith('--results'));
+  const rest = argv.filter(
+    (a) => !['--quick', '--profile', '--cpu-prof', '--heap-snapshot', '--no-broker-restart'].includes(a) && !a.startsWith('--results'),
+  );
   if (rest.length > 0) return 'custom';
   return argv.includes('--quick') ? 'quick' : 'full';
 }
@@ -118,7 +120,9 @@ async function main(): Promise<void> {
   const benchFds = openFilesLimit('self') ?? 1024;
   if (plan.connections && benchFds < plan.connections.count + 2_000) {
     const reduced = Math.max(100, benchFds - 2_000);
-    results.warnings.push(`the bench's open-files limit is ${benchFds}: ${plan.connections.count} connections reduced to ${reduced} (raise it with ulimit -n)`);
+    results.warnings.push(
+      `the bench's open-files limit is ${benchFds}: ${plan.connections.count} connections reduced to ${reduced} (raise it with ulimit -n)`,
+    );
     log(`WARNING: ${results.warnings.at(-1) ?? ''}`);
     plan.connections.count = reduced;
     plan.connections.stormCount = Math.min(plan.connections.stormCount, reduced);
@@ -126,13 +130,18 @@ async function main(): Promise<void> {
   const maxUsers = Math.max(0, ...plan.throughput.users, ...(plan.backlog?.users ?? []), plan.latency?.users ?? 0);
   const fdNeeded = Math.max(4_096, maxUsers * 2 + 1_000);
   const fd = await ensureBrokerFdLimit(fdNeeded, plan.brokerRestart, log);
-  if (fd.limit === 1024) results.warnings.push('RabbitMQ runs with an open-files limit of 1024 (ops/README.md, open files): classic queues may hang and Web-STOMP may run out of sockets');
+  if (fd.limit === 1024)
+    results.warnings.push(
+      'RabbitMQ runs with an open-files limit of 1024 (ops/README.md, open files): classic queues may hang and Web-STOMP may run out of sockets',
+    );
   if (fd.warning) results.warnings.push(fd.warning);
   if (fd.restarted) results.warnings.push(`RabbitMQ was restarted with an open-files limit of ${fd.limit ?? 'unknown'}`);
 
   const leftovers = await leftoverBenchUsers();
   if (leftovers.length > 0) {
-    results.warnings.push(`${leftovers.length} queues of earlier interrupted bench runs exist (inbox.bench-*); \`node dist/bench/run.js --cleanup\` deletes them`);
+    results.warnings.push(
+      `${leftovers.length} queues of earlier interrupted bench runs exist (inbox.bench-*); \`node dist/bench/run.js --cleanup\` deletes them`,
+    );
     log(`WARNING: ${results.warnings.at(-1) ?? ''}`);
   }
   let systems: SystemName[] = plan.systems;
@@ -167,7 +176,9 @@ async function main(): Promise<void> {
   restorePriorities = () => priorities.restoreAll();
   if (priorities.nice !== undefined) {
     for (const pid of [process.pid, broker, redis]) priorities.apply(pid);
-    results.warnings.push(`the bench, its relay children, RabbitMQ and Redis ran at nice ${priorities.nice} (restored afterwards) to keep other load on the shared machine from skewing the figures; --no-renice turns this off`);
+    results.warnings.push(
+      `the bench, its relay children, RabbitMQ and Redis ran at nice ${priorities.nice} (restored afterwards) to keep other load on the shared machine from skewing the figures; --no-renice turns this off`,
+    );
     log(`raised the CPU priority (nice ${priorities.nice}) of the bench, RabbitMQ and Redis for the run`);
   }
   let phase = 0;
@@ -223,7 +234,8 @@ async function main(): Promise<void> {
   clearTimeout(watchdog);
   finish(results, plan);
   if (results.errors.length === 0) {
-    for (const file of readdirSync(plan.resultsDir).filter((f) => f.startsWith(`relay-${runId}-`) && f.endsWith('.log.tmp'))) rmSync(join(plan.resultsDir, file));
+    for (const file of readdirSync(plan.resultsDir).filter((f) => f.startsWith(`relay-${runId}-`) && f.endsWith('.log.tmp')))
+      rmSync(join(plan.resultsDir, file));
   }
   process.exit(0);
 }

@@ -146,15 +146,22 @@ function read<T>(env: Env, variable: string, schema: z.ZodType<T>, fallback: T):
 }
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number({ message: 'must be a whole number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+  z.coerce
+    .number({ message: 'must be a whole number' })
+    .int('must be a whole number')
+    .min(min, `must be >= ${min}`)
+    .max(max, `must be <= ${max}`);
 const url = (protocols: string[]) =>
-  z.string().refine((value) => {
-    try {
-      return protocols.includes(new URL(value).protocol);
-    } catch {
-      return false;
-    }
-  }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+  );
 const list = z.string().transform((value) =>
   value
     .split(',')
@@ -210,7 +217,12 @@ export function loadConfig(env: Env = process.env): RelayConfig {
   const config: RelayConfig = {
     rabbitmqUrl: read(env, 'RABBITMQ_URL', url(['amqp:', 'amqps:']), DEFAULTS.rabbitmqUrl),
     redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), undefined as string | undefined),
-    redisKeyPrefix: read(env, 'REDIS_KEY_PREFIX', z.string().regex(/^[A-Za-z0-9._:-]{0,64}$/, 'must be up to 64 of [A-Za-z0-9._:-]'), DEFAULTS.redisKeyPrefix),
+    redisKeyPrefix: read(
+      env,
+      'REDIS_KEY_PREFIX',
+      z.string().regex(/^[A-Za-z0-9._:-]{0,64}$/, 'must be up to 64 of [A-Za-z0-9._:-]'),
+      DEFAULTS.redisKeyPrefix,
+    ),
     host: read(env, 'HOST', z.string(), DEFAULTS.host),
     port: read(env, 'PORT', int(0, 65_535), DEFAULTS.port),
     adminPort: read(env, 'ADMIN_PORT', int(0, 65_535), DEFAULTS.adminPort),

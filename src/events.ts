@@ -5,15 +5,7 @@
 import { EventEmitter } from 'node:events';
 
 export type HandshakeOutcome =
-  | 'new'
-  | 'resumed'
-  | 'not-recovered'
-  | 'reset'
-  | 'unauthenticated'
-  | 'expired'
-  | 'forbidden'
-  | 'unavailable'
-  | 'refused';
+  'new' | 'resumed' | 'not-recovered' | 'reset' | 'unauthenticated' | 'expired' | 'forbidden' | 'unavailable' | 'refused';
 
 export type BreakerState = 'open' | 'half-open' | 'closed';
 

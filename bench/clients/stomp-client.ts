@@ -92,7 +92,15 @@ export class StompClient {
     });
     const client = new StompClient(ws, options.receiver);
     const connected = client.expect('CONNECTED', timeoutMs);
-    ws.send(encodeStompFrame('CONNECT', { 'accept-version': '1.2', host: '/', login: options.login, passcode: options.passcode, 'heart-beat': `${HEARTBEAT_MS},0` }));
+    ws.send(
+      encodeStompFrame('CONNECT', {
+        'accept-version': '1.2',
+        host: '/',
+        login: options.login,
+        passcode: options.passcode,
+        'heart-beat': `${HEARTBEAT_MS},0`,
+      }),
+    );
     await connected;
     client.heartbeat = setInterval(() => {
       if (ws.readyState === WebSocket.OPEN) ws.send('\n');

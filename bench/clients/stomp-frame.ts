@@ -40,7 +40,10 @@ export class StompDecoder {
       if (start > 0) this.buffer = this.buffer.slice(start);
       const headerEnd = this.buffer.indexOf('\n\n');
       if (headerEnd < 0) break;
-      const lines = this.buffer.slice(0, headerEnd).split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+      const lines = this.buffer
+        .slice(0, headerEnd)
+        .split('\n')
+        .map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
       const command = lines[0] ?? '';
       const plain = UNESCAPED.has(command);
       const headers: Record<string, string> = {};

@@ -110,7 +110,14 @@ export class BenchRelay {
   /** The relay's memory: VmRSS and, through the probe, the V8 heap (after a full GC when `gc`). */
   async memory(gc = true): Promise<RelayMemory> {
     const heap = await this.ask<Omit<RelayMemory, 'rss'>>('memory', { gc });
-    return { heapUsed: heap.heapUsed, heapTotal: heap.heapTotal, external: heap.external, arrayBuffers: heap.arrayBuffers, gcRan: heap.gcRan, rss: rssBytes(this.pid) ?? 0 };
+    return {
+      heapUsed: heap.heapUsed,
+      heapTotal: heap.heapTotal,
+      external: heap.external,
+      arrayBuffers: heap.arrayBuffers,
+      gcRan: heap.gcRan,
+      rss: rssBytes(this.pid) ?? 0,
+    };
   }
 
   /** Starts the V8 CPU profiler in the relay (the profiler behind --cpu-prof). */

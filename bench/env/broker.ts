@@ -56,15 +56,19 @@ export interface FdCheck {
 export async function ensureBrokerFdLimit(needed: number, allowRestart: boolean, log: (line: string) => void): Promise<FdCheck> {
   const pid = brokerPid();
   const limit = pid === undefined ? undefined : openFilesLimit(pid);
-  if (limit === undefined) return { limit, restarted: false, warning: 'could not read the broker\'s open-files limit (is beam.smp running as rabbitmq?)' };
+  if (limit === undefined)
+    return { limit, restarted: false, warning: "could not read the broker's open-files limit (is beam.smp running as rabbitmq?)" };
   if (limit >= needed) return { limit, restarted: false };
   const warning = `WARNING: RabbitMQ's open-files limit is ${limit} (need about ${needed}): classic queues hang and Web-STOMP runs out of sockets (ops/README.md, open files)`;
   log(warning);
-  if (!allowRestart || process.getuid?.() !== 0) return { limit, restarted: false, warning: `${warning}; not restarted (--no-broker-restart or not root)` };
+  if (!allowRestart || process.getuid?.() !== 0)
+    return { limit, restarted: false, warning: `${warning}; not restarted (--no-broker-restart or not root)` };
   log(`restarting RabbitMQ with ulimit -n ${RAISED_FD_LIMIT}`);
   await run('rabbitmqctl', ['stop'], { timeout: 60_000 }).catch(() => undefined);
   for (let i = 0; i < 60 && brokerPid() !== undefined; i += 1) await sleep(500);
-  await run('su', ['rabbitmq', '-s', '/bin/sh', '-c', `ulimit -n ${RAISED_FD_LIMIT}; /usr/lib/rabbitmq/bin/rabbitmq-server -detached`], { timeout: 60_000 });
+  await run('su', ['rabbitmq', '-s', '/bin/sh', '-c', `ulimit -n ${RAISED_FD_LIMIT}; /usr/lib/rabbitmq/bin/rabbitmq-server -detached`], {
+    timeout: 60_000,
+  });
   await run('rabbitmqctl', ['await_startup', '--timeout', '120'], { timeout: 130_000 });
   for (let i = 0; i < 60 && !(await portOpen(5672)); i += 1) await sleep(500);
   const after = brokerPid();

@@ -96,14 +96,15 @@ export function watchCpu(pids: Record<string, number | undefined>): CpuWatch {
         if (start !== undefined && end !== undefined) out[name] = Math.round(((end - start) / elapsed) * 100);
         const waitStart = waitBefore[name];
         const waitEnd = pid === undefined ? undefined : runQueueWaitMs(pid);
-        if ((name === 'relay' || name === 'bench') && waitStart !== undefined && waitEnd !== undefined) out[`${name}Wait`] = Math.round(((waitEnd - waitStart) / elapsed) * 100);
+        if ((name === 'relay' || name === 'bench') && waitStart !== undefined && waitEnd !== undefined)
+          out[`${name}Wait`] = Math.round(((waitEnd - waitStart) / elapsed) * 100);
       }
       const machineAfter = machineTicks();
       const total = machineAfter.total - machineBefore.total;
       if (total > 0) {
         out.machine = Math.round(((machineAfter.busy - machineBefore.busy) / total) * 100);
         const watched = Object.keys(pids).reduce((acc, name) => acc + (out[name] ?? 0), 0);
-        out.others = Math.max(0, Math.round((out.machine * cpus().length) - watched));
+        out.others = Math.max(0, Math.round(out.machine * cpus().length - watched));
       }
       return out;
     },
@@ -119,7 +120,13 @@ export function machineInfo(): { cpus: number; cpuModel: string; loadavg: number
   } catch {
     memGiB = 0;
   }
-  return { cpus: list.length, cpuModel: list[0]?.model ?? 'unknown', loadavg: loadavg().map((v) => Math.round(v * 100) / 100), node: process.version, memGiB };
+  return {
+    cpus: list.length,
+    cpuModel: list[0]?.model ?? 'unknown',
+    loadavg: loadavg().map((v) => Math.round(v * 100) / 100),
+    node: process.version,
+    memGiB,
+  };
 }
 
 /** Other processes using noticeable CPU right now (for the report: the box is shared). */

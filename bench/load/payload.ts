@@ -24,5 +24,12 @@ export function encodePayload(phase: number, user: number, k: number, tUs: numbe
 
 export function isPayload(value: unknown): value is Payload {
   const p = value as Partial<Payload> | null;
-  return typeof p === 'object' && p !== null && typeof p.r === 'number' && typeof p.u === 'number' && typeof p.k === 'number' && typeof p.t === 'number';
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    typeof p.r === 'number' &&
+    typeof p.u === 'number' &&
+    typeof p.k === 'number' &&
+    typeof p.t === 'number'
+  );
 }

@@ -102,7 +102,19 @@ async function run(channel: ConfirmChannel, command: RunCommand): Promise<RunRep
   const publishMs = (nowUs() - startedUs) / 1000;
   const confirmDeadline = Date.now() + 30_000;
   while (outstanding > 0 && Date.now() < confirmDeadline) await sleep(20);
-  return { ev: 'done', phase, published, nacked, confirmed, unconfirmed: outstanding, startedUs, publishMs, maxOutstanding, maxLagMs, limitedBy };
+  return {
+    ev: 'done',
+    phase,
+    published,
+    nacked,
+    confirmed,
+    unconfirmed: outstanding,
+    startedUs,
+    publishMs,
+    maxOutstanding,
+    maxLagMs,
+    limitedBy,
+  };
 }
 
 async function main(): Promise<void> {

@@ -37,7 +37,9 @@ export class Publisher {
     const worker = new Worker(fileURLToPath(new URL('./publisher-worker.js', import.meta.url)), { workerData: { url, runId, received } });
     await withTimeout(
       new Promise<void>((resolve, reject) => {
-        worker.once('message', (event: PublisherEvent) => (event.ev === 'ready' ? resolve() : reject(new Error(event.ev === 'error' ? event.message : 'unexpected'))));
+        worker.once('message', (event: PublisherEvent) =>
+          event.ev === 'ready' ? resolve() : reject(new Error(event.ev === 'error' ? event.message : 'unexpected')),
+        );
         worker.once('error', reject);
       }),
       15_000,

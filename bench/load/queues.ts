@@ -15,8 +15,16 @@ export function queueSettings(queueType: QueueType): QueueSettings {
   return { queueType, queueMaxLength: QUEUE_MAX_LENGTH, queueDeliveryLimit: 20 };
 }
 
-async function withChannels(url: string, count: number, work: (take: () => Promise<Channel>, give: (c: Channel) => void) => Promise<void>): Promise<void> {
-  const model: ChannelModel = await withTimeout(amqp.connect(url, { clientProperties: { connection_name: 'bench topology' } }), 30_000, 'AMQP connect');
+async function withChannels(
+  url: string,
+  count: number,
+  work: (take: () => Promise<Channel>, give: (c: Channel) => void) => Promise<void>,
+): Promise<void> {
+  const model: ChannelModel = await withTimeout(
+    amqp.connect(url, { clientProperties: { connection_name: 'bench topology' } }),
+    30_000,
+    'AMQP connect',
+  );
   model.on('error', () => undefined);
   const idle: Channel[] = [];
   const take = async (): Promise<Channel> => {
@@ -45,7 +53,12 @@ export async function ensureSharedTopology(url: string, queueType: QueueType): P
 }
 
 /** Declares `inbox.<user>` for every user, bound to `inbox`. Returns the failures (none expected). */
-export async function declareInboxes(url: string, users: readonly string[], queueType: QueueType, deadlineMs: number): Promise<{ done: number; failed: number; errors: string[] }> {
+export async function declareInboxes(
+  url: string,
+  users: readonly string[],
+  queueType: QueueType,
+  deadlineMs: number,
+): Promise<{ done: number; failed: number; errors: string[] }> {
   const args = inboxQueueArguments(queueSettings(queueType));
   let result = { done: 0, failed: 0, errors: [] as string[] };
   await withChannels(url, 16, async (take, give) => {
@@ -55,7 +68,11 @@ export async function declareInboxes(url: string, users: readonly string[], queu
       async (user) => {
         const channel = await withTimeout(take(), 30_000, 'open channel');
         const queue = inboxQueueName(user);
-        await withTimeout(channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false, arguments: args }), 60_000, `declare ${queue}`);
+        await withTimeout(
+          channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false, arguments: args }),
+          60_000,
+          `declare ${queue}`,
+        );
         await withTimeout(channel.bindQueue(queue, INBOX_EXCHANGE, user), 60_000, `bind ${queue}`);
         give(channel);
       },
@@ -69,7 +86,12 @@ export async function declareInboxes(url: string, users: readonly string[], queu
 export async function leftoverBenchUsers(): Promise<string[]> {
   const { execFile } = await import('node:child_process');
   const out = await new Promise<string>((resolve) => {
-    execFile('rabbitmqctl', ['list_queues', 'name', '--no-table-headers', '-q'], { timeout: 120_000, maxBuffer: 64 * 2 ** 20 }, (error, stdout) => resolve(error ? '' : stdout));
+    execFile(
+      'rabbitmqctl',
+      ['list_queues', 'name', '--no-table-headers', '-q'],
+      { timeout: 120_000, maxBuffer: 64 * 2 ** 20 },
+      (error, stdout) => resolve(error ? '' : stdout),
+    );
   });
   return out
     .split('\n')
@@ -79,7 +101,11 @@ export async function leftoverBenchUsers(): Promise<string[]> {
 }
 
 /** Ready messages and consumers of `inbox.<user>` per user, from the queues themselves (undefined where the check failed). */
-export async function queueStates(url: string, users: readonly string[], deadlineMs: number): Promise<({ ready: number; consumers: number } | undefined)[]> {
+export async function queueStates(
+  url: string,
+  users: readonly string[],
+  deadlineMs: number,
+): Promise<({ ready: number; consumers: number } | undefined)[]> {
   const states: ({ ready: number; consumers: number } | undefined)[] = users.map(() => undefined);
   await withChannels(url, 16, async (take, give) => {
     await forEachLimit(
@@ -103,7 +129,11 @@ export async function queueDepths(url: string, users: readonly string[], deadlin
 }
 
 /** Deletes `inbox.<user>` for every user (messages and all). */
-export async function deleteInboxes(url: string, users: readonly string[], deadlineMs: number): Promise<{ done: number; failed: number; errors: string[] }> {
+export async function deleteInboxes(
+  url: string,
+  users: readonly string[],
+  deadlineMs: number,
+): Promise<{ done: number; failed: number; errors: string[] }> {
   let result = { done: 0, failed: 0, errors: [] as string[] };
   await withChannels(url, 16, async (take, give) => {
     result = await forEachLimit(

@@ -55,7 +55,12 @@ export class Tracker implements Receiver {
     this.seen = Array.from({ length: users }, () => new Uint8Array(64));
     this.highest = new Int32Array(users);
     if (options.latency) {
-      this.histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
+      this.histogram = hdr.build({
+        lowestDiscernibleValue: 1,
+        highestTrackableValue: 120_000_000,
+        numberOfSignificantValueDigits: 3,
+        autoResize: true,
+      });
     }
   }
 

@@ -125,7 +125,11 @@ export function summariseProfile(file: string, label = '', topN = 25): ProfileSu
 
 /** The summary as plain text lines. */
 export function formatProfile(s: ProfileSummary): string {
-  const lines = [`${s.label ? `${s.label}: ` : ''}${s.file}: ${s.totalMs} ms sampled, ${s.busyMs} ms busy`, '', 'by location (self time, % of busy)'];
+  const lines = [
+    `${s.label ? `${s.label}: ` : ''}${s.file}: ${s.totalMs} ms sampled, ${s.busyMs} ms busy`,
+    '',
+    'by location (self time, % of busy)',
+  ];
   for (const e of s.byLocation) lines.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${String(e.selfMs).padStart(7)} ms  ${e.name}`);
   lines.push('', 'by function (self time)');
   for (const e of s.byFunction) lines.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${String(e.selfMs).padStart(7)} ms  ${e.name}`);

@@ -2,8 +2,10 @@
 import { SYSTEM_LABELS, type SystemName } from '../systems/system.js';
 import type { BenchResults } from './results.js';
 
-const fmt = (n: number | undefined, digits = 0): string => (n === undefined ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
-const ms = (n: number | undefined): string => (n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US'));
+const fmt = (n: number | undefined, digits = 0): string =>
+  n === undefined ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const ms = (n: number | undefined): string =>
+  n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US');
 const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const label = (system: SystemName): string => SYSTEM_LABELS[system];
@@ -18,7 +20,8 @@ export function renderMarkdown(r: BenchResults): string {
     '',
   );
   const busy = m.busyAtStart as { command: string; cpuPercent: number }[] | undefined;
-  if (busy && busy.length > 0) out.push(`Other processes busy when the run started: ${busy.map((b) => `${b.command} (${b.cpuPercent}%)`).join('; ')}.`, '');
+  if (busy && busy.length > 0)
+    out.push(`Other processes busy when the run started: ${busy.map((b) => `${b.command} (${b.cpuPercent}%)`).join('; ')}.`, '');
   out.push(
     `Load: ${String(r.load.description)}`,
     '',
@@ -26,7 +29,9 @@ export function renderMarkdown(r: BenchResults): string {
     '',
     '| target | goal | measured | met |',
     '|---|---|---|---|',
-    ...r.targets.map((t) => `| ${t.name} | ${t.goal} | ${t.measured} | ${t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'} |`),
+    ...r.targets.map(
+      (t) => `| ${t.name} | ${t.goal} | ${t.measured} | ${t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'} |`,
+    ),
     '',
   );
   if (r.ratios.length > 0) {
@@ -51,7 +56,10 @@ export function renderMarkdown(r: BenchResults): string {
         '',
         '| queues | users | inbox-relay, coalesced acks | / ceiling | / Web-STOMP |',
         '|---|---:|---:|---:|---:|',
-        ...r.ratios.map((x) => `| ${x.queueType} | ${fmt(x.users)} | ${range(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} | ${x.coalescedOverStomp ?? 'n/a'} |`),
+        ...r.ratios.map(
+          (x) =>
+            `| ${x.queueType} | ${fmt(x.users)} | ${range(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} | ${x.coalescedOverStomp ?? 'n/a'} |`,
+        ),
         '',
       );
     }
@@ -117,7 +125,12 @@ export function renderMarkdown(r: BenchResults): string {
       '',
     );
     if (c.heap) {
-      out.push(`What the connections added to the relay's heap (heap snapshots before and after, self sizes by constructor; ${mib(c.heap.totalBytes)} in all), per connection:`, '', '| object | count per connection | bytes per connection |', '|---|---:|---:|');
+      out.push(
+        `What the connections added to the relay's heap (heap snapshots before and after, self sizes by constructor; ${mib(c.heap.totalBytes)} in all), per connection:`,
+        '',
+        '| object | count per connection | bytes per connection |',
+        '|---|---:|---:|',
+      );
       for (const e of c.heap.perConnection.slice(0, 20)) out.push(`| \`${e.name}\` | ${e.count} | ${fmt(e.bytes)} |`);
       out.push('');
     }
@@ -145,7 +158,14 @@ export function renderMarkdown(r: BenchResults): string {
   if (r.profiles.length > 0) {
     out.push('## CPU profiles of the relay', '');
     for (const p of r.profiles) {
-      out.push(`### ${p.label || 'relay'}`, '', `\`${p.file}\`: ${fmt(p.busyMs)} ms busy of ${fmt(p.totalMs)} ms sampled.`, '', '| where (self time) | % of busy |', '|---|---:|');
+      out.push(
+        `### ${p.label || 'relay'}`,
+        '',
+        `\`${p.file}\`: ${fmt(p.busyMs)} ms busy of ${fmt(p.totalMs)} ms sampled.`,
+        '',
+        '| where (self time) | % of busy |',
+        '|---|---:|',
+      );
       for (const e of p.byLocation.slice(0, 12)) out.push(`| ${e.name} | ${e.percent} |`);
       out.push('', '| function (self time) | % of busy |', '|---|---:|');
       for (const e of p.byFunction.slice(0, 15)) out.push(`| \`${e.name}\` | ${e.percent} |`);
@@ -174,7 +194,7 @@ function backlogSection(r: BenchResults): string[] {
   const out: string[] = [
     '## Backlog drain (every inbox filled first, then all clients connect at once)',
     '',
-    'As after an outage: each user\'s queue is filled with the backlog (published with confirms while no consumer runs), then every client connects, as fast as each system\'s own start allows (relay: 100 handshakes in flight, refusals retried after their retry-after; Web-STOMP: 50 connections in flight; amqplib: 32 channel opens in flight). Drain rate = messages / time from the first connect attempt to the receipt of the last message (acked at once). Median of the rounds (range in brackets) and median drain time; the systems alternate round by round. Ratios are given as backlog / closed loop, the closed-loop figure from this run\'s throughput phase at the same queue type and users.',
+    "As after an outage: each user's queue is filled with the backlog (published with confirms while no consumer runs), then every client connects, as fast as each system's own start allows (relay: 100 handshakes in flight, refusals retried after their retry-after; Web-STOMP: 50 connections in flight; amqplib: 32 channel opens in flight). Drain rate = messages / time from the first connect attempt to the receipt of the last message (acked at once). Median of the rounds (range in brackets) and median drain time; the systems alternate round by round. Ratios are given as backlog / closed loop, the closed-loop figure from this run's throughput phase at the same queue type and users.",
     '',
     '| queues | users | backlog per user | plain amqplib (ceiling) | inbox-relay | Web-STOMP | relay / ceiling: backlog / closed loop | relay / Web-STOMP: backlog / closed loop |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -190,7 +210,9 @@ function backlogSection(r: BenchResults): string[] {
       '',
       '| queues | users | inbox-relay, coalesced acks | / ceiling |',
       '|---|---:|---:|---:|',
-      ...r.backlogRatios.map((x) => `| ${x.queueType} | ${fmt(x.users)} | ${cell(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} |`),
+      ...r.backlogRatios.map(
+        (x) => `| ${x.queueType} | ${fmt(x.users)} | ${cell(x.systems['relay-coalesced'])} | ${x.coalescedOverCeiling ?? 'n/a'} |`,
+      ),
       '',
     );
   }

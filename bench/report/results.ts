@@ -44,7 +44,10 @@ export interface BacklogRatio {
   users: number;
   perUser: number;
   /** Per system: median, min and max drain msgs/s over the rounds, median drain time and CPU µs per message. */
-  systems: Record<string, { median: number; min: number; max: number; rounds: number; drainMs: number; cpuUsPerMsg: Record<string, number> }>;
+  systems: Record<
+    string,
+    { median: number; min: number; max: number; rounds: number; drainMs: number; cpuUsPerMsg: Record<string, number> }
+  >;
   relayOverCeiling: number | undefined;
   relayOverStomp: number | undefined;
   coalescedOverCeiling: number | undefined;
@@ -118,7 +121,10 @@ export function computeRatios(throughput: readonly ThroughputResult[], cores: nu
   return [...keys.values()].map(({ queueType, users }) => {
     const systems: Record<string, SystemSummary> = {};
     for (const name of ['amqplib', 'relay', 'web-stomp', 'relay-coalesced']) {
-      const summary = summarise(throughput.filter((r) => r.queueType === queueType && r.users === users && r.system === name), cores);
+      const summary = summarise(
+        throughput.filter((r) => r.queueType === queueType && r.users === users && r.system === name),
+        cores,
+      );
       if (summary) systems[name] = summary;
     }
     const ceiling = systems.amqplib?.median;
@@ -146,11 +152,14 @@ export function computeRatios(throughput: readonly ThroughputResult[], cores: nu
 
 export function computeBacklogRatios(backlog: readonly BacklogResult[], closedLoop: readonly Ratio[]): BacklogRatio[] {
   const keys = new Map<string, { queueType: string; users: number; perUser: number }>();
-  for (const r of backlog) keys.set(`${r.queueType}/${r.users}/${r.perUser}`, { queueType: r.queueType, users: r.users, perUser: r.perUser });
+  for (const r of backlog)
+    keys.set(`${r.queueType}/${r.users}/${r.perUser}`, { queueType: r.queueType, users: r.users, perUser: r.perUser });
   return [...keys.values()].map(({ queueType, users, perUser }) => {
     const systems: BacklogRatio['systems'] = {};
     for (const name of ['amqplib', 'relay', 'web-stomp', 'relay-coalesced']) {
-      const runs = backlog.filter((r) => r.queueType === queueType && r.users === users && r.perUser === perUser && r.system === name && r.drained);
+      const runs = backlog.filter(
+        (r) => r.queueType === queueType && r.users === users && r.perUser === perUser && r.system === name && r.drained,
+      );
       if (runs.length === 0) continue;
       const rates = runs.map((r) => r.msgsPerSec);
       const cpuUsPerMsg: Record<string, number> = {};
@@ -158,7 +167,14 @@ export function computeBacklogRatios(backlog: readonly BacklogResult[], closedLo
         const values = runs.map((r) => r.cpuUsPerMsg[key]).filter((v): v is number => v !== undefined);
         if (values.length > 0) cpuUsPerMsg[key] = median(values);
       }
-      systems[name] = { median: median(rates), min: Math.min(...rates), max: Math.max(...rates), rounds: runs.length, drainMs: median(runs.map((r) => r.drainMs)), cpuUsPerMsg };
+      systems[name] = {
+        median: median(rates),
+        min: Math.min(...rates),
+        max: Math.max(...rates),
+        rounds: runs.length,
+        drainMs: median(runs.map((r) => r.drainMs)),
+        cpuUsPerMsg,
+      };
     }
     const ratio = (a: string, b: string): number | undefined => {
       const x = systems[a]?.median;
@@ -197,21 +213,25 @@ export function evaluateTargets(results: Pick<BenchResults, 'ratios' | 'latency'
       met: r.relayOverStomp === undefined ? undefined : r.relayOverStomp >= 2,
     });
   }
-  if (at1000.length === 0) targets.push({ name: 'throughput at 1,000 users', goal: '>= 0.75 x ceiling, >= 2 x Web-STOMP', measured: 'not run', met: undefined });
+  if (at1000.length === 0)
+    targets.push({ name: 'throughput at 1,000 users', goal: '>= 0.75 x ceiling, >= 2 x Web-STOMP', measured: 'not run', met: undefined });
   const p99 = (system: string): number | undefined => results.latency.find((l) => l.rate === 1000 && l.system === system)?.latency?.p99Ms;
   const relayP99 = p99('relay');
   const ceilingP99 = p99('amqplib');
   targets.push({
     name: 'p99 latency at 1,000 msgs/s: relay minus ceiling',
     goal: '<= 10 ms',
-    measured: relayP99 === undefined || ceilingP99 === undefined ? 'n/a' : `${round2(relayP99 - ceilingP99)} ms (${relayP99} vs ${ceilingP99} ms)`,
+    measured:
+      relayP99 === undefined || ceilingP99 === undefined ? 'n/a' : `${round2(relayP99 - ceilingP99)} ms (${relayP99} vs ${ceilingP99} ms)`,
     met: relayP99 === undefined || ceilingP99 === undefined ? undefined : relayP99 - ceilingP99 <= 10,
   });
   const c = results.connections;
   targets.push({
     name: `relay memory per connection (${c ? c.target.toLocaleString('en-US') : '10,000'} connections, RSS)`,
     goal: '<= 16 KiB',
-    measured: c ? `${(c.rssPerConnectionBytes / 1024).toFixed(1)} KiB RSS, ${(c.heapPerConnectionBytes / 1024).toFixed(1)} KiB heap (${c.connected} connected)` : 'not run',
+    measured: c
+      ? `${(c.rssPerConnectionBytes / 1024).toFixed(1)} KiB RSS, ${(c.heapPerConnectionBytes / 1024).toFixed(1)} KiB heap (${c.connected} connected)`
+      : 'not run',
     met: c ? c.rssPerConnectionBytes <= 16 * 1024 && c.connected === c.target : undefined,
   });
   const s = results.storm;

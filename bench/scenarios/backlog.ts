@@ -82,13 +82,16 @@ async function connectAll(system: SystemUnderTest, users: readonly string[]): Pr
   system.clients.push(...clients);
   const deadline = Date.now() + 300_000;
   const outcome = await forEachLimit(clients, 100, (client) => connectWithRetry(client, deadline, counters), deadline);
-  if (outcome.done !== users.length) throw new Error(`relay clients: ${outcome.failed} of ${users.length} could not connect (${outcome.errors.join('; ')})`);
+  if (outcome.done !== users.length)
+    throw new Error(`relay clients: ${outcome.failed} of ${users.length} could not connect (${outcome.errors.join('; ')})`);
   return counters;
 }
 
 /** Ready messages and consumers summed over the users' queues; undefined when a queue could not be checked. */
 async function totals(ctx: BenchContext, users: readonly string[]): Promise<{ ready: number; consumers: number } | undefined> {
-  const states = await withTimeout(queueStates(ctx.rabbitmqUrl, users, Date.now() + 120_000), 150_000, 'queue states').catch(() => undefined);
+  const states = await withTimeout(queueStates(ctx.rabbitmqUrl, users, Date.now() + 120_000), 150_000, 'queue states').catch(
+    () => undefined,
+  );
   if (!states) return undefined;
   let ready = 0;
   let consumers = 0;
@@ -128,12 +131,25 @@ async function disconnectAll(ctx: BenchContext, system: SystemUnderTest, users: 
 }
 
 /** One round on a system with no client connected and empty queues: fill, connect, drain, check the queues, disconnect. */
-export async function backlogPhase(ctx: BenchContext, system: SystemUnderTest, users: readonly string[], queueType: string, perUser: number, round: number): Promise<BacklogResult> {
+export async function backlogPhase(
+  ctx: BenchContext,
+  system: SystemUnderTest,
+  users: readonly string[],
+  queueType: string,
+  perUser: number,
+  round: number,
+): Promise<BacklogResult> {
   const phase = ctx.nextPhase();
   const tracker = new Tracker(phase, users.length);
   ctx.slot.current = { onPayload: () => undefined };
   const prefillStart = Date.now();
-  const report = await ctx.publisher.run({ phase, users: [...users], mode: 'max', totalMessages: users.length * perUser, durationMs: 600_000 });
+  const report = await ctx.publisher.run({
+    phase,
+    users: [...users],
+    mode: 'max',
+    totalMessages: users.length * perUser,
+    durationMs: 600_000,
+  });
   const prefillMs = Date.now() - prefillStart;
   const expected = sum(report.published) - report.nacked.length - report.unconfirmed;
   const queued = (await totals(ctx, users))?.ready;
@@ -162,10 +178,12 @@ export async function backlogPhase(ctx: BenchContext, system: SystemUnderTest, u
   // Late duplicates show up shortly after the last message.
   await sleep(500);
   const accounting = tracker.account(report.published, report.nacked);
-  const leftInQueues = await withTimeout(disconnectAll(ctx, system, users), 120_000, `disconnect ${system.name}`).catch((error: unknown) => {
-    ctx.log(`${(error as Error).message}`);
-    return undefined;
-  });
+  const leftInQueues = await withTimeout(disconnectAll(ctx, system, users), 120_000, `disconnect ${system.name}`).catch(
+    (error: unknown) => {
+      ctx.log(`${(error as Error).message}`);
+      return undefined;
+    },
+  );
   const drainMs = Math.round((endUs - startUs) / 1000);
   const msgsPerSec = Math.round(expected / Math.max(0.001, (endUs - startUs) / 1e6));
   const afterUs = endUs - connectedUs;
@@ -205,7 +223,12 @@ interface Entry {
 }
 
 /** Every backlog suite of the plan (queue type x users), each system on its own queues, rounds alternating. */
-export async function runBacklog(ctx: BenchContext, plan: NonNullable<Plan['backlog']>, systems: SystemName[], nodeArgs: string[] | undefined): Promise<{ results: BacklogResult[]; errors: string[] }> {
+export async function runBacklog(
+  ctx: BenchContext,
+  plan: NonNullable<Plan['backlog']>,
+  systems: SystemName[],
+  nodeArgs: string[] | undefined,
+): Promise<{ results: BacklogResult[]; errors: string[] }> {
   const results: BacklogResult[] = [];
   const errors: string[] = [];
   const fail = (entry: Entry, error: unknown): void => {
@@ -229,15 +252,28 @@ export async function runBacklog(ctx: BenchContext, plan: NonNullable<Plan['back
       try {
         for (const entry of entries) {
           ctx.log(`setup: ${entry.label}`);
-          const declared = await declareInboxes(ctx.rabbitmqUrl, entry.users, queueType, Date.now() + 300_000).catch((error: unknown) => ({ done: 0, failed: entry.users.length, errors: [(error as Error).message] }));
+          const declared = await declareInboxes(ctx.rabbitmqUrl, entry.users, queueType, Date.now() + 300_000).catch((error: unknown) => ({
+            done: 0,
+            failed: entry.users.length,
+            errors: [(error as Error).message],
+          }));
           if (declared.failed > 0) fail(entry, new Error(`could not declare ${declared.failed} queues: ${declared.errors.join('; ')}`));
         }
         for (let round = 0; round <= plan.rounds; round += 1) {
           for (const entry of rotate(entries, Math.max(0, round - 1))) {
             if (!entry.ok) continue;
             try {
-              ctx.log(`backlog: ${entry.label}, ${round === 0 ? `warm-up (${WARMUP_PER_USER} per user, not recorded)` : `round ${round}/${plan.rounds}`}`);
-              const r = await backlogPhase(ctx, entry.system, entry.users, queueType, round === 0 ? Math.min(WARMUP_PER_USER, plan.perUser) : plan.perUser, round);
+              ctx.log(
+                `backlog: ${entry.label}, ${round === 0 ? `warm-up (${WARMUP_PER_USER} per user, not recorded)` : `round ${round}/${plan.rounds}`}`,
+              );
+              const r = await backlogPhase(
+                ctx,
+                entry.system,
+                entry.users,
+                queueType,
+                round === 0 ? Math.min(WARMUP_PER_USER, plan.perUser) : plan.perUser,
+                round,
+              );
               if (round > 0) results.push(r);
               ctx.log(
                 `  ${r.expected} msgs (queued ${r.queued ?? '?'}, filled at ${r.prefillPerSec}/s) drained in ${r.drainMs} ms: ${r.msgsPerSec} msgs/s; all connected after ${r.connectMs} ms; lost ${r.lost}, duplicates ${r.duplicates}, out of order ${r.outOfOrder}, left in queues ${r.leftInQueues ?? '?'}, cpu ${JSON.stringify(r.cpu)}`,
@@ -251,13 +287,22 @@ export async function runBacklog(ctx: BenchContext, plan: NonNullable<Plan['back
         }
       } finally {
         for (const entry of entries) {
-          await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) => ctx.log(`${(error as Error).message}`));
-          const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000), 300_000, 'delete queues').catch((error: unknown) => ({
+          await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) =>
+            ctx.log(`${(error as Error).message}`),
+          );
+          const deleted = await withTimeout(
+            deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000),
+            300_000,
+            'delete queues',
+          ).catch((error: unknown) => ({
             done: 0,
             failed: entry.users.length,
             errors: [(error as Error).message],
           }));
-          if (deleted.failed > 0) ctx.log(`could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`);
+          if (deleted.failed > 0)
+            ctx.log(
+              `could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`,
+            );
         }
       }
     }

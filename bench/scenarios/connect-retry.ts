@@ -15,7 +15,11 @@ function failureReason(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') return code;
-  return error.message.replace(/retry-after=\d+/g, '').replace(/\s+/g, ' ').trim().slice(0, 80);
+  return error.message
+    .replace(/retry-after=\d+/g, '')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 80);
 }
 
 /** Connects (or reconnects with resume), retrying refusals with the relay's retry-after plus jitter, until `deadline`. */

@@ -90,7 +90,11 @@ export interface ConnectionsOptions {
 }
 
 /** A heap snapshot of the relay, summarised; the (large) file is removed. */
-async function snapshot(ctx: BenchContext, relay: { heapSnapshot(file: string): Promise<void> }, name: string): Promise<HeapSummary | undefined> {
+async function snapshot(
+  ctx: BenchContext,
+  relay: { heapSnapshot(file: string): Promise<void> },
+  name: string,
+): Promise<HeapSummary | undefined> {
   const file = join(ctx.resultsDir, `relay-${ctx.runId}-${name}.heapsnapshot.tmp`);
   try {
     ctx.log(`connections: heap snapshot of the relay (${name})`);
@@ -144,7 +148,12 @@ export async function connectionsScenario(
     const cpu = watchCpu({ relay: relay.pid, broker: ctx.brokerPid, redis: ctx.redisPid, bench: process.pid });
     const connectProfile = await profileWindow(ctx, relay, `relay-connect-${users.length}`);
     const connectStart = Date.now();
-    const outcome = await forEachLimit(clients, options.connectConcurrency, (client) => connectWithRetry(client, connectStart + 300_000, counters), connectStart + 300_000);
+    const outcome = await forEachLimit(
+      clients,
+      options.connectConcurrency,
+      (client) => connectWithRetry(client, connectStart + 300_000, counters),
+      connectStart + 300_000,
+    );
     const connectMs = Date.now() - connectStart;
     const cpuUse = cpu.stop();
     await connectProfile.stop();
@@ -158,7 +167,13 @@ export async function connectionsScenario(
     const check = new Tracker(checkPhase, users.length);
     ctx.slot.current = check;
     const checkStart = Date.now();
-    const checkReport = await ctx.publisher.run({ phase: checkPhase, users, mode: 'max', durationMs: 120_000, totalMessages: users.length });
+    const checkReport = await ctx.publisher.run({
+      phase: checkPhase,
+      users,
+      mode: 'max',
+      durationMs: 120_000,
+      totalMessages: users.length,
+    });
     const checkExpected = sum(checkReport.published) - checkReport.nacked.length;
     await waitUntil(() => check.received >= checkExpected, { timeoutMs: 60_000, intervalMs: 50 });
     const checkAccount = check.account(checkReport.published, checkReport.nacked);
@@ -185,7 +200,11 @@ export async function connectionsScenario(
       const diff = diffHeap(heapBefore, heapAfter);
       connections.heap = {
         totalBytes: diff.totalBytes,
-        perConnection: diff.top.map((e) => ({ name: e.name, count: Math.round((e.count / connected) * 100) / 100, bytes: Math.round(e.bytes / connected) })),
+        perConnection: diff.top.map((e) => ({
+          name: e.name,
+          count: Math.round((e.count / connected) * 100) / 100,
+          bytes: Math.round(e.bytes / connected),
+        })),
       };
     }
     ctx.log(
@@ -263,7 +282,9 @@ export async function connectionsScenario(
       drainMs,
       drained,
     };
-    ctx.log(`storm: published ${sum(report.published)}, received ${tracker.received}, not received yet ${account.lost + strandedAccount.lost} (${strandedAccount.lost} of clients not resumed), duplicates ${account.duplicates}`);
+    ctx.log(
+      `storm: published ${sum(report.published)}, received ${tracker.received}, not received yet ${account.lost + strandedAccount.lost} (${strandedAccount.lost} of clients not resumed), duplicates ${account.duplicates}`,
+    );
     return { connections, storm };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -276,20 +297,29 @@ export async function connectionsScenario(
       // With the relay stopped, every message it held unacked is back in its queue: what is
       // neither received nor queued is lost.
       const missing = stormMissing.missing;
-      const depths = await withTimeout(queueDepths(ctx.rabbitmqUrl, stormMissing.users, Date.now() + 120_000), 150_000, 'count queues').catch(() => undefined);
+      const depths = await withTimeout(
+        queueDepths(ctx.rabbitmqUrl, stormMissing.users, Date.now() + 120_000),
+        150_000,
+        'count queues',
+      ).catch(() => undefined);
       if (depths && depths.every((d) => d !== undefined)) {
         storm.stillQueued = depths.reduce<number>((acc, d, u) => acc + Math.min(d ?? 0, missing[u] ?? 0), 0);
         storm.lost = missing.reduce((acc, m, u) => acc + Math.max(0, m - (depths[u] ?? 0)), 0);
-        ctx.log(`storm: after the relay stopped, ${storm.stillQueued} of the ${storm.notReceived} messages not received are still in their queues; lost ${storm.lost}`);
+        ctx.log(
+          `storm: after the relay stopped, ${storm.stillQueued} of the ${storm.notReceived} messages not received are still in their queues; lost ${storm.lost}`,
+        );
       } else {
         ctx.log('storm: could not count the queues; losses unknown');
       }
     }
-    const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, users, Date.now() + 540_000), 600_000, 'delete queues').catch((error: unknown) => ({
-      done: 0,
-      failed: users.length,
-      errors: [(error as Error).message],
-    }));
-    if (deleted.failed > 0) ctx.log(`could not delete ${deleted.failed} queues (node dist/bench/run.js --cleanup): ${deleted.errors.join('; ')}`);
+    const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, users, Date.now() + 540_000), 600_000, 'delete queues').catch(
+      (error: unknown) => ({
+        done: 0,
+        failed: users.length,
+        errors: [(error as Error).message],
+      }),
+    );
+    if (deleted.failed > 0)
+      ctx.log(`could not delete ${deleted.failed} queues (node dist/bench/run.js --cleanup): ${deleted.errors.join('; ')}`);
   }
 }

@@ -29,7 +29,13 @@ export const SHORT: Record<SystemName, string> = { amqplib: 'a', relay: 'r', 'we
 const SDK_ACKS = { kind: 'coalesced', batch: 10, delayMs: 50 } as const;
 
 /** A fresh, not yet started system of that name, with its own Redis prefix and log file (relays) under `tag`. */
-export function makeSystem(ctx: BenchContext, name: SystemName, queueType: QueueType, tag: string, nodeArgs: string[] | undefined): SystemUnderTest {
+export function makeSystem(
+  ctx: BenchContext,
+  name: SystemName,
+  queueType: QueueType,
+  tag: string,
+  nodeArgs: string[] | undefined,
+): SystemUnderTest {
   if (name === 'amqplib') return new AmqpSystem(ctx.rabbitmqUrl, ctx.window, ctx.slot);
   if (name === 'web-stomp') return new StompSystem(ctx.window, ctx.slot);
   return new RelaySystem(
@@ -43,7 +49,9 @@ export function makeSystem(ctx: BenchContext, name: SystemName, queueType: Queue
       logFile: `${ctx.resultsDir}/relay-${ctx.runId}-${tag}.log.tmp`,
       ...(nodeArgs ? { nodeArgs } : {}),
       onStarted: (pid) => ctx.priorities.apply(pid),
-      ...(name === 'relay-coalesced' ? { name, ackPolicy: { ...SDK_ACKS, batch: Math.max(1, Math.min(100, Math.floor(ctx.window / 2))) } } : {}),
+      ...(name === 'relay-coalesced'
+        ? { name, ackPolicy: { ...SDK_ACKS, batch: Math.max(1, Math.min(100, Math.floor(ctx.window / 2))) } }
+        : {}),
     },
     ctx.slot,
   );
@@ -83,7 +91,12 @@ export function rotate<T>(items: readonly T[], by: number): T[] {
   return n === 0 ? [] : items.map((_, i) => items[(i + by) % n] as T);
 }
 
-export async function runSuites(ctx: BenchContext, plan: Plan, systems: SystemName[], nodeArgs: string[] | undefined): Promise<SuiteResults> {
+export async function runSuites(
+  ctx: BenchContext,
+  plan: Plan,
+  systems: SystemName[],
+  nodeArgs: string[] | undefined,
+): Promise<SuiteResults> {
   const results: SuiteResults = { throughput: [], latency: [], errors: [] };
   const fail = (entry: Entry, error: unknown): void => {
     const message = `${entry.label}: ${error instanceof Error ? error.message : String(error)}`;
@@ -149,7 +162,9 @@ export async function runSuites(ctx: BenchContext, plan: Plan, systems: SystemNa
               });
               results.latency.push(r);
               const l = r.latency;
-              ctx.log(`  p50 ${l?.p50Ms} ms, p99 ${l?.p99Ms} ms, p99.9 ${l?.p999Ms} ms, max ${l?.maxMs} ms (n=${l?.count}), lost ${r.lost}, duplicates ${r.duplicates}, cpu ${JSON.stringify(r.cpu)}`);
+              ctx.log(
+                `  p50 ${l?.p50Ms} ms, p99 ${l?.p99Ms} ms, p99.9 ${l?.p999Ms} ms, max ${l?.maxMs} ms (n=${l?.count}), lost ${r.lost}, duplicates ${r.duplicates}, cpu ${JSON.stringify(r.cpu)}`,
+              );
             } catch (error) {
               fail(entry, error);
             }
@@ -159,13 +174,22 @@ export async function runSuites(ctx: BenchContext, plan: Plan, systems: SystemNa
       }
     } finally {
       for (const entry of entries) {
-        await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) => ctx.log(`${(error as Error).message}`));
-        const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000), 300_000, 'delete queues').catch((error: unknown) => ({
+        await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) =>
+          ctx.log(`${(error as Error).message}`),
+        );
+        const deleted = await withTimeout(
+          deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000),
+          300_000,
+          'delete queues',
+        ).catch((error: unknown) => ({
           done: 0,
           failed: entry.users.length,
           errors: [(error as Error).message],
         }));
-        if (deleted.failed > 0) ctx.log(`could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`);
+        if (deleted.failed > 0)
+          ctx.log(
+            `could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`,
+          );
       }
     }
   }

@@ -7,8 +7,10 @@ import { forEachLimit, withTimeout } from '../lib/time.js';
 import type { ReceiverSlot, SystemUnderTest } from './system.js';
 
 /** What the relay child is started with (its own options), plus how the bench drives it. */
-export interface RelaySystemOptions
-  extends Pick<BenchRelayOptions, 'rabbitmqUrl' | 'redisUrl' | 'redisKeyPrefix' | 'jwtSecret' | 'queueType' | 'window' | 'logFile' | 'nodeArgs'> {
+export interface RelaySystemOptions extends Pick<
+  BenchRelayOptions,
+  'rabbitmqUrl' | 'redisUrl' | 'redisKeyPrefix' | 'jwtSecret' | 'queueType' | 'window' | 'logFile' | 'nodeArgs'
+> {
   connectConcurrency?: number;
   /** Default: an ack per message. */
   ackPolicy?: AckPolicy;
@@ -66,18 +68,33 @@ export class RelaySystem implements SystemUnderTest {
     const relay = this.relay;
     if (!relay) throw new Error('relay not started');
     return users.map(
-      (user) => new RelayClient(relay.url, user, mintToken(user, this.options.jwtSecret), this.options.window, this.slot.get, this.stats, this.options.ackPolicy ?? { kind: 'each' }),
+      (user) =>
+        new RelayClient(
+          relay.url,
+          user,
+          mintToken(user, this.options.jwtSecret),
+          this.options.window,
+          this.slot.get,
+          this.stats,
+          this.options.ackPolicy ?? { kind: 'each' },
+        ),
     );
   }
 
   async start(users: readonly string[]): Promise<void> {
     await this.startRelay();
     const clients = this.makeClients(users);
-    const result = await forEachLimit(clients, this.options.connectConcurrency ?? 100, async (client) => {
-      await client.connect();
-    }, Date.now() + 300_000);
+    const result = await forEachLimit(
+      clients,
+      this.options.connectConcurrency ?? 100,
+      async (client) => {
+        await client.connect();
+      },
+      Date.now() + 300_000,
+    );
     this.clients.push(...clients);
-    if (result.done !== users.length) throw new Error(`relay clients: ${result.failed} failed (${result.errors.join('; ')})\n${this.relay?.logTail() ?? ''}`);
+    if (result.done !== users.length)
+      throw new Error(`relay clients: ${result.failed} failed (${result.errors.join('; ')})\n${this.relay?.logTail() ?? ''}`);
   }
 
   async stop(): Promise<void> {

@@ -102,7 +102,8 @@ export class ConnectionPool extends EventEmitter<ConnectionPoolEvents> {
         (model) => {
           slot.model = model;
           slot.connecting = undefined;
-          if (!coalesceFrameWrites(model)) this.options.logger.info({ connection: slot.index }, 'amqplib internals differ: frames are written one by one');
+          if (!coalesceFrameWrites(model))
+            this.options.logger.info({ connection: slot.index }, 'amqplib internals differ: frames are written one by one');
           model.on('error', (error: Error) => {
             this.options.logger.warn({ err: errorMessage(error), connection: slot.index }, 'amqp connection error');
           });

@@ -58,7 +58,9 @@ export class Producer {
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
     this.ownsPool = options.pool === undefined;
-    this.pool = options.pool ?? new ConnectionPool({
+    this.pool =
+      options.pool ??
+      new ConnectionPool({
         url: options.url,
         name: options.connectionName ?? 'inbox-relay producer',
         channelsPerConnection: 16,
@@ -146,9 +148,10 @@ export class Producer {
       const opening = this.pool.openConfirmChannel();
       this.channel = opening;
       opening.then(
-        (channel) => channel.once('close', () => {
-          if (this.channel === opening) this.channel = undefined;
-        }),
+        (channel) =>
+          channel.once('close', () => {
+            if (this.channel === opening) this.channel = undefined;
+          }),
         () => {
           if (this.channel === opening) this.channel = undefined;
         },

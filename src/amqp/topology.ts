@@ -97,11 +97,7 @@ export interface TopologyHooks {
 }
 
 /** Declares the shared topology: exchanges, the unrouted queue and the dead-letter queue. */
-export async function declareSharedTopology(
-  open: ChannelOpener,
-  settings: QueueSettings,
-  hooks: TopologyHooks = {},
-): Promise<void> {
+export async function declareSharedTopology(open: ChannelOpener, settings: QueueSettings, hooks: TopologyHooks = {}): Promise<void> {
   const onMismatch = hooks.onQueueMismatch ?? (() => undefined);
   const channel = await open();
   try {

@@ -71,7 +71,10 @@ export function isNotFound(error: unknown): boolean {
 }
 
 /** A queue's ready messages and consumers, or undefined when it does not exist. Uses a channel of its own. */
-export async function checkQueue(session: BrokerSession, queue: string): Promise<{ messageCount: number; consumerCount: number } | undefined> {
+export async function checkQueue(
+  session: BrokerSession,
+  queue: string,
+): Promise<{ messageCount: number; consumerCount: number } | undefined> {
   const channel = await session.channel();
   try {
     const reply = await channel.checkQueue(queue);

@@ -76,7 +76,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "republish dead letters to their user's inbox, in order, then remove them",
     details: [
       '--limit <n>    replay at most n messages (default: all)',
-      '--user <id>    only this user\'s messages; the others stay in place, in order',
+      "--user <id>    only this user's messages; the others stay in place, in order",
       '--queue <name> another dead-letter queue than inbox.dead',
       'Each copy keeps its messageId and properties, gets x-inbox-relay-replay = previous + 1 (so the',
       'relay gives it a new seq) and is removed from the queue only after RabbitMQ confirmed the copy.',
@@ -100,7 +100,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'drain',
     args: [],
     options: { 'admin-url': { type: 'string' }, wait: { type: 'boolean' }, 'timeout-ms': { type: 'string' } },
-    summary: "ask a running relay to drain (POST /drain on its admin port); it exits when done",
+    summary: 'ask a running relay to drain (POST /drain on its admin port); it exits when done',
     details: [
       '--admin-url <url>  default http://127.0.0.1:$ADMIN_PORT',
       '--wait             wait until the node stopped answering (drain finished)',
@@ -158,7 +158,8 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   if (name === 'dlq') {
     const action = rest[0];
     if (action === undefined || action.startsWith('-')) {
-      if (leading.help || action === '--help' || action === '-h') return { spec: helpSpec, positionals: ['dlq'], values: {}, json: leading.json, help: false };
+      if (leading.help || action === '--help' || action === '-h')
+        return { spec: helpSpec, positionals: ['dlq'], values: {}, json: leading.json, help: false };
       throw usageError('dlq needs an action: list, replay or purge');
     }
     name = `dlq ${action}`;
@@ -179,7 +180,12 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   if (!help) {
     const max = spec.args.length + (spec.optionalArgs?.length ?? 0);
     if (positionals.length < spec.args.length) {
-      throw usageError(`${name}: missing ${spec.args.slice(positionals.length).map((arg) => `<${arg}>`).join(' ')} (usage: ${usageLine(spec)})`);
+      throw usageError(
+        `${name}: missing ${spec.args
+          .slice(positionals.length)
+          .map((arg) => `<${arg}>`)
+          .join(' ')} (usage: ${usageLine(spec)})`,
+      );
     }
     if (positionals.length > max) throw usageError(`${name}: unexpected argument "${positionals[max]}" (usage: ${usageLine(spec)})`);
   }
@@ -188,7 +194,9 @@ export function parseInvocation(argv: readonly string[]): Invocation {
 
 export function usageLine(spec: CommandSpec): string {
   const args = [...spec.args.map((arg) => `<${arg}>`), ...(spec.optionalArgs ?? []).map((arg) => `[${arg}]`)];
-  const options = Object.entries(spec.options).map(([option, config]) => (config.type === 'boolean' ? `[--${option}]` : `[--${option} <value>]`));
+  const options = Object.entries(spec.options).map(([option, config]) =>
+    config.type === 'boolean' ? `[--${option}]` : `[--${option} <value>]`,
+  );
   return ['inbox-relay', spec.name, ...args, ...options, '[--json]'].join(' ');
 }
 

@@ -4,9 +4,7 @@
  */
 import { describeError, redactUrl } from './io.js';
 
-export type UnackedCount =
-  | { known: true; unacked: number; source: 'management-api' }
-  | { known: false; reason: string };
+export type UnackedCount = { known: true; unacked: number; source: 'management-api' } | { known: false; reason: string };
 
 const TIMEOUT_MS = 5_000;
 

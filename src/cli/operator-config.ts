@@ -26,7 +26,9 @@ const NO_KEY = 'operator-commands-do-not-verify-tokens!';
 export function defaultManagementUrl(rabbitmqUrl: string): string {
   const amqp = new URL(rabbitmqUrl);
   const tls = amqp.protocol === 'amqps:';
-  const http = new URL(`${tls ? 'https' : 'http'}://${amqp.hostname.includes(':') ? `[${amqp.hostname}]` : amqp.hostname}:${tls ? 15671 : 15672}`);
+  const http = new URL(
+    `${tls ? 'https' : 'http'}://${amqp.hostname.includes(':') ? `[${amqp.hostname}]` : amqp.hostname}:${tls ? 15671 : 15672}`,
+  );
   http.username = amqp.username || 'guest';
   http.password = amqp.password || 'guest';
   return http.toString().replace(/\/$/, '');
@@ -58,7 +60,9 @@ export function loadOperatorConfig(env: Env): OperatorConfig {
       const parsed = new URL(raw.trim());
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http');
     } catch {
-      throw usageError('configuration error: RABBITMQ_MANAGEMENT_URL: must be a URL starting with http:// or https:// (or empty to disable)');
+      throw usageError(
+        'configuration error: RABBITMQ_MANAGEMENT_URL: must be a URL starting with http:// or https:// (or empty to disable)',
+      );
     }
     managementUrl = raw.trim().replace(/\/$/, '');
   }

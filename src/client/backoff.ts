@@ -29,12 +29,7 @@ export function backoffCeilingMs(attempt: number, options: BackoffOptions): numb
  * The delay before reconnect attempt `attempt` (0-based). `retryAfterMs` is the relay's 1013
  * hint: the result is never below it.
  */
-export function backoffDelayMs(
-  attempt: number,
-  options: BackoffOptions,
-  random: RandomSource,
-  retryAfterMs?: number,
-): number {
+export function backoffDelayMs(attempt: number, options: BackoffOptions, random: RandomSource, retryAfterMs?: number): number {
   const jitter = Math.floor(random() * backoffCeilingMs(attempt, options));
   return retryAfterMs === undefined ? jitter : Math.max(0, retryAfterMs) + jitter;
 }

@@ -23,12 +23,7 @@ import { AckCoalescer } from './ack-coalescer.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { ClientErrorCode, InboxClientError } from './errors.js';
 import { LivenessMonitor } from './liveness.js';
-import {
-  OPEN_STATE,
-  observeProtocolPings,
-  type WebSocketConstructorLike,
-  type WebSocketLike,
-} from './transport.js';
+import { OPEN_STATE, observeProtocolPings, type WebSocketConstructorLike, type WebSocketLike } from './transport.js';
 
 /** The code reported when the client gives up on a connection itself (as runtimes do for a dropped one). */
 export const ABNORMAL_CLOSURE = 1006;
@@ -144,10 +139,7 @@ export class Connection {
       } catch {
         // Closing an unopened socket may throw in some runtimes; the timeout below ends it.
       }
-      this.#timer = this.#options.clock.setTimeout(
-        () => this.#finish(ABNORMAL_CLOSURE, reason),
-        CLOSE_HANDSHAKE_TIMEOUT_MS,
-      );
+      this.#timer = this.#options.clock.setTimeout(() => this.#finish(ABNORMAL_CLOSURE, reason), CLOSE_HANDSHAKE_TIMEOUT_MS);
     }
     return done;
   }

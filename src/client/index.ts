@@ -5,10 +5,7 @@
 export { InboxClient } from './inbox-client.js';
 export type { MessageHandler } from './inbox-client.js';
 export type { InboxClientOptions } from './options.js';
-export {
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_DRAIN_TIMEOUT_MS,
-} from './options.js';
+export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS } from './options.js';
 export type { InboxMessage } from './message.js';
 export type { ClientState } from './client-state.js';
 export type {

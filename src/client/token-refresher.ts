@@ -33,10 +33,13 @@ export class TokenRefresher {
     const expiresAt = jwtExpiryMs(token);
     if (expiresAt === undefined) return;
     const { clock, leadMs } = this.options;
-    this.#timer = clock.setTimeout(() => {
-      this.#timer = undefined;
-      this.#refresh(token).catch((error: unknown) => this.options.onError(error));
-    }, tokenRefreshDelayMs(expiresAt, clock.now(), leadMs));
+    this.#timer = clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#refresh(token).catch((error: unknown) => this.options.onError(error));
+      },
+      tokenRefreshDelayMs(expiresAt, clock.now(), leadMs),
+    );
   }
 
   stop(): void {

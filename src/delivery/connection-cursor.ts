@@ -134,7 +134,13 @@ export class ConnectionCursor {
   }
 
   private canSend(): boolean {
-    return !this.detached && !this.source.closing && this.cursor < this.source.head && this.cursor - this.acked < this.sub.window && this.sub.writable();
+    return (
+      !this.detached &&
+      !this.source.closing &&
+      this.cursor < this.source.head &&
+      this.cursor - this.acked < this.sub.window &&
+      this.sub.writable()
+    );
   }
 
   private send(seq: number, fragment: string, redelivered: boolean): void {

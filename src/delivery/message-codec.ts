@@ -16,9 +16,7 @@ export const REPLAY_HEADER = 'x-inbox-relay-replay';
 // eslint-disable-next-line no-control-regex -- the control characters in this class are deliberate
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,255}$/;
 
-export type DecodedMessage =
-  | { ok: true; id: string; key: string; ts: number; fragment: string }
-  | { ok: false; reason: string };
+export type DecodedMessage = { ok: true; id: string; key: string; ts: number; fragment: string } | { ok: false; reason: string };
 
 function isJsonType(contentType: string): boolean {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
@@ -42,7 +40,8 @@ export function decodeMessage(
     return { ok: false, reason: 'missing or invalid messageId (1-255 characters, no control characters)' };
   }
   if (content.length > maxBytes) return { ok: false, reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES` };
-  const contentType = typeof properties.contentType === 'string' && properties.contentType !== '' ? properties.contentType : DEFAULT_CONTENT_TYPE;
+  const contentType =
+    typeof properties.contentType === 'string' && properties.contentType !== '' ? properties.contentType : DEFAULT_CONTENT_TYPE;
   let data: string;
   if (isJsonType(contentType)) {
     const text = content.toString('utf8');

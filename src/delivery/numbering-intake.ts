@@ -165,7 +165,10 @@ export class NumberingIntake {
         this.pending.unshift(...accepted.map(({ delivery }) => delivery));
         // A reply that does not fit the request is a defect to look into; an outage is expected.
         const malformed = error instanceof RelayError && error.code === ErrorCode.storeReply;
-        this.options.logger[malformed ? 'error' : 'warn']({ user: this.options.user, err: errorMessage(error) }, 'could not number deliveries; retrying');
+        this.options.logger[malformed ? 'error' : 'warn'](
+          { user: this.options.user, err: errorMessage(error) },
+          'could not number deliveries; retrying',
+        );
         this.options.onStoreHealth(false);
         this.scheduleRetry();
         return false;

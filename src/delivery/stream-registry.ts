@@ -51,9 +51,13 @@ export class StreamRegistry {
         // close the broker does not answer must not hold this connection's hello forever.
         const closed = await settledWithin(stream.close(), CLOSING_WAIT_MS);
         if (!closed) {
-          throw new RelayError(ErrorCode.brokerUnavailable, `the previous consumer of this user has not closed within ${CLOSING_WAIT_MS} ms`, {
-            retryable: true,
-          });
+          throw new RelayError(
+            ErrorCode.brokerUnavailable,
+            `the previous consumer of this user has not closed within ${CLOSING_WAIT_MS} ms`,
+            {
+              retryable: true,
+            },
+          );
         }
         if (this.streams.get(user) === stream) this.streams.delete(user);
         // Another hello of this user may have waited too and created the next stream already:

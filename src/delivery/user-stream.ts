@@ -378,7 +378,12 @@ export class UserStream implements CursorSource {
       pending: this.intake?.pendingCount ?? 0,
       assigning: this.intake?.busy ?? false,
       deadLetterIntents: this.intents.size,
-      connections: [...this.connections.values()].map((c) => ({ cursor: c.cursor, acked: c.acked, window: c.sub.window, writable: c.sub.writable() })),
+      connections: [...this.connections.values()].map((c) => ({
+        cursor: c.cursor,
+        acked: c.acked,
+        window: c.sub.window,
+        writable: c.sub.writable(),
+      })),
     };
   }
 
@@ -557,7 +562,9 @@ export class UserStream implements CursorSource {
   }
 
   private closeInBackground(): void {
-    background(this.close(), (error: unknown) => this.options.logger.error({ user: this.user, err: errorMessage(error) }, 'closing the user stream failed'));
+    background(this.close(), (error: unknown) =>
+      this.options.logger.error({ user: this.user, err: errorMessage(error) }, 'closing the user stream failed'),
+    );
   }
 
   /**

@@ -28,7 +28,8 @@ export class UsageError extends Error {
 function count(flag: string, raw: string | undefined, fallback: number, max: number): number {
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1 || value > max) throw new UsageError(`--${flag} must be a whole number from 1 to ${max} (got ${raw})`);
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new UsageError(`--${flag} must be a whole number from 1 to ${max} (got ${raw})`);
   return value;
 }
 

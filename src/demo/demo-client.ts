@@ -68,7 +68,11 @@ export class DemoClient {
 
   /** Connects; resolves at the first welcome, rejects after `startTimeoutMs` without one. */
   async start(): Promise<void> {
-    await within(this.client.connect(), this.options.startTimeoutMs, `${this.name}: no welcome from the relay within ${this.options.startTimeoutMs} ms`);
+    await within(
+      this.client.connect(),
+      this.options.startTimeoutMs,
+      `${this.name}: no welcome from the relay within ${this.options.startTimeoutMs} ms`,
+    );
   }
 
   /** Drops the current socket without a close handshake, as a network failure would. */
@@ -124,9 +128,13 @@ export class DemoClient {
       this.options.narrator.delivered(this.name, message.seq, message.redelivered);
     });
     client.on('open', (open) => {
-      const attempts = this.failedAttempts > 0 ? ` (${this.failedAttempts} failed attempt${this.failedAttempts === 1 ? '' : 's'} before)` : '';
+      const attempts =
+        this.failedAttempts > 0 ? ` (${this.failedAttempts} failed attempt${this.failedAttempts === 1 ? '' : 's'} before)` : '';
       if (!this.welcomed) this.say(`connected (epoch ${open.epoch.slice(0, 8)}, delivery after seq ${open.lastSeq})`);
-      else this.say(`${open.resumed ? 'resumed' : 'reconnected'} after seq ${open.lastSeq}${attempts}${open.recovered ? '' : ' (position NOT recovered)'}`);
+      else
+        this.say(
+          `${open.resumed ? 'resumed' : 'reconnected'} after seq ${open.lastSeq}${attempts}${open.recovered ? '' : ' (position NOT recovered)'}`,
+        );
       this.welcomed = true;
       this.connected = true;
       this.failedAttempts = 0;
@@ -139,8 +147,15 @@ export class DemoClient {
       if (!this.connected) this.failedAttempts += 1;
       this.connected = false;
     });
-    client.on('gap', (gap) => this.options.narrator.warn(this.name, `relay could not resume: lost from seq ${gap.lostFromSeq}, continues after ${gap.resumesAfterSeq}`));
-    client.on('reset', (reset) => this.options.narrator.warn(this.name, `numbering reset (${reset.reason}); new epoch ${reset.epoch.slice(0, 8)}`));
+    client.on('gap', (gap) =>
+      this.options.narrator.warn(
+        this.name,
+        `relay could not resume: lost from seq ${gap.lostFromSeq}, continues after ${gap.resumesAfterSeq}`,
+      ),
+    );
+    client.on('reset', (reset) =>
+      this.options.narrator.warn(this.name, `numbering reset (${reset.reason}); new epoch ${reset.epoch.slice(0, 8)}`),
+    );
     client.on('error', (error) => this.say(`error ${error.code}: ${error.message}`));
     return client;
   }

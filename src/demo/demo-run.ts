@@ -110,9 +110,17 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
       restartRelay: async (signal: 'SIGTERM' | 'SIGKILL') => {
         const old = relay;
         if (!old) return;
-        narrator.say('relay', signal === 'SIGTERM' ? 'SIGTERM: draining, clients are told 1012 (restarting)' : 'SIGKILL: crash, clients just lose their sockets');
+        narrator.say(
+          'relay',
+          signal === 'SIGTERM'
+            ? 'SIGTERM: draining, clients are told 1012 (restarting)'
+            : 'SIGKILL: crash, clients just lose their sockets',
+        );
         const exit = await old.stop(signal);
-        narrator.say('relay', `pid ${old.pid} gone after ${exit.ms} ms (${exit.signal ?? `exit code ${exit.code}`}); starting a new one on port ${port}`);
+        narrator.say(
+          'relay',
+          `pid ${old.pid} gone after ${exit.ms} ms (${exit.signal ?? `exit code ${exit.code}`}); starting a new one on port ${port}`,
+        );
         relay = await RelayProcess.start(relayOptions);
         narrator.say('relay', `started again (pid ${relay.pid})`);
       },
@@ -122,11 +130,18 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
   } finally {
     await cleanUp();
   }
-  return summarize(runId, ledgers, clients.map((client) => client.stats()), elapsedMs);
+  return summarize(
+    runId,
+    ledgers,
+    clients.map((client) => client.stats()),
+    elapsedMs,
+  );
 
   async function cleanUp(): Promise<void> {
     narrator.say('demo', 'cleaning up: clients, producer, relay, queues, Redis keys');
-    await Promise.all(clients.map((client) => client.close().catch((error: unknown) => narrator.warn(client.name, `close failed: ${errorMessage(error)}`))));
+    await Promise.all(
+      clients.map((client) => client.close().catch((error: unknown) => narrator.warn(client.name, `close failed: ${errorMessage(error)}`))),
+    );
     await producer.close().catch(() => undefined);
     if (relay) {
       const exit = await relay.stop('SIGTERM');

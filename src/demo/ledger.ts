@@ -47,7 +47,8 @@ export class UserLedger {
     if (!(n > this.lastN)) this.disorder.push(`n ${n} after n ${this.lastN}`);
     else this.lastN = n;
     const last = this.last;
-    if (last && last.epoch === message.epoch && message.seq !== last.seq + 1) this.disorder.push(`seq ${message.seq} after seq ${last.seq}`);
+    if (last && last.epoch === message.epoch && message.seq !== last.seq + 1)
+      this.disorder.push(`seq ${message.seq} after seq ${last.seq}`);
     this.last = { epoch: message.epoch, seq: message.seq };
   }
 

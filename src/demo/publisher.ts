@@ -35,7 +35,10 @@ export class Publisher {
       if (this.next <= n) await sleep(pauseMs, this.signal);
     }
     const range = from === n ? `message ${n}` : `messages ${from}-${n}`;
-    this.narrator.say('producer', `published ${range} to each of ${this.ledgers.length} user${this.ledgers.length === 1 ? '' : 's'} (confirmed by RabbitMQ)`);
+    this.narrator.say(
+      'producer',
+      `published ${range} to each of ${this.ledgers.length} user${this.ledgers.length === 1 ? '' : 's'} (confirmed by RabbitMQ)`,
+    );
   }
 
   private async publishOne(ledger: UserLedger, n: number): Promise<void> {

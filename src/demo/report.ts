@@ -56,7 +56,8 @@ export function summarize(runId: string, ledgers: readonly UserLedger[], stats: 
   const notes: string[] = [];
   for (const ledger of ledgers) {
     if (ledger.disorder.length > 0) notes.push(`${ledger.name}: out of order: ${ledger.disorder.slice(0, 3).join('; ')}`);
-    if (ledger.failedPublishes > 0) notes.push(`${ledger.name}: ${ledger.failedPublishes} publish(es) not confirmed by RabbitMQ (not counted as sent)`);
+    if (ledger.failedPublishes > 0)
+      notes.push(`${ledger.name}: ${ledger.failedPublishes} publish(es) not confirmed by RabbitMQ (not counted as sent)`);
     if (ledger.repeats > 0) notes.push(`${ledger.name}: ${ledger.repeats} message(s) reached the handler again (at-least-once)`);
   }
   return { runId, users, total, elapsedMs, passed: total.lost === 0 && total.ordered, notes };
@@ -65,7 +66,15 @@ export function summarize(runId: string, ledgers: readonly UserLedger[], stats: 
 const COLUMNS = ['user', 'sent', 'delivered', 'duplicates', 'lost', 'reconnects', 'order'] as const;
 
 function row(name: string, line: Omit<UserSummary, 'name'>): string[] {
-  return [name, String(line.sent), String(line.delivered), String(line.duplicates), String(line.lost), String(line.reconnects), line.ordered ? 'ok' : 'BROKEN'];
+  return [
+    name,
+    String(line.sent),
+    String(line.delivered),
+    String(line.duplicates),
+    String(line.lost),
+    String(line.reconnects),
+    line.ordered ? 'ok' : 'BROKEN',
+  ];
 }
 
 /** The summary as a plain-text table with a verdict line. */
@@ -73,7 +82,10 @@ export function renderSummary(summary: Summary): string {
   const rows = [[...COLUMNS], ...summary.users.map((user) => row(user.name, user)), row('total', summary.total)];
   const widths = COLUMNS.map((_, c) => Math.max(...rows.map((cells) => cells[c]!.length)));
   const format = (cells: string[]): string =>
-    cells.map((cell, c) => (c === 0 || c === cells.length - 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd();
+    cells
+      .map((cell, c) => (c === 0 || c === cells.length - 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+      .join('  ')
+      .trimEnd();
   const verdict = summary.passed
     ? 'PASS: every confirmed message was processed, in order'
     : `FAIL: ${summary.total.lost} lost${summary.total.ordered ? '' : ', order broken'}`;

@@ -49,7 +49,10 @@ async function settle(stage: Stage): Promise<void> {
   }
   const missing = stage.ledgers.reduce((sum, ledger) => sum + ledger.lost, 0);
   const offline = stage.clients.filter((client) => !client.isOpen).map((client) => client.name);
-  const why = [missing > 0 ? `${missing} message(s) not yet processed` : '', offline.length > 0 ? `not connected: ${offline.join(', ')}` : ''];
+  const why = [
+    missing > 0 ? `${missing} message(s) not yet processed` : '',
+    offline.length > 0 ? `not connected: ${offline.join(', ')}` : '',
+  ];
   stage.narrator.warn('demo', `gave up waiting after ${waited} ms: ${why.filter(Boolean).join('; ')}`);
 }
 

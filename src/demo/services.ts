@@ -35,7 +35,12 @@ export class Services {
 
   /** Connects to both; rejects with {@link ServiceUnavailableError} naming the one that failed. */
   static async open(rabbitmqUrl: string, redisUrl: string): Promise<Services> {
-    const redis = new Redis(redisUrl, { lazyConnect: true, connectTimeout: CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const redis = new Redis(redisUrl, {
+      lazyConnect: true,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     // connect() rejects with a bare "Connection is closed"; the 'error' event says why.
     let lastError: unknown;
     redis.on('error', (error: unknown) => {
@@ -53,7 +58,12 @@ export class Services {
       model = await amqp.connect(rabbitmqUrl, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: 'inbox-relay demo' } });
     } catch (error) {
       redis.disconnect();
-      throw new ServiceUnavailableError('RabbitMQ', rabbitmqUrl, error, 'start it (e.g. rabbitmq-server -detached) or point RABBITMQ_URL at it');
+      throw new ServiceUnavailableError(
+        'RabbitMQ',
+        rabbitmqUrl,
+        error,
+        'start it (e.g. rabbitmq-server -detached) or point RABBITMQ_URL at it',
+      );
     }
     model.on('error', () => undefined);
     return new Services(model, redis);

@@ -125,7 +125,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['code'],
     registers,
   });
-  const delivered = new Counter({ name: name('messages_delivered_total'), help: 'msg frames sent to clients (one per connection).', registers });
+  const delivered = new Counter({
+    name: name('messages_delivered_total'),
+    help: 'msg frames sent to clients (one per connection).',
+    registers,
+  });
   const redelivered = new Counter({
     name: name('messages_redelivered_total'),
     help: 'msg frames sent with redelivered:true (the client may have seen them before).',
@@ -177,7 +181,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
   const link = (service: 'amqp' | 'redis', help: string) => {
     const connected = new Gauge({ name: name(`${service}_connections`), help: `${help} connections open.`, registers });
     const disconnects = new Counter({ name: name(`${service}_disconnects_total`), help: `${help} connections lost.`, registers });
-    const reconnects = new Counter({ name: name(`${service}_reconnects_total`), help: `${help} connections re-established after a loss.`, registers });
+    const reconnects = new Counter({
+      name: name(`${service}_reconnects_total`),
+      help: `${help} connections re-established after a loss.`,
+      registers,
+    });
     let open = 0;
     let lost = 0;
     return (state: 'connected' | 'disconnected'): void => {
@@ -206,7 +214,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     registers,
   });
   blocked.set(0);
-  const blockedTotal = new Counter({ name: name('broker_blocked_total'), help: 'Times RabbitMQ started blocking the relay publisher.', registers });
+  const blockedTotal = new Counter({
+    name: name('broker_blocked_total'),
+    help: 'Times RabbitMQ started blocking the relay publisher.',
+    registers,
+  });
   let isBlocked = false;
 
   const frameBatchingFallbacks = new Counter({

@@ -17,7 +17,9 @@ import { waitUntil } from '../wait-until.js';
  * The compiled relay (dist/src/main.js). Run from the sources (the tests import this file through
  * vitest), that is the build next to them: a relay process always runs compiled code.
  */
-export const RELAY_MAIN = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../dist/src/main.js' : '../main.js', import.meta.url));
+export const RELAY_MAIN = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? '../../dist/src/main.js' : '../main.js', import.meta.url),
+);
 
 /** The line src/server/relay.ts logs once both listeners are bound (with `port` and `adminPort`). */
 const LISTENING_MSG = 'inbox-relay listening';
@@ -159,7 +161,8 @@ export class RelayProcess {
    * is killed first).
    */
   static async start(options: RelayProcessOptions): Promise<RelayProcess> {
-    if (options.adminPort === undefined && options.logFile !== undefined) throw new Error('RelayProcess: without adminPort, readiness is read from the output, which logFile sends elsewhere');
+    if (options.adminPort === undefined && options.logFile !== undefined)
+      throw new Error('RelayProcess: without adminPort, readiness is read from the output, which logFile sends elsewhere');
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
     for (const [name, value] of Object.entries(options.env)) if (value !== undefined) env[name] = value;
     const log = options.logFile === undefined ? 'pipe' : openSync(options.logFile, 'a');
@@ -186,7 +189,8 @@ export class RelayProcess {
       },
       { timeoutMs, intervalMs: READY_POLL_MS },
     );
-    if (!relay.running) throw new Error(`the relay exited with ${child.exitCode ?? child.signalCode} while starting:\n${relay.lastOutput()}`);
+    if (!relay.running)
+      throw new Error(`the relay exited with ${child.exitCode ?? child.signalCode} while starting:\n${relay.lastOutput()}`);
     if (ready) return relay;
     await relay.stop('SIGKILL');
     const lastReadyz = options.adminPort === undefined ? '' : ` (last /readyz: ${last.status} ${last.body})`;

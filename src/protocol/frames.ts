@@ -27,13 +27,7 @@ export const nackSchema = z.object({ type: z.literal('nack'), seq, requeue: z.bo
 export const refreshSchema = z.object({ type: z.literal('refresh'), token });
 export const pingSchema = z.object({ type: z.literal('ping'), id: z.unknown().optional() });
 
-export const clientFrameSchema = z.discriminatedUnion('type', [
-  helloSchema,
-  ackSchema,
-  nackSchema,
-  refreshSchema,
-  pingSchema,
-]);
+export const clientFrameSchema = z.discriminatedUnion('type', [helloSchema, ackSchema, nackSchema, refreshSchema, pingSchema]);
 
 export type HelloFrame = z.infer<typeof helloSchema>;
 export type AckFrame = z.infer<typeof ackSchema>;
@@ -144,9 +138,7 @@ export function decodeServerFrame(text: string): DecodeResult<ServerFrame> {
   const json = parseJson(text);
   if (!json.ok) return json;
   const parsed = serverFrameSchema.safeParse(json.frame);
-  return parsed.success
-    ? { ok: true, frame: parsed.data }
-    : { ok: false, reason: describeIssues(parsed.error) };
+  return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
 }
 
 /** Encodes a server or client frame. `msg` frames are built by the relay from pre-encoded parts. */

@@ -1,12 +1,5 @@
 /** The protocol layer: frames, codec, close codes and validation. No I/O. */
-export {
-  SUBPROTOCOL,
-  STREAM_PATH,
-  decodeClientFrame,
-  decodeServerFrame,
-  encodeFrame,
-  ErrorFrameCode,
-} from './frames.js';
+export { SUBPROTOCOL, STREAM_PATH, decodeClientFrame, decodeServerFrame, encodeFrame, ErrorFrameCode } from './frames.js';
 export type {
   AckFrame,
   ClientFrame,

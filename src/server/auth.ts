@@ -39,17 +39,27 @@ export function verifyToken(token: string, config: JwtConfig): AuthResult {
  * Who a hello speaks for: the hello's own token when it has one, else the identity of the
  * upgrade's Authorization header (still unexpired at `now`), else nobody.
  */
-export function authenticateHello(token: string | undefined, headerIdentity: Identity | undefined, config: JwtConfig, now: number): AuthResult {
+export function authenticateHello(
+  token: string | undefined,
+  headerIdentity: Identity | undefined,
+  config: JwtConfig,
+  now: number,
+): AuthResult {
   if (token !== undefined) return verifyToken(token, config);
   if (headerIdentity) {
-    if (headerIdentity.expiresAt !== undefined && headerIdentity.expiresAt <= now) return { ok: false, failure: 'expired', reason: 'token expired' };
+    if (headerIdentity.expiresAt !== undefined && headerIdentity.expiresAt <= now)
+      return { ok: false, failure: 'expired', reason: 'token expired' };
     return { ok: true, identity: headerIdentity };
   }
   return { ok: false, failure: 'unauthenticated', reason: 'no token: send one in hello or in the Authorization header' };
 }
 
 /** Signs a token for a user with an HMAC secret (development tokens and tests). */
-export function signDevToken(user: string, secret: string, options: { expiresInSeconds?: number; algorithm?: jwt.Algorithm; issuer?: string; audience?: string } = {}): string {
+export function signDevToken(
+  user: string,
+  secret: string,
+  options: { expiresInSeconds?: number; algorithm?: jwt.Algorithm; issuer?: string; audience?: string } = {},
+): string {
   return jwt.sign({ sub: user }, secret, {
     algorithm: options.algorithm ?? 'HS256',
     expiresIn: options.expiresInSeconds ?? 3600,

@@ -216,12 +216,14 @@ export class ClientConnection implements Subscriber {
       case 'ack': {
         const outcome = stream?.ack(this, frame.seq);
         if (outcome === 'ok') this.lastAckProgressAt = this.clock.now();
-        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`, frame.seq);
+        if (outcome === 'unknown')
+          this.error(ErrorFrameCode.unknownSeq, `ack for seq ${frame.seq}, which was not sent on this connection`, frame.seq);
         return;
       }
       case 'nack': {
         const outcome = stream?.nack(this, frame.seq, frame.requeue);
-        if (outcome === 'unknown') this.error(ErrorFrameCode.unknownSeq, `nack for seq ${frame.seq}, which is not unacked on this connection`, frame.seq);
+        if (outcome === 'unknown')
+          this.error(ErrorFrameCode.unknownSeq, `nack for seq ${frame.seq}, which is not unacked on this connection`, frame.seq);
         if (outcome === 'dead-lettered' && frame.requeue) {
           this.error(ErrorFrameCode.nackLimit, `seq ${frame.seq} was nacked too often and is dead-lettered`, frame.seq);
         }
@@ -245,7 +247,11 @@ export class ClientConnection implements Subscriber {
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
     this.options.events?.emit('handshake', result.failure);
     const code =
-      result.failure === 'expired' ? CloseCode.tokenExpired : result.failure === 'forbidden' ? CloseCode.forbidden : CloseCode.unauthenticated;
+      result.failure === 'expired'
+        ? CloseCode.tokenExpired
+        : result.failure === 'forbidden'
+          ? CloseCode.forbidden
+          : CloseCode.unauthenticated;
     this.close(code, result.reason);
   }
 

@@ -112,7 +112,13 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   const guards = [redisGuard, brokerGuard];
   const openGuard = (): Guard | undefined => guards.find((guard) => guard.opened);
 
-  const rawStore = options.store ?? (await step('store', () => createOwnStore(config, logger), (store) => store.close()));
+  const rawStore =
+    options.store ??
+    (await step(
+      'store',
+      () => createOwnStore(config, logger),
+      (store) => store.close(),
+    ));
   started.rawStore = rawStore;
   if (rawStore instanceof RedisStore) {
     rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
@@ -129,7 +135,10 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       own.connect().catch((error: unknown) => {
         // The host only: a URL may carry a password.
         const where = config.redisUrl ? new URL(config.redisUrl).host : 'redis';
-        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, { cause: error, retryable: true });
+        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, {
+          cause: error,
+          retryable: true,
+        });
       }),
     );
     own.guardWith((call) => redisGuard.run(call));
@@ -138,13 +147,20 @@ export async function startDependencies(config: RelayConfig, options: Dependency
 
   const consumers = await step(
     'consumer pool',
-    () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} consumer`, channelsPerConnection: config.channelsPerConnection, logger }),
+    () =>
+      new ConnectionPool({
+        url: config.rabbitmqUrl,
+        name: `${config.amqpConnectionName} consumer`,
+        channelsPerConnection: config.channelsPerConnection,
+        logger,
+      }),
     (pool) => pool.close(),
   );
   started.consumerPool = consumers;
   const publisherPool = await step(
     'publisher pool',
-    () => new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger }),
+    () =>
+      new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger }),
     (pool) => pool.close(),
   );
   watchPools(consumers, publisherPool, events, logger);
@@ -156,7 +172,8 @@ export async function startDependencies(config: RelayConfig, options: Dependency
 
   await step('topology', () =>
     declareSharedTopology(() => consumers.openChannel(), settings, {
-      onQueueMismatch: (queue, error) => logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
+      onQueueMismatch: (queue, error) =>
+        logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
     }),
   );
   const mover = new UnroutedMover({
@@ -171,7 +188,11 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   stack.add('unrouted mover', () => mover.stop());
   await step('unrouted mover start', () => mover.start());
   const probe = new AlarmProbe({ touch: () => producer.touch(), blocked: () => publisherPool.blocked !== undefined, clock, logger });
-  await step('alarm probe', () => probe.start(), () => probe.stop());
+  await step(
+    'alarm probe',
+    () => probe.start(),
+    () => probe.stop(),
+  );
 
   const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger), brokerGuard, openGuard);
   let quiescing: Promise<void> | undefined;
@@ -200,7 +221,12 @@ export async function startDependencies(config: RelayConfig, options: Dependency
 async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqStore> {
   const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
   if (config.redisUrl) {
-    return new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, limits, commandTimeoutMs: config.redisCommandTimeoutMs });
+    return new RedisStore({
+      url: config.redisUrl,
+      keyPrefix: config.redisKeyPrefix,
+      limits,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+    });
   }
   logger.warn('REDIS_URL is not set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
   return new MemoryStore(limits);
@@ -228,14 +254,19 @@ function watchPools(consumerPool: ConnectionPool, publisherPool: ConnectionPool,
 function guardConsumers(factory: ConsumerFactory, brokerGuard: Guard, openGuard: () => Guard | undefined): ConsumerFactory {
   return (user, prefetch, callbacks) => {
     const open = openGuard();
-    if (open) return Promise.reject(new RelayError(ErrorCode.brokerUnavailable, `${open.name} unavailable: no new consumers`, { retryable: true }));
+    if (open)
+      return Promise.reject(new RelayError(ErrorCode.brokerUnavailable, `${open.name} unavailable: no new consumers`, { retryable: true }));
     let started: Promise<ConsumerHandle> | undefined;
     return brokerGuard
       .run(() => (started = factory(user, prefetch, callbacks)))
       .catch((error: unknown) => {
         // The breaker may give up (timeout) on a set-up that still completes: close that consumer,
         // or it would hold the queue's single-active-consumer slot with nobody behind it.
-        if (started) background(started.then((orphan) => orphan.close()), () => undefined);
+        if (started)
+          background(
+            started.then((orphan) => orphan.close()),
+            () => undefined,
+          );
         throw error;
       });
   };

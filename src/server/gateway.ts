@@ -157,7 +157,8 @@ export class Gateway {
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const unavailable = this.options.unavailable();
-      if (unavailable !== undefined) return this.shed(ws, 'dependency-unavailable', jitteredRetryAfter('dependency-unavailable'), `${unavailable}-unavailable`);
+      if (unavailable !== undefined)
+        return this.shed(ws, 'dependency-unavailable', jitteredRetryAfter('dependency-unavailable'), `${unavailable}-unavailable`);
       const load = { connections: this.connections.size, pendingHellos: this.pendingHellos, eventLoopLagMs: this.lag.lagMs };
       const admitted = this.admission.admit(load, this.options.clock.now());
       if (!admitted.ok) return this.shed(ws, admitted.reason, admitted.retryAfterMs, admitted.reason);

@@ -112,7 +112,8 @@ async function assemble(
       for (const stream of registry.values()) total += stream.inflightCount;
       return total;
     },
-    breakerStates: () => Object.fromEntries(deps.guards.map((guard) => [guard.name, guard.state === 'open' ? 2 : guard.state === 'half-open' ? 1 : 0])),
+    breakerStates: () =>
+      Object.fromEntries(deps.guards.map((guard) => [guard.name, guard.state === 'open' ? 2 : guard.state === 'half-open' ? 1 : 0])),
   });
   started.add('metrics', () => metrics.close());
 
@@ -124,7 +125,11 @@ async function assemble(
       ready: isReady,
       notReadyReason: () => (draining ? 'draining' : deps.openGuard() ? `${deps.openGuard()?.name} unavailable` : 'starting'),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
-      drain: () => background(drain().then(() => options.onDrained?.()), (error) => logger.error({ err: errorMessage(error) }, 'drain failed')),
+      drain: () =>
+        background(
+          drain().then(() => options.onDrained?.()),
+          (error) => logger.error({ err: errorMessage(error) }, 'drain failed'),
+        ),
     },
     logger,
   );

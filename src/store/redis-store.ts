@@ -229,18 +229,23 @@ export class RedisStore implements SeqStore {
   }
 
   range(user: string, epoch: string, from: number, to: number): Promise<HistoryEntry[] | null> {
-    return this.enqueue(user, ['r', epoch, from, to], (reply) => {
-      if (reply === 0) return null;
-      if (!Array.isArray(reply) || reply.length % 2 !== 0) throw malformed('range', reply);
-      const raw = reply as unknown[];
-      const entries: HistoryEntry[] = [];
-      for (let i = 0; i < raw.length; i += 2) {
-        const entry = decodeEntry(Number(raw[i]), String(raw[i + 1]));
-        if (!entry || !Number.isSafeInteger(entry.seq)) throw malformed('range', reply);
-        entries.push(entry);
-      }
-      return entries;
-    }, Math.max(0, to - from + 1));
+    return this.enqueue(
+      user,
+      ['r', epoch, from, to],
+      (reply) => {
+        if (reply === 0) return null;
+        if (!Array.isArray(reply) || reply.length % 2 !== 0) throw malformed('range', reply);
+        const raw = reply as unknown[];
+        const entries: HistoryEntry[] = [];
+        for (let i = 0; i < raw.length; i += 2) {
+          const entry = decodeEntry(Number(raw[i]), String(raw[i + 1]));
+          if (!entry || !Number.isSafeInteger(entry.seq)) throw malformed('range', reply);
+          entries.push(entry);
+        }
+        return entries;
+      },
+      Math.max(0, to - from + 1),
+    );
   }
 
   async discard(user: string, epoch: string): Promise<void> {

@@ -27,7 +27,9 @@ describe('client bundle', () => {
     const bundle = await bundleClient();
     expect(bundle.inputs.some((input) => input.endsWith('src/client/index.ts'))).toBe(true);
     expect(bundle.inputs.filter((input) => /node_modules[\\/]ws[\\/]/.test(input))).toEqual([]);
-    expect(bundle.inputs.filter((input) => input.startsWith('node:') || /src[\\/](server|amqp|store|delivery)[\\/]/.test(input))).toEqual([]);
+    expect(bundle.inputs.filter((input) => input.startsWith('node:') || /src[\\/](server|amqp|store|delivery)[\\/]/.test(input))).toEqual(
+      [],
+    );
     expect(bundle.code).not.toMatch(/require\(["'](ws|node:)/);
   });
 });
@@ -99,7 +101,9 @@ describe('client SDK in chromium against the relay', () => {
       await page.waitForFunction((n) => (window as unknown as PageWindow).seen.length >= n, count, { timeout: 30_000 });
     } catch (error) {
       const state = await read(page).catch(() => undefined);
-      throw new Error(`waiting for ${count} messages in the page: ${(error as Error).message}\npage state: ${JSON.stringify(state)}`, { cause: error });
+      throw new Error(`waiting for ${count} messages in the page: ${(error as Error).message}\npage state: ${JSON.stringify(state)}`, {
+        cause: error,
+      });
     }
   }
 

@@ -32,9 +32,13 @@ describe('dead-letter request around a lost broker connection', () => {
     const channel = await tap.createChannel();
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
     await channel.bindQueue(queue, DEAD_LETTER_EXCHANGE, '');
-    await channel.consume(queue, (message) => {
-      if (typeof message?.properties.messageId === 'string') deadIds.add(message.properties.messageId);
-    }, { noAck: true });
+    await channel.consume(
+      queue,
+      (message) => {
+        if (typeof message?.properties.messageId === 'string') deadIds.add(message.properties.messageId);
+      },
+      { noAck: true },
+    );
   });
   afterAll(async () => {
     await tap.close();

@@ -85,7 +85,11 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
       await redis.start();
     }
     await during;
-    await waitUntil(() => relay.relay.breakers().redis === 'closed', { timeoutMs: 30_000, intervalMs: 50, what: 'the redis breaker to close' });
+    await waitUntil(() => relay.relay.breakers().redis === 'closed', {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      what: 'the redis breaker to close',
+    });
     await waitUntil(async () => (await readyz(relay.relay.adminPort)) === 200, { timeoutMs: 10_000, intervalMs: 50, what: 'ready again' });
     expect(await watcher.next('status', 10_000)).toMatchObject({ state: 'ok' });
 

@@ -160,7 +160,10 @@ export async function done<T>(work: Promise<T>): Promise<T> {
 export const newMemory = () => new MemoryStore({ maxCount: 1000, maxAgeMs: 3_600_000 });
 
 /** The memory store with some methods replaced (slow or failing), the others its own. */
-export function storeWith(memory: MemoryStore, overrides: Partial<Pick<MemoryStore, 'assign' | 'ack' | 'deadLetter' | 'deadLettered'>>): MemoryStore {
+export function storeWith(
+  memory: MemoryStore,
+  overrides: Partial<Pick<MemoryStore, 'assign' | 'ack' | 'deadLetter' | 'deadLettered'>>,
+): MemoryStore {
   return Object.assign(Object.create(memory) as MemoryStore, overrides);
 }
 

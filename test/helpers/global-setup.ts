@@ -61,7 +61,9 @@ export async function setup(project: TestProject): Promise<void> {
       redisUrl = `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`;
     }
   } else if (!rabbitUp || !redisUp) {
-    throw new Error(`integration tests need RabbitMQ (${rabbitmqUrl}: ${rabbitUp ? 'up' : 'down'}) and Redis (${redisUrl}: ${redisUp ? 'up' : 'down'})`);
+    throw new Error(
+      `integration tests need RabbitMQ (${rabbitmqUrl}: ${rabbitUp ? 'up' : 'down'}) and Redis (${redisUrl}: ${redisUp ? 'up' : 'down'})`,
+    );
   }
   project.provide('rabbitmqUrl', rabbitmqUrl);
   project.provide('redisUrl', redisUrl);
@@ -87,7 +89,8 @@ async function removeTestState(idLog: string, rabbitmqUrl: string, redisUrl: str
   const deadline = Date.now() + 60_000;
   try {
     const result = await deleteInboxes(rabbitmqUrl, ids, deadline);
-    if (result.done < ids.length) console.warn(`[teardown] deleted ${result.done} of ${ids.length} test queues: ${result.errors.join('; ')}`);
+    if (result.done < ids.length)
+      console.warn(`[teardown] deleted ${result.done} of ${ids.length} test queues: ${result.errors.join('; ')}`);
   } catch (error) {
     console.warn(`[teardown] could not delete test queues: ${(error as Error).message}`);
   }

@@ -181,7 +181,16 @@ export class AmqpFixture {
 /** An x-death header as RabbitMQ writes it when a message dies in `queue`. */
 export function xDeath(queue: string, routingKey: string, reason = 'rejected'): Record<string, unknown> {
   return {
-    'x-death': [{ count: 1, reason, queue, time: { '!': 'timestamp', value: Math.floor(Date.now() / 1000) }, exchange: 'inbox', 'routing-keys': [routingKey] }],
+    'x-death': [
+      {
+        count: 1,
+        reason,
+        queue,
+        time: { '!': 'timestamp', value: Math.floor(Date.now() / 1000) },
+        exchange: 'inbox',
+        'routing-keys': [routingKey],
+      },
+    ],
     'x-first-death-queue': queue,
     'x-first-death-reason': reason,
     'x-first-death-exchange': 'inbox',

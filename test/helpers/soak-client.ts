@@ -250,6 +250,8 @@ export async function untilAllProcessed(
           relay: diagnose ? await Promise.resolve(diagnose(user)).catch((e: unknown) => String(e)) : undefined,
         })),
     );
-    throw new Error(`${(error as Error).message}; ${stalled.length} client(s) stalled:\n${JSON.stringify(stalled, null, 1)}`, { cause: error });
+    throw new Error(`${(error as Error).message}; ${stalled.length} client(s) stalled:\n${JSON.stringify(stalled, null, 1)}`, {
+      cause: error,
+    });
   }
 }

@@ -14,7 +14,6 @@ export const intent = (seq: number): Assigned => ({ seq, deadLetter: true });
 
 export function storeContract(name: string, make: (limits: { maxCount: number; maxAgeMs: number }) => Promise<SeqStore>): void {
   describe(`${name} store contract`, () => {
-
     it('hands out gap-free seqs in input order and the same seq for a known id', async () => {
       const store = await make({ maxCount: 100, maxAgeMs: 60_000 });
       const user = uid('st');
@@ -223,7 +222,10 @@ export function storeContract(name: string, make: (limits: { maxCount: number; m
       expect(other).toEqual(numbered(1));
       expect(wrongEpoch).toBeNull();
       expect(acked).toBe(true);
-      expect(kept!.map((e) => [e.seq, e.id])).toEqual([[1, 'a'], [2, 'b']]);
+      expect(kept!.map((e) => [e.seq, e.id])).toEqual([
+        [1, 'a'],
+        [2, 'b'],
+      ]);
       expect(again).toEqual(numbered(2, 3));
       expect(recorded).toBe(true);
       expect(refused).toEqual([intent(2)]);

@@ -284,7 +284,8 @@ describe('InboxClient against the relay', () => {
       await publish(user, 1, 8);
       await until(
         () => Number.parseInt(attempts.at(-1) ?? '0', 10) === 8,
-        () => `message 8 handled: ${JSON.stringify({ attempts, state: client.state, position: client.position, stats: client.stats(), errors })}`,
+        () =>
+          `message 8 handled: ${JSON.stringify({ attempts, state: client.state, position: client.position, stats: client.stats(), errors })}`,
       );
     } finally {
       relay.relay.events.off('dead-lettered', onDeadLetter);

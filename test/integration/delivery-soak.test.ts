@@ -47,9 +47,7 @@ describe.each([
 
   it('delivers every message of every user in order, resuming after random drops', async () => {
     const users = Array.from({ length: USERS }, (_, i) => uid(`soak${i}`));
-    const clients = users.map(
-      (user) => new SoakClient({ url: relay.url, token: () => token(user), dropRate: 1 / 40, ackEvery: 4 }),
-    );
+    const clients = users.map((user) => new SoakClient({ url: relay.url, token: () => token(user), dropRate: 1 / 40, ackEvery: 4 }));
     for (const client of clients) client.start();
     const published = await publishAll(producer, users);
     await untilAllProcessed(clients, users, MESSAGES, 90_000, async (user) => ({

@@ -43,8 +43,14 @@ function runDemo(args: string[], env: Record<string, string>, timeoutMs = 90_000
 /** The summary's header and one of its rows, by column name. */
 function summaryRow(stdout: string, name: string): Record<string, string> {
   const lines = stdout.split('\n');
-  const header = lines.find((line) => line.startsWith('user '))?.trim().split(/\s+/);
-  const row = lines.find((line) => line.startsWith(`${name} `))?.trim().split(/\s+/);
+  const header = lines
+    .find((line) => line.startsWith('user '))
+    ?.trim()
+    .split(/\s+/);
+  const row = lines
+    .find((line) => line.startsWith(`${name} `))
+    ?.trim()
+    .split(/\s+/);
   if (!header || !row) throw new Error(`no summary row ${name} in:\n${stdout}`);
   return Object.fromEntries(header.map((column, i) => [column, row[i] ?? '']));
 }

@@ -20,7 +20,9 @@ interface Rule {
 const SYNTHETIC = new Set(['up']);
 const RUNBOOK_SECTIONS = ['Meaning', 'Impact', 'Diagnosis', 'Mitigation', 'Escalation'];
 
-const rules = (yamlFile<{ groups: { name: string; rules: Rule[] }[] }>('ops/prometheus/alerts.yml').groups ?? []).flatMap((group) => group.rules);
+const rules = (yamlFile<{ groups: { name: string; rules: Rule[] }[] }>('ops/prometheus/alerts.yml').groups ?? []).flatMap(
+  (group) => group.rules,
+);
 
 interface Panel {
   id: number;
@@ -29,7 +31,9 @@ interface Panel {
   targets?: { expr: string }[];
   panels?: Panel[];
 }
-const dashboard = json<{ uid: string; panels: Panel[]; templating: { list: { query: { query: string } | string }[] } }>('ops/grafana/dashboards/inbox-relay.json');
+const dashboard = json<{ uid: string; panels: Panel[]; templating: { list: { query: { query: string } | string }[] } }>(
+  'ops/grafana/dashboards/inbox-relay.json',
+);
 const panels = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
 
 describe('alert rules and dashboard', () => {

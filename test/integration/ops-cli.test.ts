@@ -17,7 +17,18 @@ import { REPLAY_HEADER } from '../../src/delivery/message-codec.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { AmqpFixture, buildDist, cli, runCompiled, runNpm, xDeath } from '../helpers/ops-cli.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { TEST_SECRET, rabbitmqUrl, redisUrl, startTestRelay, testConfig, testEnv, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import {
+  TEST_SECRET,
+  rabbitmqUrl,
+  redisUrl,
+  startTestRelay,
+  testConfig,
+  testEnv,
+  testProducer,
+  token,
+  uid,
+  type TestRelay,
+} from '../helpers/relay.js';
 
 const MAIN = 'dist/src/cli/main.js';
 const TOKEN = 'dist/src/cli/token.js';
@@ -42,7 +53,15 @@ describe('inbox-relay CLI', () => {
   describe('usage', () => {
     it('exits 2 with a message for an unknown command, a bad option or a missing argument', async () => {
       const env = opsEnv();
-      for (const args of [['frobnicate'], ['inspect'], ['inspect', 'u', '--bogus'], ['dlq'], ['dlq', 'shred'], ['dlq', 'list', '--limit', 'ten'], []]) {
+      for (const args of [
+        ['frobnicate'],
+        ['inspect'],
+        ['inspect', 'u', '--bogus'],
+        ['dlq'],
+        ['dlq', 'shred'],
+        ['dlq', 'list', '--limit', 'ten'],
+        [],
+      ]) {
         const run = await cli(args, env);
         expect(run.code, args.join(' ')).toBe(2);
         expect(run.stderr.length, args.join(' ')).toBeGreaterThan(0);
@@ -190,7 +209,9 @@ describe('inbox-relay CLI', () => {
         if (request.headers.authorization !== expected) return response.writeHead(401).end();
         const match = /^\/api\/queues\/%2F\/(.+)$/.exec(request.url ?? '');
         if (!match) return response.writeHead(404).end();
-        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: decodeURIComponent(match[1]!), messages_unacknowledged: 2 }));
+        response
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ name: decodeURIComponent(match[1]!), messages_unacknowledged: 2 }));
       });
       await new Promise<void>((resolve) => management.listen(0, '127.0.0.1', resolve));
       managementUrl = `http://ops:pa%20ss@127.0.0.1:${(management.address() as AddressInfo).port}`;
@@ -258,8 +279,13 @@ describe('inbox-relay CLI', () => {
       cleanup.push(inboxQueueName(user));
       expect((await cli(['provision', user], opsEnv())).code).toBe(0);
       const disabled = await cli(['inspect', user, '--json'], opsEnv({ RABBITMQ_MANAGEMENT_URL: '' }));
-      expect(disabled.json()).toMatchObject({ queue: { exists: true, unacked: null, unackedUnknownReason: expect.stringMatching(/disabled/) } });
-      const refused = await cli(['inspect', user, '--json'], opsEnv({ RABBITMQ_MANAGEMENT_URL: managementUrl.replace('pa%20ss', 'wrong') }));
+      expect(disabled.json()).toMatchObject({
+        queue: { exists: true, unacked: null, unackedUnknownReason: expect.stringMatching(/disabled/) },
+      });
+      const refused = await cli(
+        ['inspect', user, '--json'],
+        opsEnv({ RABBITMQ_MANAGEMENT_URL: managementUrl.replace('pa%20ss', 'wrong') }),
+      );
       expect(refused.json()).toMatchObject({ queue: { unacked: null, unackedUnknownReason: expect.stringMatching(/401/) } });
       expect(refused.stdout).not.toContain('wrong@');
     });
@@ -290,7 +316,11 @@ describe('inbox-relay CLI', () => {
       for (let round = 0; round < 2; round += 1) {
         const run = await cli(['dlq', 'list', '--queue', queue, '--json'], opsEnv());
         expect(run.code, run.stderr).toBe(0);
-        const out = run.json<{ depth: number; listed: number; messages: { messageId: string; user: string; reason: string; queue: string; position: number }[] }>();
+        const out = run.json<{
+          depth: number;
+          listed: number;
+          messages: { messageId: string; user: string; reason: string; queue: string; position: number }[];
+        }>();
         expect(out.depth).toBe(3);
         expect(out.messages.map((m) => m.messageId)).toEqual(['dl-0', 'dl-1', 'dl-2']);
         expect(out.messages.map((m) => m.user)).toEqual(users);
@@ -351,13 +381,28 @@ describe('inbox-relay CLI', () => {
 
       const run = await cli(['dlq', 'replay', '--queue', queue, '--user', alice, '--json'], opsEnv());
       expect(run.code, run.stderr).toBe(0);
-      expect(run.json()).toMatchObject({ ok: true, scanned: 4, replayed: [{ messageId: 'r-1', user: alice }, { messageId: 'r-3', user: alice }], skipped: [] });
+      expect(run.json()).toMatchObject({
+        ok: true,
+        scanned: 4,
+        replayed: [
+          { messageId: 'r-1', user: alice },
+          { messageId: 'r-3', user: alice },
+        ],
+        skipped: [],
+      });
       const copies = await fixture.drainQueue(inboxQueueName(alice));
       expect(copies.map((m) => m.properties.messageId)).toEqual(['r-1', 'r-3']);
       expect(copies.map((m) => m.properties.headers?.[REPLAY_HEADER])).toEqual([1, 2]);
       const [first] = copies;
       expect(first?.content.toString()).toBe('{"id":"r-1"}');
-      expect(first?.properties).toMatchObject({ correlationId: 'corr-r-1', type: 'note', appId: 'ops-test', timestamp: 1_700_000_000_000, contentType: 'application/json', deliveryMode: 2 });
+      expect(first?.properties).toMatchObject({
+        correlationId: 'corr-r-1',
+        type: 'note',
+        appId: 'ops-test',
+        timestamp: 1_700_000_000_000,
+        contentType: 'application/json',
+        deliveryMode: 2,
+      });
       expect(first?.properties.expiration).toBeUndefined();
       expect(first?.properties.headers?.['x-custom']).toBe('kept');
       expect(first?.properties.headers?.['x-death']).toBeUndefined();
@@ -368,7 +413,10 @@ describe('inbox-relay CLI', () => {
 
       const all = await cli(['dlq', 'replay', '--queue', queue, '--json'], opsEnv());
       expect(all.code, all.stderr).toBe(0);
-      expect(all.json()).toMatchObject({ replayed: [{ messageId: 'r-2', user: bob }], skipped: [{ messageId: 'r-4', reason: expect.stringMatching(/no user/) }] });
+      expect(all.json()).toMatchObject({
+        replayed: [{ messageId: 'r-2', user: bob }],
+        skipped: [{ messageId: 'r-4', reason: expect.stringMatching(/no user/) }],
+      });
       expect((await fixture.drainQueue(inboxQueueName(bob))).map((m) => m.properties.messageId)).toEqual(['r-2']);
       expect((await fixture.drainQueue(queue)).map((m) => m.properties.messageId)).toEqual(['r-4']);
     });
@@ -410,7 +458,10 @@ describe('inbox-relay CLI', () => {
         await fixture.bind(tap, 'inbox.dlx');
         client.send({ type: 'nack', seq: 1, requeue: false });
         await expect
-          .poll(async () => (await fixture.drainQueue(tap)).some((m) => m.properties.messageId === messageId), { timeout: 20_000, interval: 250 })
+          .poll(async () => (await fixture.drainQueue(tap)).some((m) => m.properties.messageId === messageId), {
+            timeout: 20_000,
+            interval: 250,
+          })
           .toBe(true);
 
         // inbox.dead is shared with other tests: replay this user's messages only.
@@ -517,7 +568,12 @@ describe('inbox-relay CLI', () => {
 
     it('serve runs a relay that drain --wait stops cleanly', async () => {
       // Ready once it logs that it listens (with the admin port it picked).
-      const serve = await RelayProcess.start({ script: MAIN, args: ['serve'], env: testEnv({ LOG_LEVEL: 'info' }), readyTimeoutMs: 60_000 });
+      const serve = await RelayProcess.start({
+        script: MAIN,
+        args: ['serve'],
+        env: testEnv({ LOG_LEVEL: 'info' }),
+        readyTimeoutMs: 60_000,
+      });
       try {
         const adminPort = serve.ports?.adminPort;
         expect(adminPort).toBeGreaterThan(0);

@@ -85,7 +85,11 @@ describe('runbook commands', () => {
       deadQueue = await fixture.privateQueue(uid('ops-rb-dead'));
       cleanup.push(deadQueue);
       for (let i = 0; i < 3; i += 1) {
-        await fixture.put(deadQueue, JSON.stringify({ i }), { messageId: `rb-${i}`, contentType: 'application/json', headers: xDeath(inboxQueueName(user), user) });
+        await fixture.put(deadQueue, JSON.stringify({ i }), {
+          messageId: `rb-${i}`,
+          contentType: 'application/json',
+          headers: xDeath(inboxQueueName(user), user),
+        });
       }
     });
     afterAll(async () => {
@@ -125,7 +129,8 @@ describe('runbook commands', () => {
   describe('external commands', () => {
     it('use rabbitmqctl commands that exist', () => {
       const help = installed('rabbitmqctl', ['help']);
-      const known = help === undefined ? RABBITMQCTL_COMMANDS : new Set([...help.matchAll(/^\s{3}([a-z_]+)\s/gm)].map((match) => match[1]!));
+      const known =
+        help === undefined ? RABBITMQCTL_COMMANDS : new Set([...help.matchAll(/^\s{3}([a-z_]+)\s/gm)].map((match) => match[1]!));
       if (help !== undefined) expect(known.size).toBeGreaterThan(50);
       for (const command of external.filter((c) => c.program === 'rabbitmqctl')) {
         const { word } = firstWord(command.args, new Set(['-n', '--node', '-t', '--timeout']));

@@ -83,7 +83,10 @@ describe('state store lost mid-stream', () => {
       }
       // Nothing lost: every published message was processed at least once.
       const processed = new Set(client.processed.map((r) => r.id));
-      expect(ids.filter((id) => !processed.has(id)), user).toEqual([]);
+      expect(
+        ids.filter((id) => !processed.has(id)),
+        user,
+      ).toEqual([]);
       // Within each epoch, processing follows publish order.
       for (const epoch of epochs) {
         const order = client.processed.filter((r) => r.epoch === epoch).map((r) => ids.indexOf(r.id));

@@ -43,7 +43,15 @@ describe('state store restarted from older files mid-stream', () => {
         }),
       );
     const allProcessed = (count: number, what: string) =>
-      Promise.all(clients.map((client, i) => client.until(() => new Set(client.processed.map((r) => r.id)).size >= count && client.ackedSeq >= client.lastSeq, 60_000, `${what} of ${users[i]}`)));
+      Promise.all(
+        clients.map((client, i) =>
+          client.until(
+            () => new Set(client.processed.map((r) => r.id)).size >= count && client.ackedSeq >= client.lastSeq,
+            60_000,
+            `${what} of ${users[i]}`,
+          ),
+        ),
+      );
 
     await publishPhase();
     await allProcessed(PER_PHASE, 'first phase');
@@ -66,7 +74,10 @@ describe('state store restarted from older files mid-stream', () => {
       const ids = published.get(user)!;
       const processed = new Set(client.processed.map((r) => r.id));
       // Before the fix, the third phase was numbered 21..40 again and acked without being sent.
-      expect(ids.filter((id) => !processed.has(id)), user).toEqual([]);
+      expect(
+        ids.filter((id) => !processed.has(id)),
+        user,
+      ).toEqual([]);
       expect(client.resets.length, user).toBeGreaterThan(0);
       // No seq stands for two different messages within an epoch.
       const bySeq = new Map<string, string>();

@@ -38,7 +38,15 @@ function keysOf(user: string): { meta: string; ids: string; hist: string; dead: 
 async function batch(ops: Op[], limits: { maxCount?: number; maxAgeMs?: number; now?: number } = {}): Promise<unknown[]> {
   const keys = ops.flatMap(([user]) => Object.values(keysOf(user)));
   const args = ops.flatMap(([, ...rest]) => rest);
-  const reply = await redis.eval(BATCH, keys.length, ...keys, limits.now ?? NOW, limits.maxCount ?? 100, limits.maxAgeMs ?? 60_000, ...args);
+  const reply = await redis.eval(
+    BATCH,
+    keys.length,
+    ...keys,
+    limits.now ?? NOW,
+    limits.maxCount ?? 100,
+    limits.maxAgeMs ?? 60_000,
+    ...args,
+  );
   return reply as unknown[];
 }
 
@@ -197,7 +205,11 @@ describe('redis store script', () => {
   describe('deadLettered', () => {
     it('clears the intents of the named seqs only, and nothing for a gone epoch', async () => {
       const user = await userWith('e1', ['a', 'b', 'c']);
-      await batch([[user, 'd', 'e1', 1], [user, 'd', 'e1', 2], [user, 'd', 'e1', 3]]);
+      await batch([
+        [user, 'd', 'e1', 1],
+        [user, 'd', 'e1', 2],
+        [user, 'd', 'e1', 3],
+      ]);
       expect(await one([user, 'c', 'e0', 1, 1])).toBe(0);
       expect(await one([user, 'c', 'e1', 3, 3, 1, 99])).toBe(2);
       expect(await redis.hgetall(keysOf(user).dead)).toEqual({ b: '2' });
@@ -246,7 +258,12 @@ describe('redis store script', () => {
 
     it('fails the whole call on an unknown operation, and runs nothing after it', async () => {
       const user = uid('ls');
-      await expect(batch([[user, '?'], [user, 'm', 'e1']])).rejects.toThrow('unknown store operation ?');
+      await expect(
+        batch([
+          [user, '?'],
+          [user, 'm', 'e1'],
+        ]),
+      ).rejects.toThrow('unknown store operation ?');
       expect(await existing(user)).toEqual([]);
     });
   });

@@ -11,14 +11,20 @@ storeContract('redis', async (limits) => {
 });
 
 describe('redis store batching', () => {
-
   it('sends the operations of one turn as one script call per maxBatchOps, each with its own reply', async () => {
-    const store = new RedisStore({ url: redisUrl(), keyPrefix: `${uid('test')}:`, limits: { maxCount: 100, maxAgeMs: 60_000 }, maxBatchOps: 4 });
+    const store = new RedisStore({
+      url: redisUrl(),
+      keyPrefix: `${uid('test')}:`,
+      limits: { maxCount: 100, maxAgeMs: 60_000 },
+      maxBatchOps: 4,
+    });
     await store.connect();
     const users = Array.from({ length: 10 }, () => uid('sb'));
     const metas = await Promise.all(users.map((user) => store.meta(user)));
     expect(store.stats).toEqual({ calls: 3, operations: 10 });
-    const seqs = await Promise.all(users.map((user, i) => store.assign(user, metas[i]!.epoch, 0, inputs(Array.from({ length: i + 1 }, (_, j) => `m${j}`)))));
+    const seqs = await Promise.all(
+      users.map((user, i) => store.assign(user, metas[i]!.epoch, 0, inputs(Array.from({ length: i + 1 }, (_, j) => `m${j}`)))),
+    );
     expect(seqs).toEqual(users.map((_, i) => numbered(...Array.from({ length: i + 1 }, (_, j) => j + 1))));
     expect(store.stats).toEqual({ calls: 6, operations: 20 });
     // Operations awaited one by one each go alone.
@@ -107,10 +113,11 @@ describe('redis store batching', () => {
     // The guard stands in for Redis here: each call gets the replies queued for it.
     const replies: unknown[][] = [];
     store.guardWith(async <T>() => replies.shift() as T);
-    const codeOf = async (call: Promise<unknown>) => call.then(
-      () => 'resolved',
-      (error: unknown) => (isRelayError(error, ErrorCode.storeReply) ? error.code : String(error)),
-    );
+    const codeOf = async (call: Promise<unknown>) =>
+      call.then(
+        () => 'resolved',
+        (error: unknown) => (isRelayError(error, ErrorCode.storeReply) ? error.code : String(error)),
+      );
     const two = inputs(['a', 'b']);
     replies.push([[1]], [[1, 2, 3]], [[1, 0]], [['1', 2]], [7], [[1, 'raw']], [5]);
     expect(await codeOf(store.assign(user, epoch, 0, two))).toBe('RELAY_ERR_STORE_REPLY');
@@ -122,7 +129,10 @@ describe('redis store batching', () => {
     expect(await codeOf(store.deadLetter(user, epoch, 1))).toBe('RELAY_ERR_STORE_REPLY');
     // A well-formed reply still decodes, intents included.
     replies.push([[1, -2]]);
-    expect(await store.assign(user, epoch, 0, two)).toEqual([{ seq: 1, deadLetter: false }, { seq: 2, deadLetter: true }]);
+    expect(await store.assign(user, epoch, 0, two)).toEqual([
+      { seq: 1, deadLetter: false },
+      { seq: 2, deadLetter: true },
+    ]);
     expect(replies).toEqual([]);
     await store.close();
   });

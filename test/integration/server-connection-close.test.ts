@@ -39,7 +39,9 @@ async function silentClient(relay: TestRelay): Promise<{ closed: Promise<number>
     ws.once('open', () => resolve());
     ws.once('error', reject);
   });
-  const welcome = new Promise<void>((resolve) => ws.on('message', (data) => (rawDataToString(data).includes('"welcome"') ? resolve() : undefined)));
+  const welcome = new Promise<void>((resolve) =>
+    ws.on('message', (data) => (rawDataToString(data).includes('"welcome"') ? resolve() : undefined)),
+  );
   ws.send(JSON.stringify({ type: 'hello', token: token(uid('silent')) }));
   await welcome;
   return { closed };
@@ -47,7 +49,8 @@ async function silentClient(relay: TestRelay): Promise<{ closed: Promise<number>
 
 /** Waits (bounded) until the relay holds `count` connections. */
 async function connectionsSettle(relay: TestRelay, count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100 && relay.relay.connectionCount !== count; attempt += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let attempt = 0; attempt < 100 && relay.relay.connectionCount !== count; attempt += 1)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   return relay.relay.connectionCount;
 }
 

@@ -47,7 +47,8 @@ async function handlesSettle(kinds: readonly string[], count: number): Promise<n
 
 /** The Redis client's status once it reached 'end' (or after a bounded wait, whatever it is then). */
 async function redisStatusSettles(store: RedisStore | undefined): Promise<string | undefined> {
-  for (let attempt = 0; attempt < 50 && store && store.redis.status !== 'end'; attempt += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (let attempt = 0; attempt < 50 && store && store.redis.status !== 'end'; attempt += 1)
+    await new Promise((resolve) => setTimeout(resolve, 100));
   return store?.redis.status;
 }
 

@@ -18,7 +18,11 @@ function fakeStore() {
 }
 
 /** A writer on `write` with no-op callbacks unless given. */
-function writerOn(write: (seq: number) => Promise<boolean>, intervalMs: number, callbacks: Partial<Pick<AckedMarkWriterOptions, 'onEpochGone' | 'onError'>> = {}) {
+function writerOn(
+  write: (seq: number) => Promise<boolean>,
+  intervalMs: number,
+  callbacks: Partial<Pick<AckedMarkWriterOptions, 'onEpochGone' | 'onError'>> = {},
+) {
   return new AckedMarkWriter({ write, intervalMs, onEpochGone: callbacks.onEpochGone ?? vi.fn(), onError: callbacks.onError ?? vi.fn() });
 }
 

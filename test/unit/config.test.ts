@@ -35,7 +35,9 @@ describe('config', () => {
     expect(errorOf({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'none' })).toMatch(/^JWT_ALGORITHMS: unsupported algorithm none/);
     expect(errorOf({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'RS256' })).toMatch(/^JWT_ALGORITHMS: RS256 does not fit JWT_SECRET/);
     expect(errorOf({ JWT_SECRET: SECRET, WINDOW_DEFAULT: '200' })).toMatch(/^WINDOW_DEFAULT: must be <= WINDOW_MAX/);
-    expect(errorOf({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY_FILE: '/nonexistent' })).toMatch(/^JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_PUBLIC_KEY_FILE: '/nonexistent' })).toMatch(
+      /^JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both/,
+    );
     expect(errorOf({ JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' })).toMatch(/^JWT_PUBLIC_KEY_FILE: cannot read/);
   });
 

@@ -139,7 +139,9 @@ describe('DeadLetterIntents', () => {
     expect(h.intents.isStored(1)).toBe(true);
     await vi.advanceTimersByTimeAsync(5_000);
     expect(h.fake.writes).toHaveLength(3);
-    expect(h.lines.filter((line) => line.msg === 'could not record a dead-letter intent; retrying').map((line) => line.level)).toEqual([40, 40]);
+    expect(h.lines.filter((line) => line.msg === 'could not record a dead-letter intent; retrying').map((line) => line.level)).toEqual([
+      40, 40,
+    ]);
   });
 
   it('forgets an intent the store no longer has history for, and calls onDropped', async () => {

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { REPLAY_HEADER, decodeMessage, msgFrame } from '../../src/delivery/message-codec.js';
 
-const props = (over: Record<string, unknown> = {}) => ({ messageId: 'm1', contentType: 'application/json', timestamp: 1_700_000_000_000, headers: {}, ...over });
+const props = (over: Record<string, unknown> = {}) => ({
+  messageId: 'm1',
+  contentType: 'application/json',
+  timestamp: 1_700_000_000_000,
+  headers: {},
+  ...over,
+});
 
 describe('message codec', () => {
   it('copies a JSON body into the frame as written and keeps the producer timestamp', () => {
@@ -9,7 +15,13 @@ describe('message codec', () => {
     expect(decoded.ok).toBe(true);
     if (!decoded.ok) return;
     expect(JSON.parse(msgFrame(7, false, decoded.fragment))).toEqual({
-      type: 'msg', seq: 7, redelivered: false, id: 'm1', ts: 1_700_000_000_000, contentType: 'application/json', data: { a: [1, 2] },
+      type: 'msg',
+      seq: 7,
+      redelivered: false,
+      id: 'm1',
+      ts: 1_700_000_000_000,
+      contentType: 'application/json',
+      data: { a: [1, 2] },
     });
   });
 

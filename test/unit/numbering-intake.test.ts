@@ -190,7 +190,10 @@ describe('NumberingIntake', () => {
     expect(h.numbering.calls).toHaveLength(1);
     h.numbering.reply = 'store';
     await vi.advanceTimersByTimeAsync(1);
-    expect(h.numbering.calls.map((call) => call.ids)).toEqual([['m1', 'm2'], ['m1', 'm2', 'm4']]);
+    expect(h.numbering.calls.map((call) => call.ids)).toEqual([
+      ['m1', 'm2'],
+      ['m1', 'm2', 'm4'],
+    ]);
     expect(numbered(h)).toEqual([
       [1, 1],
       [2, 2],
@@ -280,7 +283,9 @@ describe('NumberingIntake', () => {
   // for as long as it lasts.
   it('logs an outage the breaker reports (RELAY_ERR_STORE_UNAVAILABLE) as a warning', async () => {
     const h = await harness();
-    h.numbering.reply = new RelayError(ErrorCode.storeUnavailable, 'redis unavailable (breaker open): Breaker is open', { retryable: true });
+    h.numbering.reply = new RelayError(ErrorCode.storeUnavailable, 'redis unavailable (breaker open): Breaker is open', {
+      retryable: true,
+    });
     push(h, 'm1');
     await flush();
     expect(h.health).toEqual([false]);

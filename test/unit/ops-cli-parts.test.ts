@@ -29,7 +29,14 @@ function props(overrides: Partial<MessageProperties> = {}): MessageProperties {
 
 /** An x-death entry; typed loosely, as RabbitMQ sends reasons amqplib's type does not list (delivery_limit). */
 const death = (queue: string, keys: string[], reason = 'rejected'): XDeath =>
-  ({ count: 1, reason, queue, exchange: 'inbox', 'routing-keys': keys, time: { '!': 'timestamp', value: 1_700_000_000 } }) as unknown as XDeath;
+  ({
+    count: 1,
+    reason,
+    queue,
+    exchange: 'inbox',
+    'routing-keys': keys,
+    time: { '!': 'timestamp', value: 1_700_000_000 },
+  }) as unknown as XDeath;
 
 describe('deadLetterUser', () => {
   it('takes the user of the inbox queue the message died in, newest death first', () => {
@@ -99,7 +106,14 @@ describe('replayProperties', () => {
 describe('summarize', () => {
   const message = (content: string | Buffer, overrides: Partial<MessageProperties> = {}) => ({
     content: Buffer.isBuffer(content) ? content : Buffer.from(content),
-    properties: props({ headers: { 'x-death': [death('inbox.bob', ['bob'], 'delivery_limit')], 'x-first-death-reason': 'delivery_limit', 'x-delivery-count': 2 }, ...overrides }),
+    properties: props({
+      headers: {
+        'x-death': [death('inbox.bob', ['bob'], 'delivery_limit')],
+        'x-first-death-reason': 'delivery_limit',
+        'x-delivery-count': 2,
+      },
+      ...overrides,
+    }),
   });
 
   it('describes a dead letter without its body', () => {
@@ -123,8 +137,14 @@ describe('summarize', () => {
 
   it('adds the body on request: JSON as a value, anything else as base64', () => {
     expect(summarize(1, message('{"a":1}'), true)).toMatchObject({ body: { a: 1 }, bodyEncoding: 'json' });
-    expect(summarize(1, message('not json', { contentType: 'application/json' }), true)).toMatchObject({ body: Buffer.from('not json').toString('base64'), bodyEncoding: 'base64' });
-    expect(summarize(1, message(Buffer.from([1, 2]), { contentType: 'application/octet-stream' }), true)).toMatchObject({ body: 'AQI=', bodyEncoding: 'base64' });
+    expect(summarize(1, message('not json', { contentType: 'application/json' }), true)).toMatchObject({
+      body: Buffer.from('not json').toString('base64'),
+      bodyEncoding: 'base64',
+    });
+    expect(summarize(1, message(Buffer.from([1, 2]), { contentType: 'application/octet-stream' }), true)).toMatchObject({
+      body: 'AQI=',
+      bodyEncoding: 'base64',
+    });
   });
 });
 
@@ -145,11 +165,22 @@ describe('parseInvocation', () => {
       spec: { name: 'dlq replay' },
       values: { user: 'bob', limit: '5', json: true },
     });
-    expect(parseInvocation(['publish', 'bob', '{"a":1}', '--message-id', 'm'])).toMatchObject({ positionals: ['bob', '{"a":1}'], values: { 'message-id': 'm' } });
+    expect(parseInvocation(['publish', 'bob', '{"a":1}', '--message-id', 'm'])).toMatchObject({
+      positionals: ['bob', '{"a":1}'],
+      values: { 'message-id': 'm' },
+    });
   });
 
   it('throws usage errors (exit 2) for unknown commands, options and missing or extra arguments', () => {
-    for (const argv of [['nope'], ['inspect'], ['inspect', 'a', 'b'], ['inspect', 'a', '--limit', '1'], ['dlq'], ['dlq', 'nope'], ['token', 'u', '--ttl']]) {
+    for (const argv of [
+      ['nope'],
+      ['inspect'],
+      ['inspect', 'a', 'b'],
+      ['inspect', 'a', '--limit', '1'],
+      ['dlq'],
+      ['dlq', 'nope'],
+      ['token', 'u', '--ttl'],
+    ]) {
       expect(() => parseInvocation(argv), argv.join(' ')).toThrow(expect.objectContaining({ exitCode: 2 }));
     }
   });

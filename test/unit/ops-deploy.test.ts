@@ -70,10 +70,12 @@ function rabbitConf(): Map<string, string> {
 
 /** Compose volume mounts as target -> source. */
 function mountsOf(volumes: string[]): Map<string, string> {
-  return new Map(volumes.map((volume) => {
-    const [source = '', target = ''] = volume.split(':');
-    return [target, source];
-  }));
+  return new Map(
+    volumes.map((volume) => {
+      const [source = '', target = ''] = volume.split(':');
+      return [target, source];
+    }),
+  );
 }
 
 function expectKnownVariables(env: Record<string, unknown>, where: string): void {
@@ -127,7 +129,9 @@ describe('docker-compose.yml', () => {
   it('builds the relay from ops/Dockerfile with a configuration the relay accepts', () => {
     const relay = services.relay;
     expect(relay.build).toEqual({ context: '.', dockerfile: 'ops/Dockerfile' });
-    const env = Object.fromEntries(Object.entries(relay.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]));
+    const env = Object.fromEntries(
+      Object.entries(relay.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]),
+    );
     expect(env).toMatchObject({ PORT: '8080', ADMIN_PORT: '9090' });
     for (const name of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET']) expect(env[name], name).toBeDefined();
     expectKnownVariables(env, 'docker-compose relay');
@@ -146,9 +150,13 @@ describe('docker-compose.yml', () => {
     expect(user).toBeDefined();
     const hash = Buffer.from(user!.password_hash, 'base64');
     const salt = hash.subarray(0, 4);
-    const expected = createHash('sha256').update(Buffer.concat([salt, Buffer.from(decodeURIComponent(url.password))])).digest();
+    const expected = createHash('sha256')
+      .update(Buffer.concat([salt, Buffer.from(decodeURIComponent(url.password))]))
+      .digest();
     expect(hash.subarray(4).equals(expected)).toBe(true);
-    expect(definitions.permissions).toContainEqual(expect.objectContaining({ user: user!.name, vhost: '/', configure: '.*', write: '.*', read: '.*' }));
+    expect(definitions.permissions).toContainEqual(
+      expect.objectContaining({ user: user!.name, vhost: '/', configure: '.*', write: '.*', read: '.*' }),
+    );
   });
 
   it('loads the alert rules into Prometheus and scrapes the relay admin port', () => {
@@ -211,14 +219,22 @@ describe('ops/rabbitmq/definitions.json', () => {
   it('declares exactly the shared topology of src/amqp/topology.ts, with the same arguments', async () => {
     const declared = await declaredTopology();
     const definitions = json<Obj>('ops/rabbitmq/definitions.json');
-    expect(byName((definitions.exchanges as Obj[]).map(({ name, type, durable, arguments: args, auto_delete, internal, vhost }) => {
-      expect({ auto_delete, internal, vhost }).toEqual({ auto_delete: false, internal: false, vhost: '/' });
-      return { name, type, durable, arguments: args };
-    }))).toEqual(byName(declared.exchanges));
-    expect(byName((definitions.queues as Obj[]).map(({ name, durable, arguments: args, auto_delete, vhost }) => {
-      expect({ auto_delete, vhost }).toEqual({ auto_delete: false, vhost: '/' });
-      return { name, durable, arguments: args };
-    }))).toEqual(byName(declared.queues));
+    expect(
+      byName(
+        (definitions.exchanges as Obj[]).map(({ name, type, durable, arguments: args, auto_delete, internal, vhost }) => {
+          expect({ auto_delete, internal, vhost }).toEqual({ auto_delete: false, internal: false, vhost: '/' });
+          return { name, type, durable, arguments: args };
+        }),
+      ),
+    ).toEqual(byName(declared.exchanges));
+    expect(
+      byName(
+        (definitions.queues as Obj[]).map(({ name, durable, arguments: args, auto_delete, vhost }) => {
+          expect({ auto_delete, vhost }).toEqual({ auto_delete: false, vhost: '/' });
+          return { name, durable, arguments: args };
+        }),
+      ),
+    ).toEqual(byName(declared.queues));
     const bindings = (definitions.bindings as Obj[]).map(({ source, destination, routing_key, destination_type }) => {
       expect(destination_type).toBe('queue');
       return { source, destination, routing_key };
@@ -238,7 +254,8 @@ describe('Kubernetes manifests', () => {
   const deployment = find('Deployment');
   const pod = deployment.spec.template.spec;
   const container = pod.containers[0];
-  const portNumber = (port: string | number) => (typeof port === 'number' ? port : container.ports.find((p: Obj) => p.name === port)?.containerPort);
+  const portNumber = (port: string | number) =>
+    typeof port === 'number' ? port : container.ports.find((p: Obj) => p.name === port)?.containerPort;
   const env = {
     ...find('ConfigMap').data,
     ...find('Secret').stringData,

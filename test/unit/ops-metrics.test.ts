@@ -15,7 +15,8 @@ describe('createMetrics', () => {
 
   it('counts handshakes by outcome and derives resume outcomes from them', async () => {
     const events = start();
-    for (const outcome of ['new', 'new', 'resumed', 'not-recovered', 'reset', 'unauthenticated'] as const) events.emit('handshake', outcome);
+    for (const outcome of ['new', 'new', 'resumed', 'not-recovered', 'reset', 'unauthenticated'] as const)
+      events.emit('handshake', outcome);
     const text = await metrics!.render();
     expect(sampleValue(text, 'inbox_relay_handshakes_total', { outcome: 'new' })).toBe(2);
     expect(sampleValue(text, 'inbox_relay_handshakes_total', { outcome: 'unauthenticated' })).toBe(1);
@@ -178,7 +179,13 @@ describe('createMetrics', () => {
   it('never lets a metric error reach the emitter', () => {
     const events = start();
     // A label value prom-client cannot take would throw inside the listener.
-    expect(() => events.emit('dead-lettered', { toString: () => { throw new Error('bad'); } } as unknown as string)).not.toThrow();
+    expect(() =>
+      events.emit('dead-lettered', {
+        toString: () => {
+          throw new Error('bad');
+        },
+      } as unknown as string),
+    ).not.toThrow();
   });
 
   it('stops listening on close, and close is idempotent', async () => {

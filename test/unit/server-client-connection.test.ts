@@ -48,7 +48,11 @@ class FakeSocket extends EventEmitter {
   }
 }
 
-const config = loadConfig({ JWT_SECRET: 'unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz', HEARTBEAT_MS: '1000', HELLO_TIMEOUT_MS: '10000' });
+const config = loadConfig({
+  JWT_SECRET: 'unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz',
+  HEARTBEAT_MS: '1000',
+  HELLO_TIMEOUT_MS: '10000',
+});
 
 function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
   const socket = new FakeSocket();

@@ -6,7 +6,13 @@ const STATES: ConnectionState[] = ['awaiting-hello', 'attaching', 'open', 'close
 describe('connection state table', () => {
   it('allows exactly the transitions of the handshake and the close', () => {
     const allowed = STATES.flatMap((from) => STATES.filter((to) => canTransition(from, to)).map((to) => `${from}->${to}`));
-    expect(allowed).toEqual(['awaiting-hello->attaching', 'awaiting-hello->closed', 'attaching->open', 'attaching->closed', 'open->closed']);
+    expect(allowed).toEqual([
+      'awaiting-hello->attaching',
+      'awaiting-hello->closed',
+      'attaching->open',
+      'attaching->closed',
+      'open->closed',
+    ]);
   });
 
   it('lets every state but closed move to closed, and nothing leave closed', () => {

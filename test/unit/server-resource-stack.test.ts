@@ -40,7 +40,11 @@ describe('ResourceStack', () => {
   it('goes on closing the rest when one close fails, and reports the failure', async () => {
     const { closed, errors, stack, record } = recorder();
     await stack.start('a', () => 'a', record);
-    await stack.start('b', () => 'b', () => Promise.reject(new Error('broken')));
+    await stack.start(
+      'b',
+      () => 'b',
+      () => Promise.reject(new Error('broken')),
+    );
     await stack.start('c', () => 'c', record);
     await stack.close();
     expect(closed).toEqual(['c', 'a']);

@@ -183,7 +183,8 @@ describe('UserStream dead-letter requests', () => {
     const memory = newMemory();
     let down = true;
     const store = Object.assign(Object.create(memory) as MemoryStore, {
-      deadLetter: (user: string, epoch: string, seq: number) => (down ? Promise.reject(new Error('store down')) : memory.deadLetter(user, epoch, seq)),
+      deadLetter: (user: string, epoch: string, seq: number) =>
+        down ? Promise.reject(new Error('store down')) : memory.deadLetter(user, epoch, seq),
     });
     const { queue, stream, sub } = await three('dl4', store);
     stream.nack(sub, 2, false);

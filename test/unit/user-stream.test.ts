@@ -4,7 +4,18 @@ import { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import type { UserStream } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { done, elapse, FakeQueue, FakeSub, newMemory, newStream, recordingAcks, settle, setup, storeWith } from '../helpers/delivery-fakes.js';
+import {
+  done,
+  elapse,
+  FakeQueue,
+  FakeSub,
+  newMemory,
+  newStream,
+  recordingAcks,
+  settle,
+  setup,
+  storeWith,
+} from '../helpers/delivery-fakes.js';
 
 describe('UserStream', () => {
   beforeEach(() => vi.useFakeTimers());
@@ -253,7 +264,7 @@ describe('UserStream', () => {
     expect(queue.ready).toHaveLength(7);
   });
 
-  it('numbers a new consumer\'s deliveries that arrived while an old consumer\'s batch was being numbered', async () => {
+  it("numbers a new consumer's deliveries that arrived while an old consumer's batch was being numbered", async () => {
     const queue = new FakeQueue();
     const memory = newMemory();
     let slow = true;
@@ -304,7 +315,9 @@ describe('UserStream', () => {
     const first = new FakeSub(10);
     const { stream: closing } = await done(registry.attach('u8', first, undefined));
     closing.detach(first);
-    const [a, b] = await done(Promise.all([registry.attach('u8', new FakeSub(10), undefined), registry.attach('u8', new FakeSub(10), undefined)]));
+    const [a, b] = await done(
+      Promise.all([registry.attach('u8', new FakeSub(10), undefined), registry.attach('u8', new FakeSub(10), undefined)]),
+    );
     expect(a.stream).not.toBe(closing);
     expect(a.stream).toBe(b.stream);
     expect(registry.get('u8')).toBe(a.stream);
@@ -387,7 +400,13 @@ describe('UserStream', () => {
       }
       // The restart after a loss hangs (a slow broker) for longer than close waits.
       await new Promise((resolve) => setTimeout(resolve, 2_500));
-      return { ...handle, close: async () => { closedLate = true; await handle.close(); } };
+      return {
+        ...handle,
+        close: async () => {
+          closedLate = true;
+          await handle.close();
+        },
+      };
     };
     const stream = newStream(slowStart, newMemory(), { user: 'u11', prefetch: 4 });
     await done(stream.attach(new FakeSub(4), undefined));
@@ -497,7 +516,15 @@ describe('UserStream', () => {
     await done(stream.attach(sub, undefined));
     const callbacks = queue.callbacks!;
     queue.unacked.set(99, { id: 'bad', n: 0 });
-    callbacks.onDelivery({ tag: 99, content: Buffer.from('{oops'), messageId: 'bad', contentType: 'application/json', timestamp: 1, headers: undefined, redelivered: false });
+    callbacks.onDelivery({
+      tag: 99,
+      content: Buffer.from('{oops'),
+      messageId: 'bad',
+      contentType: 'application/json',
+      timestamp: 1,
+      headers: undefined,
+      redelivered: false,
+    });
     await settle();
     expect(queue.rejected).toEqual([{ id: 'bad', requeue: false }]);
     expect(sub.frames).toEqual([]);

@@ -27,7 +27,8 @@ const RETURN_WAIT_MS = 3_000;
 
 function queueOf(invocation: Invocation): string {
   const queue = stringOption(invocation, 'queue') ?? DEAD_LETTER_QUEUE;
-  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(queue)) throw usageError(`${invocation.spec.name}: --queue must be a queue name of [A-Za-z0-9._:@-]`);
+  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(queue))
+    throw usageError(`${invocation.spec.name}: --queue must be a queue name of [A-Za-z0-9._:@-]`);
   return queue;
 }
 
@@ -116,7 +117,13 @@ interface ReplayReport {
   warnings: string[];
 }
 
-function publishConfirmed(channel: ConfirmChannel, user: string, message: GetMessage, options: Options.Publish, timeoutMs: number): Promise<void> {
+function publishConfirmed(
+  channel: ConfirmChannel,
+  user: string,
+  message: GetMessage,
+  options: Options.Publish,
+  timeoutMs: number,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no confirm from RabbitMQ within ${timeoutMs} ms`)), timeoutMs);
     try {
@@ -132,7 +139,13 @@ function publishConfirmed(channel: ConfirmChannel, user: string, message: GetMes
   });
 }
 
-async function replay(session: BrokerSession, config: OperatorConfig, queue: string, limit: number, onlyUser: string | undefined): Promise<ReplayReport> {
+async function replay(
+  session: BrokerSession,
+  config: OperatorConfig,
+  queue: string,
+  limit: number,
+  onlyUser: string | undefined,
+): Promise<ReplayReport> {
   const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [], warnings: [] };
   const depth = await depthOf(session, queue);
   const warning = deliveryLimitWarning(session.serverVersion);
@@ -192,7 +205,8 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
   const queue = queueOf(invocation);
   const limit = intOption(invocation, 'limit', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
   const onlyUser = stringOption(invocation, 'user');
-  if (onlyUser !== undefined && !isValidUserId(onlyUser)) throw usageError('dlq replay: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
+  if (onlyUser !== undefined && !isValidUserId(onlyUser))
+    throw usageError('dlq replay: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
   const config = loadOperatorConfig(env);
   const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser));
   output.result({ ok: report.failed === undefined, ...report }, () => [
@@ -200,7 +214,9 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
     `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
     ...report.replayed.map((r) => `replayed id=${r.messageId} user=${r.user}`),
     ...report.skipped.map((s) => `skipped #${s.position} id=${s.messageId ?? '-'}: ${s.reason}`),
-    ...(report.failed ? [`FAILED at id=${report.failed.messageId} user=${report.failed.user}: ${report.failed.error} (it and the rest stay queued)`] : []),
+    ...(report.failed
+      ? [`FAILED at id=${report.failed.messageId} user=${report.failed.user}: ${report.failed.error} (it and the rest stay queued)`]
+      : []),
   ]);
   return report.failed ? 1 : 0;
 }

@@ -20,7 +20,15 @@ const STORE_TIMEOUT_MS = 5_000;
 
 type StateReport =
   | { known: true; present: false }
-  | { known: true; present: true; epoch: string; seq: number; acked: number; pending: number; history: { from: number; to: number; count: number } | null }
+  | {
+      known: true;
+      present: true;
+      epoch: string;
+      seq: number;
+      acked: number;
+      pending: number;
+      history: { from: number; to: number; count: number } | null;
+    }
   | { known: false; reason: string };
 
 function describeMeta(meta: StreamMeta | undefined): StateReport {

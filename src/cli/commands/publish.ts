@@ -36,7 +36,8 @@ export async function publish(invocation: Invocation, env: Env, output: Output):
   const [user, data] = invocation.positionals as [string, string];
   if (!isValidUserId(user)) throw usageError('publish: <user> must be 1-128 characters of [A-Za-z0-9._:@-]');
   const messageId = stringOption(invocation, 'message-id');
-  if (messageId !== undefined && !MESSAGE_ID.test(messageId)) throw usageError('publish: --message-id must be 1-256 characters without control characters');
+  if (messageId !== undefined && !MESSAGE_ID.test(messageId))
+    throw usageError('publish: --message-id must be 1-256 characters without control characters');
   const contentType = stringOption(invocation, 'content-type') ?? 'application/json';
   const body = await readBody(data);
   if (isJsonType(contentType)) {
