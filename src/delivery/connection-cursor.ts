@@ -124,13 +124,7 @@ export class ConnectionCursor {
       this.repump = true;
       return;
     }
-    this.pumping = true;
-    background(
-      this.drive().finally(() => {
-        this.pumping = false;
-      }),
-      (error: unknown) => this.logger.error({ session: this.sub.session, err: errorMessage(error) }, 'pump failed'),
-    );
+    background(this.drive(), (error: unknown) => this.logger.error({ session: this.sub.session, err: errorMessage(error) }, 'pump failed'));
   }
 
   private canSend(): boolean {
@@ -151,21 +145,31 @@ export class ConnectionCursor {
     this.source.sent(seq, again);
   }
 
+  /**
+   * Runs until nothing more can be sent. `pumping` is cleared in the same step that sees no
+   * `repump` request: a `pump()` that came in a microtask after the last check (a store reply
+   * that numbered new messages, say) would otherwise find `pumping` still set and be lost.
+   */
   private async drive(): Promise<void> {
-    do {
-      this.repump = false;
-      while (this.canSend()) {
-        const next = this.cursor + 1;
-        const held = this.source.held(next);
-        if (held) {
-          this.send(next, held.fragment, held.redelivered);
-          continue;
+    this.pumping = true;
+    try {
+      do {
+        this.repump = false;
+        while (this.canSend()) {
+          const next = this.cursor + 1;
+          const held = this.source.held(next);
+          if (held) {
+            this.send(next, held.fragment, held.redelivered);
+            continue;
+          }
+          const read = await this.fromHistory(next);
+          if (read === 'stop') return;
+          if (read === 'gap') break;
         }
-        const read = await this.fromHistory(next);
-        if (read === 'stop') return;
-        if (read === 'gap') break;
-      }
-    } while (this.repump && !this.detached);
+      } while (this.repump && !this.detached);
+    } finally {
+      this.pumping = false;
+    }
   }
 
   /**

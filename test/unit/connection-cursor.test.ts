@@ -99,6 +99,11 @@ function cursorOn(source: Source, window: number, position = 0, highestSent = po
 
 const flush = () => vi.advanceTimersByTimeAsync(0);
 
+/** Runs `fn` `depth` microtasks from now. */
+function afterMicrotasks(depth: number, fn: () => void): void {
+  queueMicrotask(() => (depth === 0 ? fn() : afterMicrotasks(depth - 1, fn)));
+}
+
 describe('ConnectionCursor', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
@@ -236,6 +241,28 @@ describe('ConnectionCursor', () => {
     await flush();
     expect(sub.seqs).toEqual([1, 2, 3]);
     expect(source.reads).toHaveLength(1);
+  });
+
+  it('does not lose a pump that comes in a microtask right after a history read ended the run', async () => {
+    // One store reply settles a history read and, in the same turn, numbers a new seq (a batch
+    // reply settles several operations): the stream pumps again from a microtask. Whichever
+    // microtask that lands in, even the one between the run's end and its promise's reactions,
+    // the new seq must go out.
+    for (let depth = 0; depth < 8; depth += 1) {
+      const source = new Source();
+      source.number(1, 2, false);
+      const { sub, cursor } = cursorOn(source, 10);
+      source.gated = true;
+      cursor.pump();
+      await flush();
+      source.release();
+      afterMicrotasks(depth, () => {
+        source.number(3, 3);
+        cursor.pump();
+      });
+      await flush();
+      expect(sub.seqs, `pumped ${depth} microtasks later`).toEqual([1, 2, 3]);
+    }
   });
 
   it('retries a failed history read after 1 s', async () => {
