@@ -19,6 +19,8 @@ export interface AckedMarkWriterOptions {
   onEpochGone(): void;
   /** A write failed (it is tried again in a second). */
   onError(error: unknown): void;
+  /** The highest mark that may be written now (default: no limit); call `moved` when it rises. */
+  ceiling?(): number;
   clock?: Clock;
 }
 
@@ -47,10 +49,15 @@ export class AckedMarkWriter {
     this.wanted = Math.max(this.wanted, seq);
   }
 
+  /** The mark to write now: the latest, unless the ceiling holds it lower. */
+  private target(): number {
+    return Math.min(this.wanted, this.options.ceiling?.() ?? Infinity);
+  }
+
   /** The mark moved to `seq`: it is written within the interval. */
   moved(seq: number): void {
     this.wanted = Math.max(this.wanted, seq);
-    if (this.timer || this.inFlight || this.wanted <= this.written || this.stopped) return;
+    if (this.timer || this.inFlight || this.target() <= this.written || this.stopped) return;
     if (this.options.intervalMs <= 0) {
       this.writeNow();
       return;
@@ -67,7 +74,7 @@ export class AckedMarkWriter {
     let failures = 0;
     while (!this.stopped && failures < SETTLE_TRIES) {
       if (!this.inFlight) {
-        if (this.wanted <= this.written) break;
+        if (this.target() <= this.written) break;
         this.writeNow();
       }
       const ok = await this.inFlight;
@@ -89,8 +96,8 @@ export class AckedMarkWriter {
 
   private writeNow(): void {
     this.cancelTimer();
-    if (this.inFlight || this.wanted <= this.written || this.stopped) return;
-    const seq = this.wanted;
+    const seq = this.target();
+    if (this.inFlight || seq <= this.written || this.stopped) return;
     this.written = seq;
     // Resolves true when the store took the mark, false when the write failed or was refused.
     this.inFlight = this.options.write(seq).then(

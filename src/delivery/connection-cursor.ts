@@ -112,6 +112,10 @@ export class ConnectionCursor {
     if (seq < this.cursor) this.cursor = Math.max(seq, this.acked);
   }
 
+  snapshot(): { cursor: number; acked: number; window: number; writable: boolean } {
+    return { cursor: this.cursor, acked: this.acked, window: this.sub.window, writable: this.sub.writable() };
+  }
+
   detach(): void {
     this.detached = true;
     this.retryTimer?.cancel();

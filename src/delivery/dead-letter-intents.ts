@@ -62,6 +62,17 @@ export class DeadLetterIntents {
     return this.intents.get(seq)?.stored === true;
   }
 
+  /**
+   * The highest acked mark the store may be given now: below the lowest request it does not hold
+   * yet. A stream that starts from the store's mark (after a restart) would otherwise take that
+   * message for processed and ack it.
+   */
+  markCeiling(): number {
+    let lowest = Infinity;
+    for (const [seq, intent] of this.intents) if (!intent.stored && seq < lowest) lowest = seq;
+    return lowest - 1;
+  }
+
   reason(seq: number): string {
     return this.intents.get(seq)?.reason ?? 'client-nack';
   }

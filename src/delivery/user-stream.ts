@@ -1,11 +1,11 @@
 /**
  * One user's delivery on this node: one RabbitMQ consumer, any number of connections. It
  * coordinates small parts, each the home of one guarantee:
- * - `ConsumerSupervisor`: one consumer at a time, restarted with backoff while wanted;
- * - `NumberingIntake`: the consumer's deliveries numbered by the store, in queue order;
- * - `InFlightLedger`: what the consumer holds, and the exact broker ack for an acked mark;
+ * - `BrokerSide`: the consumer and what it delivers, numbered and settled with RabbitMQ; within
+ *   it `ConsumerSupervisor` (one consumer, restarted with backoff), `NumberingIntake` (numbered
+ *   in queue order), `InFlightLedger` (the exact broker ack) and `DeadLetterIntents`;
  * - `ConnectionCursor`: each connection's position, window and history pump;
- * - `DeadLetterIntents`: dead-letter requests kept until RabbitMQ took the message;
+ * - `resolvePosition`: where a `hello` starts;
  * - `AckedMarkWriter`: the acked mark written to the store.
  *
  * What the stream itself guarantees:
@@ -18,94 +18,34 @@
  * - when the consumer is lost, its unacked messages return to the queue in order and come back
  *   with the same seqs; connections keep their position and continue where they were.
  */
-import type { RelayEvents } from '../events.js';
 import { background } from '../background.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore, StreamMeta } from '../store/store.js';
 import { AckedMarkWriter } from './acked-mark-writer.js';
 import { backgroundClock, type Clock, type TimerHandle } from './background-clock.js';
+import { BrokerSide, type StreamNumbering } from './broker-side.js';
 import { ConnectionCursor, type AckOutcome, type CursorSource, type Subscriber } from './connection-cursor.js';
-import type { ConsumerFactory, Delivery } from './consumer.js';
-import { ConsumerSupervisor, type ConsumerSession } from './consumer-supervisor.js';
-import { DeadLetterIntents } from './dead-letter-intents.js';
 import type { HeldMessage } from './inflight-ledger.js';
-import { NumberingIntake, type Numbered } from './numbering-intake.js';
+import { lostWrites, resolvePosition, type AttachResult, type ResumeRequest } from './resume-position.js';
+import { StreamClosedError, type UserStreamOptions } from './user-stream-options.js';
 
-export type { AckOutcome, Subscriber };
-
-export interface ResumeRequest {
-  epoch: string;
-  lastSeq: number;
-}
-
-export interface AttachResult {
-  epoch: string;
-  lastSeq: number;
-  resumed: boolean;
-  recovered: boolean;
-  /** Set when the client's epoch is gone: send `reset` before `welcome`. */
-  reset?: { epoch: string; lastSeq: number; reason: string };
-  /** Set when the resume position was ahead of the store (which then lost its epoch). */
-  warning?: string;
-}
-
-export interface UserStreamOptions {
-  user: string;
-  store: SeqStore;
-  consumers: ConsumerFactory;
-  /** The consumer's prefetch: the largest window any connection may get. */
-  prefetch: number;
-  /** A client `nack` with requeue of the same seq past this many times dead-letters it. */
-  nackLimit: number;
-  maxMessageBytes: number;
-  logger: Logger;
-  /** Delay before restarting a lost consumer, by attempt (1, 2, ...). */
-  restartDelayMs?: (attempt: number) => number;
-  /** Metrics and logs listen here; never in the way of delivery. */
-  events?: RelayEvents;
-  /**
-   * How long the consumer is kept after the last connection left (default 0: released at once).
-   * A client that reconnects within it (a network blip, a reconnect storm) joins the same stream:
-   * no channel is closed and opened again, and what the consumer holds is sent from memory.
-   */
-  lingerMs?: number;
-  /** How long an acked mark may wait before it is written to the store (see AckedMarkWriter). */
-  storeAckIntervalMs?: number;
-  clock?: Clock;
-  /** Called once the stream has no connection left and has released its consumer. */
-  onIdle?: () => void;
-}
-
-/** The stream closed while a connection was being attached: attach to a new one. */
-export class StreamClosedError extends Error {
-  /** Set when the stream closed because this attach found the store behind the client (see AttachResult.warning). */
-  readonly warning: string | undefined;
-
-  constructor(warning?: string) {
-    super('user stream closed');
-    this.name = 'StreamClosedError';
-    this.warning = warning;
-  }
-}
+export type { AckOutcome, AttachResult, ResumeRequest, Subscriber, UserStreamOptions };
+export { StreamClosedError };
 
 /** How long a closing stream waits for the store to number what its consumer received. */
 const NUMBERING_WAIT_MS = 3_000;
 /** How long a closing stream waits for the store to take its acked mark. */
 const MARK_WAIT_MS = 2_000;
 
-export class UserStream implements CursorSource {
+export class UserStream implements CursorSource, StreamNumbering {
   readonly user: string;
   epoch = '';
   head = 0;
   private acked = 0;
   private loaded = false;
   private readonly connections = new Map<Subscriber, ConnectionCursor>();
-  private readonly supervisor: ConsumerSupervisor;
-  /** Numbers the current consumer's deliveries (a new one per consumer). */
-  private intake: NumberingIntake | undefined;
-  private readonly intents: DeadLetterIntents;
+  private readonly broker: BrokerSide;
   private readonly markWriter: AckedMarkWriter;
   private readonly clock: Clock;
   private lingerTimer: TimerHandle | undefined;
@@ -114,41 +54,47 @@ export class UserStream implements CursorSource {
   private highestSentAny = 0;
   private closePromise: Promise<void> | undefined;
   private degraded: string | undefined;
-  /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
-  private brokerAckScheduled = false;
 
   constructor(private readonly options: UserStreamOptions) {
     this.user = options.user;
     this.clock = options.clock ?? backgroundClock;
     const { store, logger } = options;
+    this.broker = new BrokerSide({
+      user: this.user,
+      store,
+      consumers: options.consumers,
+      prefetch: options.prefetch,
+      maxMessageBytes: options.maxMessageBytes,
+      logger,
+      clock: this.clock,
+      events: options.events,
+      restartDelayMs: options.restartDelayMs,
+      numbering: this,
+      onNumbered: () => {
+        for (const cursor of this.connections.values()) cursor.pump();
+      },
+      onEpochGone: () => this.epochLost(),
+      onLost: (reason) => this.consumerLost(reason),
+      onHealthy: () => this.setStatus(undefined),
+      onStoreDown: () => this.setStatus('state store unavailable'),
+      onRequestStored: () => this.markWriter.moved(this.acked),
+    });
     this.markWriter = new AckedMarkWriter({
       // The epoch is set when the stream loads, before any connection can ack.
       write: (seq) => store.ack(this.user, this.epoch, seq),
       intervalMs: options.storeAckIntervalMs ?? 0,
       clock: this.clock,
-      onEpochGone: () => this.epochLost('epoch-lost'),
+      // Never past a dead-letter request the store does not hold yet: a stream that starts from
+      // the store's mark would take that message for processed and ack it.
+      ceiling: () => this.broker.intents.markCeiling(),
+      onEpochGone: () => this.epochLost(),
       onError: (error) => logger.warn({ user: this.user, err: errorMessage(error) }, 'could not record ack in the store; retrying'),
     });
-    this.intents = new DeadLetterIntents({
-      user: this.user,
-      store,
-      logger,
-      clock: this.clock,
-      epoch: () => this.epoch,
-      onStored: (seq) => this.rejectHeld(seq),
-      onDropped: () => this.scheduleBrokerAck(),
-      onEpochGone: () => this.epochLost('epoch-lost'),
-    });
-    this.supervisor = new ConsumerSupervisor({
-      user: this.user,
-      prefetch: options.prefetch,
-      consumers: options.consumers,
-      logger,
-      clock: this.clock,
-      ...(options.restartDelayMs ? { restartDelayMs: options.restartDelayMs } : {}),
-      wire: (session) => this.wire(session),
-      onStarted: () => this.setHealthy(),
-    });
+  }
+
+  /** The highest seq some client acked (the broker side acks RabbitMQ up to it). */
+  get ackedMark(): number {
+    return this.acked;
   }
 
   get closed(): boolean {
@@ -166,7 +112,7 @@ export class UserStream implements CursorSource {
 
   /** Seqs delivered by RabbitMQ and not yet acked to it. */
   get inflightCount(): number {
-    return this.supervisor.session?.ledger.size ?? 0;
+    return this.broker.inflightCount;
   }
 
   /** True while the stream keeps its consumer with no connection (see `lingerMs`). */
@@ -186,7 +132,7 @@ export class UserStream implements CursorSource {
    */
   async attach(sub: Subscriber, resume: ResumeRequest | undefined): Promise<AttachResult> {
     const { meta, warning } = await this.loadMeta(resume);
-    const result = this.resolvePosition(resume, meta.start);
+    const result = resolvePosition(resume, { epoch: this.epoch, acked: this.acked, historyStart: meta.start });
     if (warning) result.warning = warning;
     const cursor = new ConnectionCursor(
       sub,
@@ -202,7 +148,7 @@ export class UserStream implements CursorSource {
     this.stopLinger();
     if (result.lastSeq > this.acked) this.advanceAcked(result.lastSeq);
     try {
-      await this.supervisor.ensure();
+      await this.broker.start();
     } catch (error) {
       cursor.detach();
       this.connections.delete(sub);
@@ -224,22 +170,19 @@ export class UserStream implements CursorSource {
     const { store } = this.options;
     let meta = await store.meta(this.user);
     if (this.closed) throw new StreamClosedError();
-    const clientAhead = resume !== undefined && resume.epoch === meta.epoch && resume.lastSeq > meta.seq;
-    const storeBehind = this.loaded && meta.epoch === this.epoch && meta.seq < this.head;
-    const warning = clientAhead ? `lastSeq ${resume.lastSeq} is ahead of the stream (${meta.seq}): its numbering was lost` : undefined;
-    if (clientAhead || storeBehind) {
-      const seen = clientAhead ? resume.lastSeq : this.head;
+    const { seen, warning } = lostWrites(meta, resume, this.loaded ? { epoch: this.epoch, head: this.head } : undefined);
+    if (seen !== undefined) {
       this.options.logger.warn({ user: this.user, storeSeq: meta.seq, seen }, 'state store is behind what was seen; ending its epoch');
       await store.discard(this.user, meta.epoch);
       if (this.loaded) {
-        this.epochLost('epoch-lost');
+        this.epochLost();
         throw new StreamClosedError(warning);
       }
       meta = await store.meta(this.user);
       if (this.closed) throw new StreamClosedError();
     }
     if (this.loaded && meta.epoch !== this.epoch) {
-      this.epochLost('epoch-lost');
+      this.epochLost();
       throw new StreamClosedError();
     }
     if (!this.loaded) {
@@ -259,18 +202,6 @@ export class UserStream implements CursorSource {
     return { meta, warning };
   }
 
-  private resolvePosition(resume: ResumeRequest | undefined, historyStart: number): AttachResult {
-    const base = { epoch: this.epoch, resumed: false, recovered: true };
-    if (!resume) return { ...base, lastSeq: this.acked };
-    if (resume.epoch !== this.epoch) {
-      return { ...base, lastSeq: this.acked, recovered: false, reset: { epoch: this.epoch, lastSeq: this.acked, reason: 'epoch-unknown' } };
-    }
-    if (resume.lastSeq >= this.acked || historyStart <= resume.lastSeq + 1) {
-      return { ...base, lastSeq: resume.lastSeq, resumed: true };
-    }
-    return { ...base, lastSeq: Math.min(historyStart - 1, this.acked), resumed: true, recovered: false };
-  }
-
   /**
    * Removes a connection. The last one out releases the consumer (its messages return to the
    * queue in order), after `lingerMs` if set and unless a connection joins meanwhile.
@@ -286,7 +217,7 @@ export class UserStream implements CursorSource {
   private linger(): void {
     const lingerMs = this.options.lingerMs ?? 0;
     // Without a consumer there is nothing to keep.
-    if (lingerMs <= 0 || !this.supervisor.session || this.closed) {
+    if (lingerMs <= 0 || !this.broker.hasConsumer || this.closed) {
       this.closeInBackground();
       return;
     }
@@ -338,7 +269,7 @@ export class UserStream implements CursorSource {
     }
     // At or below the acked mark another connection processed it: nothing to dead-letter.
     if (seq <= this.acked) return 'stale';
-    this.intents.add(seq, requeue ? 'nack-limit' : 'client-nack');
+    this.broker.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
     if (requeue) {
       // The client dropped what followed the seq it asked to see again: send that again.
       cursor.rewindTo(seq);
@@ -354,43 +285,28 @@ export class UserStream implements CursorSource {
 
   /** Numbers and restarts now instead of at the next retry (a dependency came back). */
   retryNow(): void {
-    this.intake?.retryNow();
-    if (this.connections.size > 0) this.supervisor.retryNow();
+    this.broker.retryNow(this.connections.size > 0);
   }
 
   /** A snapshot for diagnostics (logs, operator tools, tests). */
   snapshot(): Record<string, unknown> {
-    const session = this.supervisor.session;
     return {
       user: this.user,
       epoch: this.epoch,
       head: this.head,
       acked: this.acked,
-      consumer: session !== undefined,
-      starting: this.supervisor.isStarting,
-      restartScheduled: this.supervisor.restartScheduled,
       lingering: this.lingering,
-      restartAttempt: this.supervisor.restartAttempt,
       degraded: this.degraded,
       closed: this.closed,
-      inflight: session?.ledger.seqs() ?? [],
-      outstanding: session?.ledger.outstandingCount ?? 0,
-      pending: this.intake?.pendingCount ?? 0,
-      assigning: this.intake?.busy ?? false,
-      deadLetterIntents: this.intents.size,
-      connections: [...this.connections.values()].map((c) => ({
-        cursor: c.cursor,
-        acked: c.acked,
-        window: c.sub.window,
-        writable: c.sub.writable(),
-      })),
+      ...this.broker.snapshot(),
+      connections: [...this.connections.values()].map((cursor) => cursor.snapshot()),
     };
   }
 
   // CursorSource: what connections read.
 
   held(seq: number): HeldMessage | undefined {
-    return this.supervisor.session?.ledger.get(seq);
+    return this.broker.held(seq);
   }
 
   history(epoch: string, from: number, to: number): ReturnType<SeqStore['range']> {
@@ -421,44 +337,7 @@ export class UserStream implements CursorSource {
     );
   }
 
-  // The consumer's side.
-
-  /** Wires a new consumer: its own intake numbers its deliveries. */
-  private wire(session: ConsumerSession): { onDelivery(delivery: Delivery): void; onLost(reason: string): void } {
-    const intake = new NumberingIntake(
-      {
-        user: this.user,
-        store: this.options.store,
-        maxMessageBytes: this.options.maxMessageBytes,
-        logger: this.options.logger,
-        clock: this.clock,
-        position: () => ({ epoch: this.epoch, seen: this.head }),
-        onNumbered: (batch) => this.accept(session, batch),
-        onInvalid: (delivery, reason) => this.rejectInvalid(session, delivery, reason),
-        onEpochGone: () => this.epochLost('epoch-lost'),
-        onStoreHealth: (up) => {
-          if (!up) this.setDegraded('state store unavailable');
-          else if (this.supervisor.session) this.setHealthy();
-        },
-      },
-      session.ready,
-    );
-    this.intake?.stop();
-    this.intake = intake;
-    return {
-      onDelivery: (delivery) => {
-        session.ledger.received(delivery.tag);
-        intake.push(delivery);
-      },
-      onLost: (reason) => {
-        intake.stop();
-        this.consumerLost(reason);
-      },
-    };
-  }
-
   private consumerLost(reason: string): void {
-    this.options.events?.emit('consumer-lost', reason);
     if (this.closed) return;
     if (this.connections.size === 0) {
       this.stopLinger();
@@ -466,53 +345,8 @@ export class UserStream implements CursorSource {
       return;
     }
     this.options.logger.warn({ user: this.user, reason }, 'consumer lost; restarting');
-    this.setDegraded(reason);
-    this.supervisor.restartLater();
-  }
-
-  private accept(session: ConsumerSession, batch: Numbered[]): void {
-    for (const { delivery, seq, deadLetter, fragment, ts } of batch) {
-      if (deadLetter) this.intents.known(seq);
-      if (this.intents.has(seq)) {
-        // Held until the intent is stored, then rejected (never acked, whatever the mark).
-        session.ledger.hold(seq, delivery.tag, { fragment, redelivered: delivery.redelivered, ts });
-        if (this.intents.isStored(seq)) this.rejectHeld(seq);
-        continue;
-      }
-      if (seq <= this.acked) {
-        // A client already processed this seq in this epoch: finish it without sending it again.
-        session.ledger.settled(delivery.tag);
-        session.handle?.ack(delivery.tag, false);
-        continue;
-      }
-      session.ledger.hold(seq, delivery.tag, { fragment, redelivered: delivery.redelivered, ts });
-      if (seq > this.head) this.head = seq;
-    }
-    for (const cursor of this.connections.values()) cursor.pump();
-  }
-
-  private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string): void {
-    session.ledger.settled(delivery.tag);
-    session.handle?.reject(delivery.tag, false);
-    this.options.events?.emit('dead-lettered', 'invalid-message');
-    this.options.logger.warn({ user: this.user, reason }, 'invalid message dead-lettered');
-  }
-
-  /** Rejects a message with a stored dead-letter intent, if the consumer holds it now. */
-  private rejectHeld(seq: number): void {
-    const session = this.supervisor.session;
-    const handle = session?.handle;
-    if (!session || !handle || !session.ledger.has(seq)) return;
-    const reason = this.intents.reason(seq);
-    for (const tag of session.ledger.take(seq)) handle.reject(tag, false);
-    this.options.events?.emit('dead-lettered', reason);
-    this.options.logger.info({ user: this.user, seq, reason }, 'message dead-lettered');
-    handle.sync().then(
-      () => this.intents.done(seq),
-      // The channel died under the reject: RabbitMQ has the message back and delivers it again,
-      // and the intent (still in the store) rejects it then.
-      () => undefined,
-    );
+    this.setStatus(reason);
+    this.broker.restartLater();
   }
 
   /**
@@ -523,42 +357,15 @@ export class UserStream implements CursorSource {
    */
   private advanceAcked(seq: number): void {
     this.acked = seq;
-    this.scheduleBrokerAck();
+    this.broker.scheduleAck();
     this.markWriter.moved(seq);
   }
 
-  private scheduleBrokerAck(): void {
-    if (this.brokerAckScheduled) return;
-    this.brokerAckScheduled = true;
-    setImmediate(() => {
-      this.brokerAckScheduled = false;
-      this.ackBroker();
-    });
-  }
-
-  /** Acks every held message at or below the acked mark, except those to dead-letter. */
-  private ackBroker(): void {
-    const session = this.supervisor.session;
-    if (!session?.handle) return;
-    const settled = session.ledger.settleUpTo(this.acked, (seq) => this.intents.has(seq));
-    if (!settled.ack) return;
-    if (settled.ack.multiple) session.handle.ack(settled.ack.tag, true);
-    else for (const tag of settled.ack.tags) session.handle.ack(tag, false);
-    const now = this.clock.now();
-    for (const ts of settled.timestamps) this.options.events?.emit('delivery-latency', now - ts);
-    this.options.events?.emit('acked', settled.count);
-  }
-
-  private setDegraded(reason: string): void {
-    if (this.degraded) return;
-    this.degraded = reason;
-    for (const sub of this.connections.keys()) sub.status('degraded', reason);
-  }
-
-  private setHealthy(): void {
-    if (!this.degraded) return;
-    this.degraded = undefined;
-    for (const sub of this.connections.keys()) sub.status('ok');
+  /** Tells every connection that delivery paused (the first reason counts) or goes on. */
+  private setStatus(degraded: string | undefined): void {
+    if (degraded ? this.degraded : !this.degraded) return;
+    this.degraded = degraded;
+    for (const sub of this.connections.keys()) sub.status(degraded ? 'degraded' : 'ok', degraded);
   }
 
   private closeInBackground(): void {
@@ -574,19 +381,17 @@ export class UserStream implements CursorSource {
    */
   close(): Promise<void> {
     this.closePromise ??= (async () => {
-      this.supervisor.stop();
       this.stopLinger();
-      if (this.intake && this.supervisor.session && !this.epochGone) await settledWithin(this.intake.drain(), NUMBERING_WAIT_MS);
-      this.intake?.stop();
-      this.intents.stop();
+      // Number what the consumer already received before letting it go (see NumberingIntake).
+      await this.broker.stop(this.epochGone ? 0 : NUMBERING_WAIT_MS);
       // What clients acked goes to the store and to RabbitMQ before the channel closes (else
       // it comes back, and the next stream would start from an older mark).
       await settledWithin(this.markWriter.settle(), MARK_WAIT_MS);
       this.markWriter.stop();
-      this.ackBroker();
+      this.broker.ackUpToMark();
       for (const cursor of this.connections.values()) cursor.detach();
       this.connections.clear();
-      await this.supervisor.close();
+      await this.broker.close();
       this.options.onIdle?.();
     })();
     return this.closePromise;

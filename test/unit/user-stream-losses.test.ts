@@ -190,13 +190,16 @@ describe('UserStream dead-letter requests', () => {
     stream.nack(sub, 2, false);
     stream.ack(sub, 3);
     await settle();
-    // 1 and 3 are acked to RabbitMQ; 2 stays unacked until the request is recorded.
+    // 1 and 3 are acked to RabbitMQ; 2 stays unacked until the request is recorded, and the
+    // store's acked mark stays below it (a relay restarted from that mark must not take 2 for processed).
     expect([...queue.unacked.keys()]).toEqual([2]);
     expect(queue.rejected).toEqual([]);
+    expect((await memory.peek('dl4'))?.acked).toBe(1);
     down = false;
     await vi.advanceTimersByTimeAsync(1_000);
     await settle();
     expect(queue.rejected).toEqual([{ id: 'b', requeue: false }]);
     expect(queue.unacked.size).toBe(0);
+    expect((await memory.peek('dl4'))?.acked).toBe(3);
   });
 });

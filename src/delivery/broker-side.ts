@@ -1,0 +1,264 @@
+/**
+ * The RabbitMQ side of one user's stream: its consumer, the numbering of what the consumer
+ * delivers, dead-letter requests, and the broker acks that follow the stream's acked mark.
+ *
+ * This module guarantees:
+ * - a delivery is held (and sent to connections) only once the store numbered it in the
+ *   stream's epoch; one at or below the acked mark is acked at once without being held;
+ * - RabbitMQ is acked exactly for the held messages at or below the acked mark, once per turn
+ *   of the event loop, never for a message with a dead-letter request (that one is rejected once
+ *   the request is in the store);
+ * - a lost consumer's messages and numbering are dropped with it (its delivery tags name
+ *   nothing on another channel): RabbitMQ delivers them again to the next consumer.
+ */
+import { errorMessage } from '../errors.js';
+import type { RelayEvents } from '../events.js';
+import type { Logger } from '../log.js';
+import { settledWithin } from '../settle.js';
+import type { SeqStore } from '../store/store.js';
+import type { Clock } from './background-clock.js';
+import type { ConsumerCallbacks, ConsumerFactory, Delivery } from './consumer.js';
+import { ConsumerSupervisor, type ConsumerSession } from './consumer-supervisor.js';
+import { DeadLetterIntents } from './dead-letter-intents.js';
+import type { HeldMessage } from './inflight-ledger.js';
+import { NumberingIntake, type Numbered } from './numbering-intake.js';
+
+/** The stream's numbering, as this side reads and extends it. */
+export interface StreamNumbering {
+  readonly epoch: string;
+  /** The highest seq numbered so far (raised here as deliveries are numbered). */
+  head: number;
+  /** The highest seq some client acked. */
+  readonly ackedMark: number;
+}
+
+export interface BrokerSideOptions {
+  user: string;
+  store: SeqStore;
+  consumers: ConsumerFactory;
+  prefetch: number;
+  maxMessageBytes: number;
+  logger: Logger;
+  clock: Clock;
+  events: RelayEvents | undefined;
+  restartDelayMs: ((attempt: number) => number) | undefined;
+  numbering: StreamNumbering;
+  /** New seqs are held: connections may send them. */
+  onNumbered(): void;
+  /** The store no longer has the stream's numbering. */
+  onEpochGone(): void;
+  /** The consumer was lost; its messages went back to the queue. */
+  onLost(reason: string): void;
+  /** Delivery can go on (a consumer started, or the store numbered again). */
+  onHealthy(): void;
+  /** The store failed to number a batch (it is kept and retried). */
+  onStoreDown(): void;
+  /** A dead-letter request reached the store (the acked mark may be written past it now). */
+  onRequestStored(): void;
+}
+
+export class BrokerSide {
+  private readonly supervisor: ConsumerSupervisor;
+  /** Numbers the current consumer's deliveries (a new one per consumer). */
+  private intake: NumberingIntake | undefined;
+  readonly intents: DeadLetterIntents;
+  /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
+  private ackScheduled = false;
+
+  constructor(private readonly options: BrokerSideOptions) {
+    const { user, store, logger, clock, numbering } = options;
+    this.intents = new DeadLetterIntents({
+      user,
+      store,
+      logger,
+      clock,
+      epoch: () => numbering.epoch,
+      onStored: (seq) => {
+        this.rejectHeld(seq);
+        options.onRequestStored();
+      },
+      onDropped: () => this.scheduleAck(),
+      onEpochGone: () => options.onEpochGone(),
+    });
+    this.supervisor = new ConsumerSupervisor({
+      user,
+      prefetch: options.prefetch,
+      consumers: options.consumers,
+      logger,
+      clock,
+      ...(options.restartDelayMs ? { restartDelayMs: options.restartDelayMs } : {}),
+      wire: (session) => this.wire(session),
+      onStarted: () => options.onHealthy(),
+    });
+  }
+
+  get hasConsumer(): boolean {
+    return this.supervisor.session !== undefined;
+  }
+
+  /** Seqs delivered by RabbitMQ and not yet acked to it. */
+  get inflightCount(): number {
+    return this.supervisor.session?.ledger.size ?? 0;
+  }
+
+  /** Starts the consumer if there is none. Rejects when it cannot start (or after `stop`). */
+  async start(): Promise<void> {
+    await this.supervisor.ensure();
+  }
+
+  restartLater(): void {
+    this.supervisor.restartLater();
+  }
+
+  /** Numbers and restarts now instead of at the next retry (a dependency came back). */
+  retryNow(restart: boolean): void {
+    this.intake?.retryNow();
+    if (restart) this.supervisor.retryNow();
+  }
+
+  /** The message the consumer holds for `seq`, if it does. */
+  held(seq: number): HeldMessage | undefined {
+    return this.supervisor.session?.ledger.get(seq);
+  }
+
+  /** A client asked to dead-letter `seq` (kept until RabbitMQ took it; see DeadLetterIntents). */
+  deadLetter(seq: number, reason: string): void {
+    this.intents.add(seq, reason);
+  }
+
+  /** The acked mark moved: RabbitMQ is acked at the end of this turn (acks of one burst: one ack). */
+  scheduleAck(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      this.ackUpToMark();
+    });
+  }
+
+  /** Acks every held message at or below the acked mark, except those to dead-letter. */
+  ackUpToMark(): void {
+    const session = this.supervisor.session;
+    if (!session?.handle) return;
+    const settled = session.ledger.settleUpTo(this.options.numbering.ackedMark, (seq) => this.intents.has(seq));
+    if (!settled.ack) return;
+    if (settled.ack.multiple) session.handle.ack(settled.ack.tag, true);
+    else for (const tag of settled.ack.tags) session.handle.ack(tag, false);
+    const now = this.options.clock.now();
+    for (const ts of settled.timestamps) this.options.events?.emit('delivery-latency', now - ts);
+    this.options.events?.emit('acked', settled.count);
+  }
+
+  /** No consumer starts from now on; what was delivered is numbered, for at most `timeoutMs`. */
+  async stop(numberFirstMs: number): Promise<void> {
+    this.supervisor.stop();
+    if (this.intake && this.supervisor.session && numberFirstMs > 0) await settledWithin(this.intake.drain(), numberFirstMs);
+    this.intake?.stop();
+    this.intents.stop();
+  }
+
+  /** Closes the consumer's channel: its unacked messages return to the queue in order. */
+  close(): Promise<void> {
+    return this.supervisor.close();
+  }
+
+  /** Diagnostics for the stream's snapshot. */
+  snapshot(): Record<string, unknown> {
+    const session = this.supervisor.session;
+    return {
+      consumer: session !== undefined,
+      starting: this.supervisor.isStarting,
+      restartScheduled: this.supervisor.restartScheduled,
+      restartAttempt: this.supervisor.restartAttempt,
+      inflight: session?.ledger.seqs() ?? [],
+      outstanding: session?.ledger.outstandingCount ?? 0,
+      pending: this.intake?.pendingCount ?? 0,
+      assigning: this.intake?.busy ?? false,
+      deadLetterIntents: this.intents.size,
+    };
+  }
+
+  /** Wires a new consumer: its own intake numbers its deliveries. */
+  private wire(session: ConsumerSession): ConsumerCallbacks {
+    const { user, store, maxMessageBytes, logger, clock, numbering } = this.options;
+    const intake = new NumberingIntake(
+      {
+        user,
+        store,
+        maxMessageBytes,
+        logger,
+        clock,
+        position: () => ({ epoch: numbering.epoch, seen: numbering.head }),
+        onNumbered: (batch) => this.accept(session, batch),
+        onInvalid: (delivery, reason) => this.rejectInvalid(session, delivery, reason),
+        onEpochGone: () => this.options.onEpochGone(),
+        onStoreHealth: (up) => {
+          if (!up) this.options.onStoreDown();
+          else if (this.supervisor.session) this.options.onHealthy();
+        },
+      },
+      session.ready,
+    );
+    this.intake?.stop();
+    this.intake = intake;
+    return {
+      onDelivery: (delivery) => {
+        session.ledger.received(delivery.tag);
+        intake.push(delivery);
+      },
+      onLost: (reason) => {
+        intake.stop();
+        this.options.events?.emit('consumer-lost', reason);
+        this.options.onLost(reason);
+      },
+    };
+  }
+
+  private accept(session: ConsumerSession, batch: Numbered[]): void {
+    const { numbering } = this.options;
+    for (const { delivery, seq, deadLetter, fragment, ts } of batch) {
+      const message = { fragment, redelivered: delivery.redelivered, ts };
+      if (deadLetter) this.intents.known(seq);
+      if (this.intents.has(seq)) {
+        // Held until the request is in the store, then rejected (never acked, whatever the mark).
+        session.ledger.hold(seq, delivery.tag, message);
+        if (this.intents.isStored(seq)) this.rejectHeld(seq);
+        continue;
+      }
+      if (seq <= numbering.ackedMark) {
+        // A client already processed this seq in this epoch: finish it without sending it again.
+        session.ledger.settled(delivery.tag);
+        session.handle?.ack(delivery.tag, false);
+        continue;
+      }
+      session.ledger.hold(seq, delivery.tag, message);
+      if (seq > numbering.head) numbering.head = seq;
+    }
+    this.options.onNumbered();
+  }
+
+  private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string): void {
+    session.ledger.settled(delivery.tag);
+    session.handle?.reject(delivery.tag, false);
+    this.options.events?.emit('dead-lettered', 'invalid-message');
+    this.options.logger.warn({ user: this.options.user, reason }, 'invalid message dead-lettered');
+  }
+
+  /** Rejects a message whose dead-letter request is in the store, if the consumer holds it now. */
+  private rejectHeld(seq: number): void {
+    const session = this.supervisor.session;
+    const handle = session?.handle;
+    if (!session || !handle || !session.ledger.has(seq)) return;
+    const reason = this.intents.reason(seq);
+    for (const tag of session.ledger.take(seq)) handle.reject(tag, false);
+    this.options.events?.emit('dead-lettered', reason);
+    this.options.logger.info({ user: this.options.user, seq, reason }, 'message dead-lettered');
+    handle.sync().then(
+      () => this.intents.done(seq),
+      // The channel died under the reject: RabbitMQ has the message back and delivers it again,
+      // and the request (still in the store) rejects it then.
+      (error: unknown) =>
+        this.options.logger.info({ user: this.options.user, seq, err: errorMessage(error) }, 'reject not confirmed; kept'),
+    );
+  }
+}
