@@ -7,7 +7,7 @@
 import { background } from '../background.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ServerClock, TimerHandle } from './clock.js';
+import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 
 /** How often the relay checks, by publishing nothing, whether RabbitMQ blocks publishers. */
 export const ALARM_PROBE_MS = 5_000;
@@ -17,7 +17,7 @@ export interface AlarmProbeOptions {
   touch: () => Promise<void>;
   /** Whether RabbitMQ blocks the publisher now (then probing adds nothing). */
   blocked: () => boolean;
-  clock: ServerClock;
+  clock: BackgroundClock;
   logger: Logger;
 }
 

@@ -21,8 +21,9 @@ import { TokenBucket } from '../overload/token-bucket.js';
 import { settledWithin } from '../settle.js';
 import { decideAckProgress } from './ack-progress.js';
 import { authenticateHello, verifyToken, type AuthResult, type Identity } from './auth.js';
-import { systemClock, type ServerClock, type TimerHandle } from './clock.js';
+import { backgroundClock, type BackgroundClock, type TimerHandle } from '../delivery/background-clock.js';
 import { nextState, type ConnectionState } from './connection-state.js';
+import { DeliveryStatus, type StatusSource } from './delivery-status.js';
 import { PongLiveness } from './heartbeat.js';
 import { rawDataToString } from './raw-data.js';
 
@@ -43,7 +44,7 @@ export interface ClientConnectionOptions {
   socket?: Pick<Duplex, 'cork' | 'uncork'>;
   onClose: (connection: ClientConnection) => void;
   /** Time and timers (the system clock when omitted). */
-  clock?: ServerClock;
+  clock?: BackgroundClock;
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
@@ -61,12 +62,11 @@ export class ClientConnection implements Subscriber {
   private helloTimer: TimerHandle | undefined;
   private expiryTimer: TimerHandle | undefined;
   private readonly liveness = new PongLiveness();
-  private readonly clock: ServerClock;
+  private readonly clock: BackgroundClock;
   private queued: string[] = [];
   private blocked = false;
   private corked = false;
-  private readonly degradedBy = new Map<'stream' | 'node', string>();
-  private shownState: 'ok' | 'degraded' = 'ok';
+  private readonly delivery = new DeliveryStatus();
   private lastAckProgressAt: number;
   private readonly inbound: TokenBucket;
   private readonly log: Logger;
@@ -76,7 +76,7 @@ export class ClientConnection implements Subscriber {
     private readonly options: ClientConnectionOptions,
   ) {
     this.log = options.logger.child({ session: this.session });
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock ?? backgroundClock;
     this.lastAckProgressAt = this.clock.now();
     this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, this.clock.now());
     this.helloTimer = this.clock.setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
@@ -143,19 +143,14 @@ export class ClientConnection implements Subscriber {
     this.setDegraded('node', reason);
   }
 
-  private setDegraded(source: 'stream' | 'node', reason: string | undefined): void {
-    if (reason === undefined) this.degradedBy.delete(source);
-    else this.degradedBy.set(source, reason);
+  private setDegraded(source: StatusSource, reason: string | undefined): void {
+    this.delivery.set(source, reason);
     if (this.state === 'open') this.showStatus();
   }
 
-  /** Sends `status` when the combined state changes: degraded while any cause holds, ok when none does. */
   private showStatus(): void {
-    const reason = this.degradedBy.values().next().value;
-    const state = reason === undefined ? 'ok' : 'degraded';
-    if (state === this.shownState) return;
-    this.shownState = state;
-    this.sendFrame(reason === undefined ? { type: 'status', state } : { type: 'status', state, reason: reason.slice(0, 200) });
+    const frame = this.delivery.change();
+    if (frame) this.sendFrame(frame);
   }
 
   reset(epoch: string, lastSeq: number, reason: string): void {
@@ -309,10 +304,8 @@ export class ClientConnection implements Subscriber {
     this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.moveTo('open');
     this.lastAckProgressAt = this.clock.now();
-    const streamReason = stream.degradedReason;
-    if (streamReason !== undefined) this.degradedBy.set('stream', streamReason);
-    const nodeReason = this.options.nodeDegraded?.();
-    if (nodeReason !== undefined) this.degradedBy.set('node', nodeReason);
+    this.delivery.set('stream', stream.degradedReason);
+    this.delivery.set('node', this.options.nodeDegraded?.());
     this.showStatus();
     stream.resume(this);
     const queued = this.queued;

@@ -27,13 +27,13 @@ import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { SeqStore } from '../store/store.js';
 import { AlarmProbe } from './alarm-probe.js';
-import type { ServerClock } from './clock.js';
+import type { BackgroundClock } from '../delivery/background-clock.js';
 import { ResourceStack } from './resource-stack.js';
 
 export interface DependencyOptions {
   logger: Logger;
   events: RelayEvents;
-  clock: ServerClock;
+  clock: BackgroundClock;
   /** Use this store instead of the configured one (tests); it is not closed here. */
   store?: SeqStore;
   /** Called with the relay's own Redis store once it exists, before it connects (tests watch its client). */

@@ -22,7 +22,7 @@ import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../o
 import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
-import type { ServerClock, TimerHandle } from './clock.js';
+import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
 /**
@@ -56,7 +56,7 @@ export interface GatewayOptions {
   registry: StreamRegistry;
   events: RelayEvents;
   logger: Logger;
-  clock: ServerClock;
+  clock: BackgroundClock;
   /** The name of an open breaker, if any: new connections are shed while one is. */
   unavailable: () => string | undefined;
   /** A node-wide reason delivery is paused, told to each connection after its welcome. */

@@ -16,7 +16,7 @@ import { StreamRegistry } from '../delivery/stream-registry.js';
 import { createMetrics, type RelayMetrics } from '../metrics/metrics.js';
 import type { SeqStore } from '../store/store.js';
 import { createAdminServer } from './admin-server.js';
-import { systemClock, type ServerClock } from './clock.js';
+import { backgroundClock, type BackgroundClock } from '../delivery/background-clock.js';
 import { startDependencies, type Dependencies } from './dependencies.js';
 import { Gateway, closeServer, listen } from './gateway.js';
 import { ResourceStack } from './resource-stack.js';
@@ -45,13 +45,13 @@ export interface RelayDependencies {
   /** Called when a drain requested on the admin port (POST /drain) finished; main exits then. */
   onDrained?: () => void;
   /** Time and timers of the sweeps and connections (the system clock when omitted). */
-  clock?: ServerClock;
+  clock?: BackgroundClock;
 }
 
 /** Starts a relay node; on failure, everything it opened is closed before the promise rejects. */
 export async function startRelay(config: RelayConfig, options: RelayDependencies): Promise<Relay> {
   const { logger } = options;
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? backgroundClock;
   const events = new RelayEvents();
   const deps = await startDependencies(config, { logger, events, clock, ...(options.store ? { store: options.store } : {}) });
   // What start-up opened from here on; closed newest first if a later step fails.
@@ -69,7 +69,7 @@ export async function startRelay(config: RelayConfig, options: RelayDependencies
 async function assemble(
   config: RelayConfig,
   options: RelayDependencies,
-  clock: ServerClock,
+  clock: BackgroundClock,
   events: RelayEvents,
   deps: Dependencies,
   started: ResourceStack,

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, isRelayError } from '../../src/errors.js';
 import { RelayEvents } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
-import { systemClock } from '../../src/server/clock.js';
+import { backgroundClock } from '../../src/delivery/background-clock.js';
 import { startDependencies } from '../../src/server/dependencies.js';
 import { startRelay } from '../../src/server/relay.js';
 import type { RedisStore } from '../../src/store/redis-store.js';
@@ -83,7 +83,7 @@ describe('relay start-up that fails half-way', () => {
     const starting = startDependencies(config, {
       logger: createLogger('silent'),
       events,
-      clock: systemClock,
+      clock: backgroundClock,
       onRedisStore: (store) => {
         redis = store;
       },
@@ -115,7 +115,11 @@ describe('relay start-up that fails half-way', () => {
     const port = (hangUp.address() as AddressInfo).port;
     try {
       const config = testConfig({ REDIS_URL: `redis://127.0.0.1:${port}`, RABBITMQ_URL: url, AMQP_CONNECTION_NAME: uid('startfail') });
-      const error = await startDependencies(config, { logger: createLogger('silent'), events: new RelayEvents(), clock: systemClock }).then(
+      const error = await startDependencies(config, {
+        logger: createLogger('silent'),
+        events: new RelayEvents(),
+        clock: backgroundClock,
+      }).then(
         () => undefined,
         (failure: unknown) => failure,
       );

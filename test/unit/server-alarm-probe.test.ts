@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { ALARM_PROBE_MS, AlarmProbe } from '../../src/server/alarm-probe.js';
-import { systemClock } from '../../src/server/clock.js';
+import { backgroundClock } from '../../src/delivery/background-clock.js';
 
 function probeWith(touch: () => Promise<void>, blocked: () => boolean = () => false): AlarmProbe {
-  return new AlarmProbe({ touch, blocked, clock: systemClock, logger: createLogger('silent') });
+  return new AlarmProbe({ touch, blocked, clock: backgroundClock, logger: createLogger('silent') });
 }
 
 describe('AlarmProbe', () => {

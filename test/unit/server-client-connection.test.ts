@@ -10,7 +10,7 @@ import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { RelayEvents } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
-import { systemClock } from '../../src/server/clock.js';
+import { backgroundClock } from '../../src/delivery/background-clock.js';
 
 /** The parts of a `ws` socket ClientConnection uses; `terminate` and `close` end it as ws does. */
 class FakeSocket extends EventEmitter {
@@ -68,7 +68,7 @@ function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConne
     retryAfterMs: () => 1_000,
     onHelloSettled: () => undefined,
     events,
-    clock: systemClock,
+    clock: backgroundClock,
     onClose: (closed) => removed.push(closed),
   });
   return { socket, closes, removed, connection };
