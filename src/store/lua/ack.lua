@@ -17,13 +17,9 @@
 ops.k = {
   args = function(a) return 3 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local wanted = tonumber(ARGV[a + 2])
-    if wanted > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], wanted)
+    if not m then return 0 end
     local acked = math.max(m.acked, wanted)
     local start = trim(k, m.seq, acked, m.start)
     redis.call('HSET', k.meta, 'acked', acked, 'start', start)

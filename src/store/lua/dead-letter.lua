@@ -19,13 +19,9 @@
 ops.d = {
   args = function(a) return 3 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local seq = tonumber(ARGV[a + 2])
-    if seq > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], seq)
+    if not m then return 0 end
     if seq < m.start then return -1 end
     local raw = redis.call('HGET', k.hist, seq)
     local id = raw and entryId(raw)

@@ -47,6 +47,18 @@ local function drop(k)
   redis.call('DEL', k.meta, k.ids, k.hist, k.dead)
 end
 
+-- The user's numbering if `epoch` is its current one and it handed out `seq`, else nil. A seq
+-- past its head means the store lost writes (a caller saw it handed out): the numbering is
+-- dropped, so that the next meta starts a new epoch.
+local function currentUpTo(k, epoch, seq)
+  local m = current(k, epoch)
+  if m and seq > m.seq then
+    drop(k)
+    return nil
+  end
+  return m
+end
+
 -- The message id of a stored history entry.
 local function entryId(raw)
   return string.match(raw, '^%d+\n([^\n]*)\n')

@@ -17,13 +17,9 @@
 ops.r = {
   args = function(a) return 4 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local to = tonumber(ARGV[a + 3])
-    if to > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], to)
+    if not m then return 0 end
     local entries = {}
     for s = math.max(tonumber(ARGV[a + 2]), m.start), to do
       local raw = redis.call('HGET', k.hist, s)

@@ -51,6 +51,18 @@ local function drop(k)
   redis.call('DEL', k.meta, k.ids, k.hist, k.dead)
 end
 
+-- The user's numbering if \`epoch\` is its current one and it handed out \`seq\`, else nil. A seq
+-- past its head means the store lost writes (a caller saw it handed out): the numbering is
+-- dropped, so that the next meta starts a new epoch.
+local function currentUpTo(k, epoch, seq)
+  local m = current(k, epoch)
+  if m and seq > m.seq then
+    drop(k)
+    return nil
+  end
+  return m
+end
+
 -- The message id of a stored history entry.
 local function entryId(raw)
   return string.match(raw, '^%d+\\n([^\\n]*)\\n')
@@ -100,13 +112,9 @@ end
 ops.k = {
   args = function(a) return 3 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local wanted = tonumber(ARGV[a + 2])
-    if wanted > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], wanted)
+    if not m then return 0 end
     local acked = math.max(m.acked, wanted)
     local start = trim(k, m.seq, acked, m.start)
     redis.call('HSET', k.meta, 'acked', acked, 'start', start)
@@ -190,13 +198,9 @@ ops.a = {
 ops.d = {
   args = function(a) return 3 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local seq = tonumber(ARGV[a + 2])
-    if seq > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], seq)
+    if not m then return 0 end
     if seq < m.start then return -1 end
     local raw = redis.call('HGET', k.hist, seq)
     local id = raw and entryId(raw)
@@ -333,13 +337,9 @@ ops.m = {
 ops.r = {
   args = function(a) return 4 end,
   run = function(k, a)
-    local m = current(k, ARGV[a + 1])
-    if not m then return 0 end
     local to = tonumber(ARGV[a + 3])
-    if to > m.seq then
-      drop(k)
-      return 0
-    end
+    local m = currentUpTo(k, ARGV[a + 1], to)
+    if not m then return 0 end
     local entries = {}
     for s = math.max(tonumber(ARGV[a + 2]), m.start), to do
       local raw = redis.call('HGET', k.hist, s)
