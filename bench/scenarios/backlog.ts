@@ -12,7 +12,7 @@
  */
 import { watchCpu } from '../env/proc.js';
 import type { Payload } from '../load/payload.js';
-import { declareInboxes, deleteInboxes, queueStates } from '../load/queues.js';
+import { declareInboxes, queueStates } from '../load/queues.js';
 import { Tracker, type Accounting, type Receiver } from '../load/tracker.js';
 import { waitUntil } from '../../src/wait-until.js';
 import { forEachLimit, nowUs, sleep, withTimeout } from '../lib/time.js';
@@ -23,7 +23,7 @@ import { connectWithRetry, type ConnectCounters } from './connect-retry.js';
 import { sum, type BenchContext } from './context.js';
 import { cpuPerMessage, cpuPids } from './phases.js';
 import { profileWindow } from './profiling.js';
-import { SHORT, makeSystem, rotate } from './suites.js';
+import { SHORT, makeSystem, rotate, stopAndClean } from './suites.js';
 
 export interface BacklogResult extends Accounting {
   system: SystemName;
@@ -286,24 +286,7 @@ export async function runBacklog(
           }
         }
       } finally {
-        for (const entry of entries) {
-          await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) =>
-            ctx.log(`${(error as Error).message}`),
-          );
-          const deleted = await withTimeout(
-            deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000),
-            300_000,
-            'delete queues',
-          ).catch((error: unknown) => ({
-            done: 0,
-            failed: entry.users.length,
-            errors: [(error as Error).message],
-          }));
-          if (deleted.failed > 0)
-            ctx.log(
-              `could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`,
-            );
-        }
+        await stopAndClean(ctx, entries);
       }
     }
   }

@@ -85,6 +85,19 @@ interface Entry {
   ok: boolean;
 }
 
+/** Stops each system and deletes its users' queues; what cannot be deleted is left to `--cleanup`. */
+export async function stopAndClean(ctx: BenchContext, entries: readonly Pick<Entry, 'system' | 'users' | 'label'>[]): Promise<void> {
+  for (const entry of entries) {
+    await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) => ctx.log(`${(error as Error).message}`));
+    const deleted = await withTimeout(deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000), 300_000, 'delete queues').catch(
+      (error: unknown) => ({ done: 0, failed: entry.users.length, errors: [(error as Error).message] }),
+    );
+    if (deleted.failed > 0) {
+      ctx.log(`could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`);
+    }
+  }
+}
+
 /** The items starting at index `by` (wrapping), so that each round starts with another system. */
 export function rotate<T>(items: readonly T[], by: number): T[] {
   const n = items.length;
@@ -173,24 +186,7 @@ export async function runSuites(
         }
       }
     } finally {
-      for (const entry of entries) {
-        await withTimeout(entry.system.stop(), 90_000, `stop ${entry.label}`).catch((error: unknown) =>
-          ctx.log(`${(error as Error).message}`),
-        );
-        const deleted = await withTimeout(
-          deleteInboxes(ctx.rabbitmqUrl, entry.users, Date.now() + 240_000),
-          300_000,
-          'delete queues',
-        ).catch((error: unknown) => ({
-          done: 0,
-          failed: entry.users.length,
-          errors: [(error as Error).message],
-        }));
-        if (deleted.failed > 0)
-          ctx.log(
-            `could not delete ${deleted.failed} queues of ${entry.label} (node dist/bench/run.js --cleanup): ${deleted.errors[0] ?? ''}`,
-          );
-      }
+      await stopAndClean(ctx, entries);
     }
   }
   return results;
