@@ -2,7 +2,7 @@
  * The composition root: starts the relay's dependencies (dependencies.ts), the user streams, the
  * WebSocket gateway (gateway.ts), metrics and the admin listener, and owns all of them. A start
  * that fails at any step closes what the earlier steps opened before it rejects. `drain()` is the
- * shutdown order of STYLE.md: readiness off, no new upgrades, clients told to reconnect (1012),
+ * shutdown order: readiness off, no new upgrades, clients told to reconnect (1012),
  * in-flight messages released to RabbitMQ in order, channels closed, store closed.
  */
 import type { Server } from 'node:http';
