@@ -13,58 +13,30 @@
  * - A connection silent for two heartbeats is abandoned and replaced.
  * - `close()` leaves no timer or socket behind.
  */
-import { CloseCode, type ErrorFrame, type HelloFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
+import { CloseCode, type ErrorFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
 import { canTransition, type ClientState } from './client-state.js';
 import type { TimerHandle } from './clock.js';
 import { decideAfterClose } from './close-decision.js';
-import { Connection, type ConnectionListener } from './connection.js';
+import { Connection } from './connection.js';
+import { currentConnectionListener, type CurrentConnectionHandlers } from './current-connection.js';
+import { deferred, type Deferred } from './deferred.js';
 import { DeliveryFlow, type MutableStats } from './delivery-flow.js';
 import { ClientErrorCode, InboxClientError } from './errors.js';
 import type { ClientStats, InboxClientEvents, OpenEvent } from './events.js';
 import { TypedEmitter } from './emitter.js';
+import { helloFrame, readWelcome } from './handshake.js';
 import type { InboxMessage } from './message.js';
 import { MessageIterator } from './message-iterator.js';
 import { resolveOptions, type InboxClientOptions, type ResolvedOptions } from './options.js';
 import type { Position } from './position-store.js';
 import { PositionTracker } from './position-tracker.js';
-import { jwtSubject, type TokenReason } from './token.js';
-import { TokenRefresher } from './token-refresher.js';
+import { jwtSubject } from './token.js';
+import { TokenSession } from './token-session.js';
 import { resolveWebSocket, type WebSocketConstructorLike } from './transport.js';
 
 /** Handles one message. Resolve when it is processed; throw (reject) to have the nack policy decide. */
 export type MessageHandler = (message: InboxMessage) => unknown;
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-  settled: boolean;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // The caller may never await connect(); a rejection must not become an unhandled one.
-  promise.catch(() => undefined);
-  const result: Deferred<T> = {
-    promise,
-    settled: false,
-    resolve: (value) => {
-      result.settled = true;
-      resolve(value);
-    },
-    reject: (error) => {
-      result.settled = true;
-      reject(error);
-    },
-  };
-  return result;
-}
 
 /**
  * A client of one user's inbox stream (see the module comment for what it guarantees). Create
@@ -85,6 +57,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   readonly #tracker: PositionTracker;
   readonly #flow: DeliveryFlow;
   readonly #backoff: Backoff;
+  readonly #tokens: TokenSession;
   readonly #iterators = new Set<MessageIterator>();
   readonly #stats: MutableStats = {
     received: 0,
@@ -102,14 +75,20 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   #connection: Connection | undefined;
   /** The connection that received a `reset` (so its welcome's new epoch is not reported twice). */
   #resetOn: Connection | undefined;
-  #token: string | undefined;
-  #tokenReason: TokenReason = 'connect';
   #reconnectTimer: TimerHandle | undefined;
-  #refresher: TokenRefresher | undefined;
   #opened: Deferred<OpenEvent> | undefined;
   #closeRequested = false;
   #closing: Promise<void> | undefined;
   #failure: InboxClientError | undefined;
+  readonly #handlers: CurrentConnectionHandlers = {
+    welcome: (connection, frame) => this.#onWelcome(connection, frame),
+    message: (connection, frame) => this.#flow.receive(connection, frame),
+    reset: (connection, frame) => this.#onReset(connection, frame),
+    status: (frame) => this.#events.emit('status', { state: frame.state, reason: frame.reason }),
+    serverError: (connection, frame) => this.#onServerError(connection, frame),
+    protocolError: (error) => this.#events.emit('error', error),
+    closed: (connection, code, reason) => this.#onClosed(connection, code, reason),
+  };
 
   /** Validates the options (throws `RELAY_ERR_INVALID_OPTION`); does not connect yet. */
   constructor(options: InboxClientOptions) {
@@ -118,6 +97,12 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
       { initialDelayMs: this.#options.reconnectInitialDelayMs, maxDelayMs: this.#options.reconnectMaxDelayMs },
       this.#options.random,
     );
+    this.#tokens = new TokenSession({
+      provider: this.#options.tokenProvider,
+      clock: this.#options.clock,
+      refreshLeadMs: this.#options.tokenRefreshLeadMs,
+      onRefreshError: (cause) => this.#emitError(ClientErrorCode.tokenProvider, 'the token provider failed to refresh', cause),
+    });
     this.#tracker = new PositionTracker(this.#options.positionStore, (cause) =>
       this.#emitError(ClientErrorCode.positionStore, 'saving the position failed', cause),
     );
@@ -218,7 +203,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#setState('connecting');
     let token: string;
     try {
-      token = await this.#fetchToken(this.#tokenReason);
+      token = await this.#tokens.forConnection();
     } catch (cause) {
       if (this.#closeRequested) return;
       this.#emitError(ClientErrorCode.tokenProvider, 'the token provider failed', cause);
@@ -226,19 +211,17 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
       return;
     }
     if (this.#closeRequested || !this.#webSocket) return;
-    this.#token = token;
-    const resume = this.#tracker.resumeFor(jwtSubject(token));
-    const hello: HelloFrame = {
-      type: 'hello',
-      token,
-      ...(resume ? { resume: { epoch: resume.epoch, lastSeq: resume.lastSeq } } : {}),
-      ...(this.#options.window === undefined ? {} : { window: this.#options.window }),
-    };
+    this.#tokens.use(token);
+    const hello = helloFrame(token, this.#tracker.resumeFor(jwtSubject(token)), this.#options.window);
     const { url, clock, connectTimeoutMs, ackDelayMs, ackBatch } = this.#options;
     try {
       // Read through a closure: the constructor may report a close before it returns.
       let connection: Connection | undefined = undefined;
-      const listener = this.#listenerFor(() => connection);
+      const listener = currentConnectionListener(
+        () => connection,
+        () => this.#connection,
+        this.#handlers,
+      );
       connection = new Connection({
         url,
         webSocket: this.#webSocket,
@@ -257,80 +240,18 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     }
   }
 
-  async #fetchToken(reason: TokenReason): Promise<string> {
-    const token: unknown = await this.#options.tokenProvider({ reason });
-    if (typeof token !== 'string' || token.length === 0) {
-      throw new InboxClientError(ClientErrorCode.tokenProvider, 'the token provider returned no token');
-    }
-    return token;
-  }
-
-  // Callbacks of a connection only count while it is the current one.
-  #listenerFor(self: () => Connection | undefined): ConnectionListener {
-    const current = (): Connection | undefined => {
-      const connection = self();
-      return connection !== undefined && connection === this.#connection ? connection : undefined;
-    };
-    return {
-      welcome: (frame) => {
-        const connection = current();
-        if (connection) this.#onWelcome(connection, frame);
-      },
-      message: (frame) => {
-        const connection = current();
-        if (connection) this.#flow.receive(connection, frame);
-      },
-      reset: (frame) => {
-        const connection = current();
-        if (connection) this.#onReset(connection, frame);
-      },
-      status: (frame) => {
-        if (current()) this.#events.emit('status', { state: frame.state, reason: frame.reason });
-      },
-      serverError: (frame) => {
-        const connection = current();
-        if (connection) this.#onServerError(connection, frame);
-      },
-      protocolError: (error) => {
-        if (current()) this.#events.emit('error', error);
-      },
-      closed: (code, reason) => {
-        const connection = self();
-        // The constructor may fail the socket synchronously, before `#connection` is assigned.
-        if (connection === undefined || connection === this.#connection) this.#onClosed(connection, code, reason);
-      },
-    };
-  }
-
   #onWelcome(connection: Connection, frame: WelcomeFrame): void {
-    const resetSeen = this.#resetOn === connection;
     const adoption = this.#tracker.adopt(frame.user, frame.epoch, frame.lastSeq);
-    const previous = adoption.previous;
+    const report = readWelcome(frame, adoption, this.#resetOn === connection);
     this.#backoff.reset();
-    this.#tokenReason = 'connect';
+    this.#tokens.reason = 'connect';
     this.#stats.connections += 1;
-    if (adoption.epochChanged && !resetSeen) {
-      this.#events.emit('reset', {
-        epoch: frame.epoch,
-        lastSeq: adoption.position.lastSeq,
-        reason: 'the relay welcomed the client in a new epoch',
-        previous,
-      });
-    }
-    // After a reset the lost numbering was reported as such; a gap is loss within one epoch.
-    if (!frame.recovered && !resetSeen && !adoption.epochChanged) {
-      this.#events.emit('gap', {
-        epoch: frame.epoch,
-        lostFromSeq: previous && previous.lastSeq < frame.lastSeq ? previous.lastSeq + 1 : undefined,
-        resumesAfterSeq: frame.lastSeq,
-      });
-    }
+    if (report.reset) this.#events.emit('reset', report.reset);
+    if (report.gap) this.#events.emit('gap', report.gap);
     this.#setState('open');
-    this.#startRefresher(connection);
-    const { type: _type, ...open } = frame;
-    const event: OpenEvent = open;
-    if (this.#opened && !this.#opened.settled) this.#opened.resolve(event);
-    this.#events.emit('open', event);
+    this.#tokens.startRefreshing((token) => connection === this.#connection && connection.refresh(token));
+    if (this.#opened && !this.#opened.settled) this.#opened.resolve(report.open);
+    this.#events.emit('open', report.open);
   }
 
   #onReset(connection: Connection, frame: ResetFrame): void {
@@ -349,13 +270,12 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   #onClosed(connection: Connection | undefined, code: number, reason: string): void {
     this.#connection = undefined;
     this.#resetOn = undefined;
-    this.#refresher?.stop();
-    this.#refresher = undefined;
+    this.#tokens.stopRefreshing();
     if (connection) this.#flow.connectionGone(connection);
     if (this.#closeRequested) return;
     const action = decideAfterClose(code, reason);
     if (action.kind === 'reconnect') {
-      this.#tokenReason = action.tokenReason;
+      this.#tokens.reason = action.tokenReason;
       const delayMs = this.#scheduleReconnect(action.retryAfterMs);
       this.#events.emit('disconnect', { code, reason, willReconnect: true, delayMs });
       return;
@@ -384,32 +304,12 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     return delayMs;
   }
 
-  #startRefresher(connection: Connection): void {
-    this.#refresher?.stop();
-    this.#refresher = undefined;
-    if (this.#token === undefined) return;
-    const refresher = new TokenRefresher({
-      clock: this.#options.clock,
-      leadMs: this.#options.tokenRefreshLeadMs,
-      fetch: () => this.#fetchToken('refresh'),
-      send: (token) => {
-        if (connection !== this.#connection || !connection.refresh(token)) return false;
-        this.#token = token;
-        return true;
-      },
-      onError: (cause) => this.#emitError(ClientErrorCode.tokenProvider, 'the token provider failed to refresh', cause),
-    });
-    this.#refresher = refresher;
-    refresher.start(this.#token);
-  }
-
   async #shutdown(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#closeRequested = true;
     this.#reconnectTimer?.cancel();
     this.#reconnectTimer = undefined;
-    this.#refresher?.stop();
-    this.#refresher = undefined;
+    this.#tokens.stopRefreshing();
     this.#flow.stop();
     // A for-await loop may be the one awaiting close(): its message is released, not waited for.
     for (const iterator of [...this.#iterators]) iterator.end();
@@ -439,8 +339,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     this.#failure = error;
     this.#reconnectTimer?.cancel();
     this.#reconnectTimer = undefined;
-    this.#refresher?.stop();
-    this.#refresher = undefined;
+    this.#tokens.stopRefreshing();
     this.#flow.stop();
     this.#setState('closed');
     for (const iterator of [...this.#iterators]) iterator.end(error);
