@@ -122,68 +122,74 @@ export class NumberingIntake {
 
   /** Runs the loop unless it runs already; resolves false when a batch failed. */
   private run(): Promise<boolean> {
-    this.running ??= this.loop().finally(() => {
-      this.running = undefined;
-    });
+    this.running ??= this.loop();
     return this.running;
   }
 
+  /**
+   * Numbers until nothing is pending. `running` is cleared in the same step that finds nothing
+   * pending (not in a later reaction), so a push in between cannot find a loop that already ended.
+   */
   private async loop(): Promise<boolean> {
-    await this.ready.catch(() => undefined);
-    while (this.pending.length > 0 && !this.stopped) {
-      const batch = this.pending.splice(0, BATCH);
-      const accepted: Decoded[] = [];
-      for (const delivery of batch) {
-        const decoded = decodeMessage(
-          delivery.content,
-          {
-            messageId: delivery.messageId as string,
-            contentType: delivery.contentType as string,
-            timestamp: delivery.timestamp as number,
-            headers: delivery.headers,
-          },
-          this.options.maxMessageBytes,
-        );
-        if (decoded.ok) accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
-        else this.options.onInvalid(delivery, decoded.reason);
-      }
-      if (accepted.length === 0) continue;
-      const { epoch, seen } = this.options.position();
-      let assigned: Assigned[] | null;
-      try {
-        assigned = await this.options.store.assign(
-          this.options.user,
-          epoch,
-          seen,
-          accepted.map(({ id, fragment }) => ({ id, fragment })),
-        );
-        if (assigned !== null && assigned.length !== accepted.length) {
-          throw new RelayError(ErrorCode.storeReply, `the store numbered ${assigned.length} of ${accepted.length} messages`);
+    try {
+      await this.ready.catch(() => undefined);
+      while (this.pending.length > 0 && !this.stopped) {
+        const batch = this.pending.splice(0, BATCH);
+        const accepted: Decoded[] = [];
+        for (const delivery of batch) {
+          const decoded = decodeMessage(
+            delivery.content,
+            {
+              messageId: delivery.messageId as string,
+              contentType: delivery.contentType as string,
+              timestamp: delivery.timestamp as number,
+              headers: delivery.headers,
+            },
+            this.options.maxMessageBytes,
+          );
+          if (decoded.ok) accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
+          else this.options.onInvalid(delivery, decoded.reason);
         }
-      } catch (error) {
+        if (accepted.length === 0) continue;
+        const { epoch, seen } = this.options.position();
+        let assigned: Assigned[] | null;
+        try {
+          assigned = await this.options.store.assign(
+            this.options.user,
+            epoch,
+            seen,
+            accepted.map(({ id, fragment }) => ({ id, fragment })),
+          );
+          if (assigned !== null && assigned.length !== accepted.length) {
+            throw new RelayError(ErrorCode.storeReply, `the store numbered ${assigned.length} of ${accepted.length} messages`);
+          }
+        } catch (error) {
+          if (this.stopped) return false;
+          this.pending.unshift(...accepted.map(({ delivery }) => delivery));
+          // A reply that does not fit the request is a defect to look into; an outage is expected.
+          const malformed = error instanceof RelayError && error.code === ErrorCode.storeReply;
+          this.options.logger[malformed ? 'error' : 'warn'](
+            { user: this.options.user, err: errorMessage(error) },
+            'could not number deliveries; retrying',
+          );
+          this.options.onStoreHealth(false);
+          this.scheduleRetry();
+          return false;
+        }
         if (this.stopped) return false;
-        this.pending.unshift(...accepted.map(({ delivery }) => delivery));
-        // A reply that does not fit the request is a defect to look into; an outage is expected.
-        const malformed = error instanceof RelayError && error.code === ErrorCode.storeReply;
-        this.options.logger[malformed ? 'error' : 'warn'](
-          { user: this.options.user, err: errorMessage(error) },
-          'could not number deliveries; retrying',
-        );
-        this.options.onStoreHealth(false);
-        this.scheduleRetry();
-        return false;
+        if (assigned === null) {
+          this.stop();
+          this.options.onEpochGone();
+          return false;
+        }
+        const numbered = assigned;
+        this.options.onNumbered(accepted.map((entry, index) => ({ ...entry, ...numbered[index]! })));
+        this.options.onStoreHealth(true);
       }
-      if (this.stopped) return false;
-      if (assigned === null) {
-        this.stop();
-        this.options.onEpochGone();
-        return false;
-      }
-      const numbered = assigned;
-      this.options.onNumbered(accepted.map((entry, index) => ({ ...entry, ...numbered[index]! })));
-      this.options.onStoreHealth(true);
+      return true;
+    } finally {
+      this.running = undefined;
     }
-    return true;
   }
 
   private scheduleRetry(): void {
