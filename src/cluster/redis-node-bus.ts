@@ -4,7 +4,8 @@
  * store's `createRedisClient` (fail fast, reconnect forever with capped backoff).
  *
  * Reconnects. ioredis can re-send the SUBSCRIBEs of a lost connection itself (`autoResubscribe`,
- * on by default), but it emits `ready` before it sends them, so nothing tells when they are back
+ * on by default), but it emits `ready` before it sends them (ioredis 6, readyHandler in
+ * built/redis/event_handler.js), so nothing tells when they are back
  * in place; and it would restore a channel released while disconnected. This bus turns that off
  * and, on every `ready`, subscribes to the channels of the users that have handlers now; its
  * state turns `connected` only once Redis confirmed them (and the publishing connection is up).
