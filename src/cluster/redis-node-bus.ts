@@ -5,10 +5,10 @@
  *
  * Reconnects. ioredis can re-send the SUBSCRIBEs of a lost connection itself (`autoResubscribe`,
  * on by default), but it emits `ready` before it sends them (ioredis 6, readyHandler in
- * built/redis/event_handler.js), so nothing tells when they are back
- * in place; and it would restore a channel released while disconnected. This bus turns that off
- * and, on every `ready`, subscribes to the channels of the users that have handlers now; its
- * state turns `connected` only once Redis confirmed them (and the publishing connection is up).
+ * built/redis/event_handler.js), so nothing tells when they are back in place; and it would
+ * restore a channel released while disconnected. This bus turns that off and, on every `ready`,
+ * subscribes to the channels of the users that have handlers now; its state turns `connected`
+ * only once Redis confirmed them (and the publishing connection is up).
  * Redis pub/sub keeps nothing: what other nodes published while this node's subscriber was
  * disconnected, or before its SUBSCRIBE was confirmed, is lost. The later steps heal that from
  * the store's history (seqs are gap-free; the active node's `head` heartbeats show the gap).
