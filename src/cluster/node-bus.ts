@@ -53,9 +53,10 @@ export interface NodeBus {
   onState(listener: (state: BusState) => void): () => void;
   /**
    * Hands `handler` the messages other nodes publish about `user` from now on. Resolves once the
-   * subscription is in place; while the bus is disconnected it resolves at once and the
-   * subscription is made when it reconnects (state turns `connected` only after that). Rejects
-   * (and registers nothing) if the transport refused the subscription, or after `close()`.
+   * subscription is in place; while the bus is disconnected (or if it goes down before the
+   * transport confirms) it resolves without it, and the subscription is made when the bus
+   * reconnects (state turns `connected` only after that). Rejects (and registers nothing) if the
+   * transport refused the subscription or did not answer in time while up, or after `close()`.
    */
   subscribe(user: string, handler: BusHandler): Promise<Subscription>;
   /** Sends `message` about `user` to the other nodes, best effort (see the guarantees above). */

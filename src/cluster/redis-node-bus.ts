@@ -165,10 +165,21 @@ export class RedisNodeBus implements NodeBus {
     this.updateState();
   }
 
-  /** Sends the user's SUBSCRIBE now if the connection is up; otherwise the next `ready` includes the user. */
+  /**
+   * Sends the user's SUBSCRIBE now if the connection is up; otherwise, or if the connection is lost
+   * before Redis answers, the next `ready` includes the user. Rejects only if Redis refused it or
+   * did not answer in time on a connection still up.
+   */
   private async sendSubscribe(user: string): Promise<void> {
     if (this.subscriber.status !== 'ready') return;
-    await this.subscriber.subscribe(busChannel(this.keyPrefix, user));
+    const generation = this.generation;
+    try {
+      await this.subscriber.subscribe(busChannel(this.keyPrefix, user));
+    } catch (error) {
+      // Lost with the connection (it was going down as this was sent): the user keeps its handler, and the next `ready` subscribes it.
+      if (generation !== this.generation || this.subscriber.status !== 'ready') return;
+      throw error;
+    }
   }
 
   private async leave(user: string, handler: BusHandler): Promise<void> {
