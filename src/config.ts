@@ -4,7 +4,9 @@
  */
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { z } from 'zod';
+import { NODE_ID_PATTERN } from './cluster/bus-message.js';
 import { ErrorCode, RelayError } from './errors.js';
 
 export const DEFAULTS = {
@@ -52,6 +54,16 @@ export const DEFAULTS = {
   redisCommandTimeoutMs: 2_000,
 } as const;
 
+/**
+ * NODE_ID's default, `<hostname>-<pid>`: characters a node id may not hold become `-`, and the
+ * host name is cut so that the whole stays within 64 characters.
+ */
+export function defaultNodeId(host: string = hostname(), pid: number = process.pid): string {
+  const suffix = `-${pid}`;
+  const safe = host.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 64 - suffix.length);
+  return `${safe || 'node'}${suffix}`;
+}
+
 export type QueueType = 'quorum' | 'classic';
 
 export interface JwtConfig {
@@ -68,6 +80,8 @@ export interface JwtConfig {
 }
 
 export interface RelayConfig {
+  /** This node's id among the relay's nodes (logs, node-to-node messages); unique per running process. */
+  nodeId: string;
   rabbitmqUrl: string;
   /** Unset: an in-memory state store, for a single node only. */
   redisUrl: string | undefined;
@@ -215,6 +229,7 @@ function loadJwt(env: Env): JwtConfig {
 /** Reads and validates the configuration from environment variables. Does not modify `env`. */
 export function loadConfig(env: Env = process.env): RelayConfig {
   const config: RelayConfig = {
+    nodeId: read(env, 'NODE_ID', z.string().regex(NODE_ID_PATTERN, 'must be 1-64 of [A-Za-z0-9._:-]'), defaultNodeId()),
     rabbitmqUrl: read(env, 'RABBITMQ_URL', url(['amqp:', 'amqps:']), DEFAULTS.rabbitmqUrl),
     redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), undefined as string | undefined),
     redisKeyPrefix: read(

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     process.stderr.write(`inbox-relay: configuration error: ${errorMessage(error)}\n`);
     process.exit(2);
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, { nodeId: config.nodeId });
   // A bug must not leave a half-working node: log it and exit; RabbitMQ keeps every unacked
   // message and clients resume on the restarted node.
   process.on('uncaughtException', (error) => {

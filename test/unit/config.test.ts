@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, loadConfig } from '../../src/config.js';
+import { DEFAULTS, defaultNodeId, loadConfig } from '../../src/config.js';
 
 const SECRET = 'x'.repeat(32);
 
@@ -39,6 +39,18 @@ describe('config', () => {
       /^JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both/,
     );
     expect(errorOf({ JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' })).toMatch(/^JWT_PUBLIC_KEY_FILE: cannot read/);
+    expect(errorOf({ JWT_SECRET: SECRET, NODE_ID: 'node 1' })).toMatch(/^NODE_ID: must be 1-64 of/);
+    expect(errorOf({ JWT_SECRET: SECRET, NODE_ID: 'n'.repeat(65) })).toMatch(/^NODE_ID: must be 1-64 of/);
+  });
+
+  it('takes NODE_ID as given, and defaults it to <hostname>-<pid> made valid', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET, NODE_ID: 'relay-0.eu:a_1' }).nodeId).toBe('relay-0.eu:a_1');
+    expect(loadConfig({ JWT_SECRET: SECRET }).nodeId).toBe(defaultNodeId());
+    expect(defaultNodeId('relay-7.internal', 42)).toBe('relay-7.internal-42');
+    expect(defaultNodeId('höst name', 42)).toBe('h-st-name-42');
+    expect(defaultNodeId('', 42)).toBe('node-42');
+    const long = defaultNodeId('h'.repeat(100), 1234567);
+    expect([long.length, long.endsWith('-1234567')]).toEqual([64, true]);
   });
 
   it('does not modify the environment it reads', () => {
