@@ -23,7 +23,7 @@ import { connectWithRetry, type ConnectCounters } from './connect-retry.js';
 import { sum, type BenchContext } from './context.js';
 import { cpuPerMessage, cpuPids } from './phases.js';
 import { profileWindow } from './profiling.js';
-import { SHORT, makeSystem, rotate, stopAndClean } from './suites.js';
+import { SHORT, makeSystem, rotate, stopAndClean, type Entry } from './suites.js';
 
 export interface BacklogResult extends Accounting {
   system: SystemName;
@@ -213,14 +213,6 @@ export async function backlogPhase(
 
 /** Messages per user of the unrecorded warm-up round: enough to run every path (connect, deliver, ack) hot. */
 const WARMUP_PER_USER = 20;
-
-interface Entry {
-  name: SystemName;
-  users: string[];
-  system: SystemUnderTest;
-  label: string;
-  ok: boolean;
-}
 
 /** Every backlog suite of the plan (queue type x users), each system on its own queues, rounds alternating. */
 export async function runBacklog(

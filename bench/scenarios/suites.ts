@@ -77,7 +77,8 @@ function suitesOf(plan: Plan): Suite[] {
   return suites;
 }
 
-interface Entry {
+/** One system under test in a suite: its users (one queue each) and whether it is still running fine. */
+export interface Entry {
   name: SystemName;
   users: string[];
   system: SystemUnderTest;
