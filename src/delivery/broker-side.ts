@@ -53,7 +53,7 @@ export interface BrokerSideOptions {
   onHealthy(): void;
   /** The store failed to number a batch (it is kept and retried). */
   onStoreDown(): void;
-  /** A dead-letter request reached the store (the acked mark may be written past it now). */
+  /** A dead-letter request reached the store, or was dropped (the acked mark may be written past it now). */
   onRequestStored(): void;
 }
 
@@ -77,7 +77,11 @@ export class BrokerSide {
         this.rejectHeld(seq);
         options.onRequestStored();
       },
-      onDropped: () => this.scheduleAck(),
+      onDropped: () => {
+        // Processed after all: ack it to RabbitMQ, and let the store's mark pass it.
+        this.scheduleAck();
+        options.onRequestStored();
+      },
       onEpochGone: () => options.onEpochGone(),
     });
     this.supervisor = new ConsumerSupervisor({

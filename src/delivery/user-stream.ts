@@ -134,27 +134,23 @@ export class UserStream implements CursorSource, StreamNumbering {
     const { meta, warning } = await this.loadMeta(resume);
     const result = resolvePosition(resume, { epoch: this.epoch, acked: this.acked, historyStart: meta.start });
     if (warning) result.warning = warning;
-    const cursor = new ConnectionCursor(
-      sub,
-      result.lastSeq,
-      // Anything another connection of this user was sent may have reached this client too
-      // (a reconnect can arrive before the old connection is gone): mark it redelivered.
-      Math.max(this.highestSentAny, resume && !result.reset ? Math.max(resume.lastSeq, result.lastSeq) : result.lastSeq),
-      this,
-      this.clock,
-      this.options.logger,
-    );
+    // Anything another connection of this user was sent may have reached this client too (a
+    // reconnect can arrive before the old connection is gone): it is marked redelivered.
+    const seen = Math.max(this.highestSentAny, resume && !result.reset ? Math.max(resume.lastSeq, result.lastSeq) : result.lastSeq);
+    const cursor = new ConnectionCursor(sub, result.lastSeq, seen, this, this.clock, this.options.logger);
     this.connections.set(sub, cursor);
     this.stopLinger();
     if (result.lastSeq > this.acked) this.advanceAcked(result.lastSeq);
     try {
       await this.broker.start();
     } catch (error) {
+      // Closed meanwhile (its supervisor refuses to start): attach to the next stream. Read before
+      // this attach closes the stream itself, which must report the consumer's own error.
+      const closedMeanwhile = this.closed;
       cursor.detach();
       this.connections.delete(sub);
       if (this.connections.size === 0) this.closeInBackground();
-      // The stream closed meanwhile (its supervisor refuses to start): attach to the next one.
-      if (this.closed) throw new StreamClosedError();
+      if (closedMeanwhile) throw new StreamClosedError();
       throw error;
     }
     if (this.closed) throw new StreamClosedError();

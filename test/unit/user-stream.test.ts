@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ConsumerFactory } from '../../src/delivery/consumer.js';
 import { StreamRegistry } from '../../src/delivery/stream-registry.js';
+import { ErrorCode, RelayError } from '../../src/errors.js';
 import type { UserStream } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -322,6 +323,27 @@ describe('UserStream', () => {
     expect(a.stream).toBe(b.stream);
     expect(registry.get('u8')).toBe(a.stream);
     expect(queue.starts).toBe(2);
+  });
+
+  it('reports a consumer that cannot start with its own error, after one start, on a first attach', async () => {
+    let starts = 0;
+    const failing: ConsumerFactory = async () => {
+      starts += 1;
+      throw new RelayError(ErrorCode.brokerUnavailable, 'cannot open an AMQP channel', { retryable: true });
+    };
+    const registry = new StreamRegistry({
+      store: newMemory(),
+      consumers: failing,
+      prefetch: 10,
+      nackLimit: 3,
+      maxMessageBytes: 1024,
+      logger: silentLogger(),
+    });
+    const error = await done(registry.attach('u12', new FakeSub(10), undefined)).catch((caught: unknown) => caught);
+    // Not a StreamClosedError retried on new streams: the hello gets the broker's error, retryable.
+    expect(error).toBeInstanceOf(RelayError);
+    expect((error as RelayError).code).toBe(ErrorCode.brokerUnavailable);
+    expect(starts).toBe(1);
   });
 
   it('writes the latest acked mark to the store before releasing the consumer', async () => {
