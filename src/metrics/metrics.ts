@@ -33,6 +33,8 @@ export interface MetricsProbes {
   inflight(): number;
   /** Circuit breakers by name: 0 closed, 1 half-open, 2 open. Breaker events are counted without it. */
   breakerStates?(): Readonly<Record<string, 0 | 1 | 2>>;
+  /** This node's id (NODE_ID), exported as `inbox_relay_node_info{node="<id>"} 1`. */
+  nodeId?: string;
 }
 
 export interface RelayMetrics {
@@ -81,6 +83,16 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
   probed('connections', 'Open client WebSocket connections.', () => probes.connections());
   probed('streams', 'User streams on this node (one RabbitMQ consumer each).', () => probes.streams());
   probed('inflight_messages', 'Messages delivered by RabbitMQ to this node and not yet acked by a client.', () => probes.inflight());
+
+  if (probes.nodeId !== undefined) {
+    // An info metric: one series whose label names the node, to join other series with by instance.
+    new Gauge({
+      name: name('node_info'),
+      help: 'Always 1; the node label is this relay node id (NODE_ID).',
+      labelNames: ['node'],
+      registers,
+    }).set({ node: probes.nodeId }, 1);
+  }
 
   const breakerNames = new BoundedLabel(16);
   const breakerState = new Gauge({

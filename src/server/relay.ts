@@ -105,6 +105,7 @@ async function assemble(
   events.on('broker-blocked', () => gateway.tellConnections());
 
   const metrics: RelayMetrics = createMetrics(events, {
+    nodeId: config.nodeId,
     connections: () => gateway.connectionCount,
     streams: () => registry.size,
     inflight: () => {

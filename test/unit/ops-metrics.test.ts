@@ -13,6 +13,12 @@ describe('createMetrics', () => {
     return events;
   }
 
+  it('names this node in an info metric when given its id', async () => {
+    start({ nodeId: 'relay-a-17' });
+    const text = await metrics!.render();
+    expect(sampleValue(text, 'inbox_relay_node_info', { node: 'relay-a-17' })).toBe(1);
+  });
+
   it('counts handshakes by outcome and derives resume outcomes from them', async () => {
     const events = start();
     for (const outcome of ['new', 'new', 'resumed', 'not-recovered', 'reset', 'unauthenticated'] as const)
