@@ -48,6 +48,7 @@ export const DEFAULTS = {
   connectionRatePerSec: 500,
   connectionBurst: 1_000,
   maxPendingHellos: 2_000,
+  maxConnectionsPerUser: 10,
   eventLoopLagShedMs: 500,
   frameRatePerSec: 50,
   frameBurst: 200,
@@ -136,6 +137,11 @@ export interface RelayConfig {
     maxPendingHellos: number;
     eventLoopLagShedMs: number;
   };
+  /**
+   * Connections one user may hold on this node (0: no limit); the next is closed after its hello
+   * with 1008 `too many connections for this user`. A closed connection frees its slot at once.
+   */
+  maxConnectionsPerUser: number;
   /** Inbound frames per connection: sustained rate and burst; past it the connection is closed (1008). */
   frameRatePerSec: number;
   frameBurst: number;
@@ -278,6 +284,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
       maxPendingHellos: read(env, 'MAX_PENDING_HELLOS', int(1), DEFAULTS.maxPendingHellos),
       eventLoopLagShedMs: read(env, 'EVENT_LOOP_LAG_SHED_MS', int(1), DEFAULTS.eventLoopLagShedMs),
     },
+    maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER', int(0), DEFAULTS.maxConnectionsPerUser),
     frameRatePerSec: read(env, 'FRAME_RATE_PER_SEC', int(1), DEFAULTS.frameRatePerSec),
     frameBurst: read(env, 'FRAME_BURST', int(1), DEFAULTS.frameBurst),
     redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),

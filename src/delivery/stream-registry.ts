@@ -20,12 +20,20 @@ export interface StreamRegistryOptions {
   events?: RelayEvents;
 }
 
+/**
+ * Decides, before anything else, whether `sub` may attach to `user`'s stream. A gate that says
+ * no has already ended the connection its own way (close code, reason): the attach then rejects
+ * with a RelayError that is not retryable and carries no work done.
+ */
+export type AttachGate = (user: string, sub: Subscriber) => boolean;
+
 /** How long a new connection waits for the user's previous stream to release its consumer. */
 const CLOSING_WAIT_MS = 10_000;
 
 /** The user streams of this node: at most one per user, created on first attach, dropped when idle. */
 export class StreamRegistry {
   private readonly streams = new Map<string, UserStream>();
+  private gate: AttachGate | undefined;
 
   constructor(private readonly options: StreamRegistryOptions) {}
 
@@ -41,8 +49,16 @@ export class StreamRegistry {
     return this.streams.values();
   }
 
+  /** Installs the gate every later attach asks first (undefined: none). */
+  setAttachGate(gate: AttachGate | undefined): void {
+    this.gate = gate;
+  }
+
   /** Attaches a connection to its user's stream, waiting out a stream that is closing. */
   async attach(user: string, sub: Subscriber, resume: ResumeRequest | undefined): Promise<{ stream: UserStream; result: AttachResult }> {
+    if (this.gate && !this.gate(user, sub)) {
+      throw new RelayError(ErrorCode.forbidden, 'the attach gate refused this connection', { retryable: false });
+    }
     let warning: string | undefined;
     for (let attempt = 0; ; attempt += 1) {
       let stream = this.streams.get(user);

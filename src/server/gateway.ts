@@ -1,7 +1,8 @@
 /**
  * The WebSocket edge of the relay: the HTTP listener and its upgrades (checks, admission,
  * shedding with 1013), the set of open connections, and the two sweeps over them (heartbeat,
- * ack progress).
+ * ack progress), and the per-user connection cap (user-connection-cap.ts), enforced through the
+ * registry's attach gate so that a connection past it never joins its user's stream.
  *
  * Guarantees: after `stopAccepting()` every upgrade is refused with HTTP 503 and the sweeps are
  * stopped; `close()` (idempotent) cuts the sockets still open and closes the listener. The
@@ -18,12 +19,14 @@ import type { Logger } from '../log.js';
 import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
 import { SUBPROTOCOL } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
+import type { Subscriber } from '../delivery/user-stream.js';
 import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
 import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
 import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+import { USER_CAP_CLOSE, USER_CAP_REFUSAL, UserConnectionCap } from './user-connection-cap.js';
 
 /**
  * The listen backlog (the kernel caps it at net.core.somaxconn). Node's default, 511, is too
@@ -70,6 +73,7 @@ export class Gateway {
   private readonly lag = new LagMonitor();
   private readonly admission: AdmissionControl;
   private readonly sweeps: TimerHandle[];
+  private readonly userCap: UserConnectionCap<ClientConnection>;
   private pendingHellos = 0;
   private accepting = true;
   private closing: Promise<void> | undefined;
@@ -77,6 +81,8 @@ export class Gateway {
   constructor(private readonly options: GatewayOptions) {
     const { config, clock } = options;
     this.admission = new AdmissionControl(config.admission, clock.now());
+    this.userCap = new UserConnectionCap(config.maxConnectionsPerUser);
+    options.registry.setAttachGate((user, sub) => this.admitToUser(user, sub));
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: config.maxPayloadBytes,
@@ -176,10 +182,29 @@ export class Gateway {
         nodeDegraded: this.options.nodeDegraded,
         socket,
         clock: this.options.clock,
-        onClose: (closed) => this.connections.delete(closed),
+        onClose: (closed) => {
+          this.connections.delete(closed);
+          if (closed.userId !== undefined) this.userCap.release(closed.userId, closed);
+        },
       });
       this.connections.add(connection);
     });
+  }
+
+  /**
+   * The attach gate: a connection of this gateway takes one of its user's slots, or is closed
+   * with 1008 (a policy the client must change, not a load it should wait out: the SDK stops).
+   * Anything else attaching (not a connection of this gateway) is not counted.
+   */
+  private admitToUser(user: string, sub: Subscriber): boolean {
+    if (!(sub instanceof ClientConnection) || !this.connections.has(sub)) return true;
+    if (this.userCap.acquire(user, sub)) return true;
+    const { events, logger } = this.options;
+    events.emit('handshake', 'refused');
+    events.emit('refused', USER_CAP_REFUSAL);
+    logger.info({ user, session: sub.session, connections: this.userCap.count(user) }, 'too many connections for this user; closing');
+    sub.close(USER_CAP_CLOSE.code, USER_CAP_CLOSE.reason);
+    return false;
   }
 
   /** Refuses an accepted WebSocket with 1013 and a jittered retry-after. */

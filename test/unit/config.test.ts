@@ -22,6 +22,7 @@ describe('config', () => {
       windowMax: 100,
       redisUrl: undefined,
       allowedOrigins: [],
+      maxConnectionsPerUser: 10,
       jwt: { algorithms: ['HS256'], issuer: undefined, audience: undefined },
     });
   });
@@ -39,6 +40,8 @@ describe('config', () => {
       /^JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both/,
     );
     expect(errorOf({ JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' })).toMatch(/^JWT_PUBLIC_KEY_FILE: cannot read/);
+    expect(errorOf({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '-1' })).toMatch(/^MAX_CONNECTIONS_PER_USER: must be >= 0/);
+    expect(errorOf({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: 'ten' })).toMatch(/^MAX_CONNECTIONS_PER_USER: must be a whole number/);
     expect(errorOf({ JWT_SECRET: SECRET, NODE_ID: 'node 1' })).toMatch(/^NODE_ID: must be 1-64 of/);
     expect(errorOf({ JWT_SECRET: SECRET, NODE_ID: 'n'.repeat(65) })).toMatch(/^NODE_ID: must be 1-64 of/);
   });
@@ -51,6 +54,11 @@ describe('config', () => {
     expect(defaultNodeId('', 42)).toBe('node-42');
     const long = defaultNodeId('h'.repeat(100), 1234567);
     expect([long.length, long.endsWith('-1234567')]).toEqual([64, true]);
+  });
+
+  it('takes MAX_CONNECTIONS_PER_USER as given, 0 (no limit) included', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '3' }).maxConnectionsPerUser).toBe(3);
+    expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '0' }).maxConnectionsPerUser).toBe(0);
   });
 
   it('does not modify the environment it reads', () => {
