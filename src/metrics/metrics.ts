@@ -6,14 +6,15 @@
  * - it only listens to `RelayEvents` (and to the process-wide `frameWriteEvents` of the AMQP
  *   connections) and reads `MetricsProbes` at scrape time: nothing in the delivery path waits for
  *   it, and a listener never throws into an `emit` (errors are dropped);
- * - label values that come from reasons, codes or names are bounded (see BoundedLabel);
+ * - label values that come from reasons, codes or names are bounded (see BoundedLabel; close
+ *   codes map to a fixed set, closeCodeLabel);
  * - every name starts with `inbox_relay_`, the default Node.js metrics included
  *   (`inbox_relay_nodejs_eventloop_lag_p99_seconds`, `inbox_relay_process_cpu_seconds_total`, ...).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { frameWriteEvents } from '../amqp/frame-writes.js';
 import type { BreakerState, HandshakeOutcome, RelayEventMap, RelayEvents } from '../events.js';
-import { BoundedLabel } from './bounded-labels.js';
+import { BoundedLabel, closeCodeLabel } from './bounded-labels.js';
 
 export const METRICS_PREFIX = 'inbox_relay_';
 
@@ -130,10 +131,9 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['outcome'],
     registers,
   });
-  const closeCodes = new BoundedLabel(32, 8);
   const closed = new Counter({
     name: name('connections_closed_total'),
-    help: 'Client connections closed, by WebSocket close code.',
+    help: 'Client connections closed, by WebSocket close code (codes the relay does not use: client-other).',
     labelNames: ['code'],
     registers,
   });
@@ -253,7 +253,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
       const resume = RESUME_OUTCOMES[outcome];
       if (resume) resumes.inc({ outcome: resume });
     },
-    'connection-closed': (code) => closed.inc({ code: closeCodes.value(code) }),
+    'connection-closed': (code) => closed.inc({ code: closeCodeLabel(code) }),
     delivered: (count, again) => {
       delivered.inc(count);
       if (again > 0) redelivered.inc(again);
