@@ -25,7 +25,8 @@ export const helloSchema = z.object({
 export const ackSchema = z.object({ type: z.literal('ack'), seq });
 export const nackSchema = z.object({ type: z.literal('nack'), seq, requeue: z.boolean() });
 export const refreshSchema = z.object({ type: z.literal('refresh'), token });
-export const pingSchema = z.object({ type: z.literal('ping'), id: z.unknown().optional() });
+/** A ping's `id` is echoed in the pong, so it is bounded: a short string or a finite number. */
+export const pingSchema = z.object({ type: z.literal('ping'), id: z.union([z.string().max(64), z.number()]).optional() });
 
 export const clientFrameSchema = z.discriminatedUnion('type', [helloSchema, ackSchema, nackSchema, refreshSchema, pingSchema]);
 

@@ -14,7 +14,16 @@ import { errorMessage, isRelayError } from '../errors.js';
 import type { HandshakeOutcome, RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
-import { ErrorFrameCode, decodeClientFrame, encodeFrame, type ClientFrame, type HelloFrame, type ServerFrame } from '../protocol/frames.js';
+import {
+  ErrorFrameCode,
+  decodeClientFrame,
+  encodeFrame,
+  type ClientFrame,
+  type ErrorFrame,
+  type HelloFrame,
+  type PongFrame,
+  type ServerFrame,
+} from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
 import { TokenBucket } from '../overload/token-bucket.js';
@@ -24,8 +33,10 @@ import { authenticateHello, verifyToken, type AuthResult, type Identity } from '
 import { backgroundClock, type BackgroundClock, type TimerHandle } from '../delivery/background-clock.js';
 import { nextState, type ConnectionState } from './connection-state.js';
 import { DeliveryStatus, type StatusSource } from './delivery-status.js';
+import { closeReason } from './close-reason.js';
 import { PongLiveness } from './heartbeat.js';
 import { rawDataToString } from './raw-data.js';
+import { SocketWriter } from './socket-writer.js';
 
 export interface ClientConnectionOptions {
   config: RelayConfig;
@@ -64,8 +75,7 @@ export class ClientConnection implements Subscriber {
   private readonly liveness = new PongLiveness();
   private readonly clock: BackgroundClock;
   private queued: string[] = [];
-  private blocked = false;
-  private corked = false;
+  private readonly writer: SocketWriter;
   private readonly delivery = new DeliveryStatus();
   private lastAckProgressAt: number;
   private readonly inbound: TokenBucket;
@@ -78,10 +88,15 @@ export class ClientConnection implements Subscriber {
     this.log = options.logger.child({ session: this.session });
     this.clock = options.clock ?? backgroundClock;
     this.lastAckProgressAt = this.clock.now();
+    this.writer = new SocketWriter(ws, {
+      highWaterBytes: options.config.sendBufferHighWaterBytes,
+      ...(options.socket ? { socket: options.socket } : {}),
+      onDrained: () => this.stream?.resume(this),
+    });
     this.inbound = new TokenBucket(options.config.frameRatePerSec, options.config.frameBurst, this.clock.now());
     this.helloTimer = this.clock.setTimeout(() => this.close(CloseCode.unauthenticated, 'hello timeout'), options.config.helloTimeoutMs);
     ws.on('message', (data, isBinary) => this.onMessage(rawDataToString(data), isBinary));
-    ws.on('pong', () => this.liveness.pong());
+    ws.on('pong', (data) => this.liveness.pong(data.toString('utf8')));
     ws.on('close', (code) => this.finish(code));
     ws.on('error', (error) => this.log.debug({ err: errorMessage(error) }, 'socket error'));
   }
@@ -107,30 +122,11 @@ export class ClientConnection implements Subscriber {
   // Subscriber -------------------------------------------------------------------------------
 
   send(frame: string): void {
-    if (this.state === 'closed') return;
-    const socket = this.options.socket;
-    if (socket && !this.corked) {
-      // A burst of msg frames leaves in one write (one syscall, fewer TCP segments).
-      this.corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        socket.uncork();
-      });
-    }
-    const highWater = this.options.config.sendBufferHighWaterBytes;
-    this.ws.send(frame, (error) => {
-      if (error || !this.blocked) return;
-      if (this.ws.bufferedAmount < highWater / 2) {
-        this.blocked = false;
-        this.stream?.resume(this);
-      }
-    });
-    if (this.ws.bufferedAmount >= highWater) this.blocked = true;
+    if (this.state !== 'closed') this.writer.sendMsg(frame);
   }
 
   writable(): boolean {
-    return this.state === 'open' && !this.blocked;
+    return this.state === 'open' && !this.writer.blocked;
   }
 
   /** The user's stream paused or resumed delivery (see `nodeStatus` for the node's own causes). */
@@ -166,11 +162,18 @@ export class ClientConnection implements Subscriber {
   // Frames ------------------------------------------------------------------------------------
 
   private sendFrame(frame: ServerFrame): void {
-    if (this.state !== 'closed') this.ws.send(encodeFrame(frame));
+    if (this.state !== 'closed') this.writer.sendControl(encodeFrame(frame));
+  }
+
+  /** A frame the client provoked: one that does not fit under the send buffer's mark closes the connection instead. */
+  private reply(frame: PongFrame | ErrorFrame): void {
+    if (this.state === 'closed' || this.writer.reply(encodeFrame(frame))) return;
+    this.log.info({ user: this.user, bufferedAmount: this.ws.bufferedAmount }, 'send buffer full; closing');
+    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'send-buffer-full'));
   }
 
   private error(code: string, message: string, seq?: number): void {
-    this.sendFrame(seq === undefined ? { type: 'error', code, message } : { type: 'error', code, message, seq });
+    this.reply(seq === undefined ? { type: 'error', code, message } : { type: 'error', code, message, seq });
   }
 
   private onMessage(text: string, isBinary: boolean, charge = true): void {
@@ -196,7 +199,7 @@ export class ClientConnection implements Subscriber {
       return;
     }
     if (this.state === 'attaching') {
-      if (frame.type === 'ping') return this.sendFrame(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
+      if (frame.type === 'ping') return this.reply(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
       this.queued.push(text);
       return;
     }
@@ -227,7 +230,7 @@ export class ClientConnection implements Subscriber {
       case 'refresh':
         return this.onRefresh(frame.token);
       case 'ping':
-        return this.sendFrame(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
+        return this.reply(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
     }
   }
 
@@ -362,7 +365,7 @@ export class ClientConnection implements Subscriber {
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
     this.finish(code);
-    this.ws.close(code, reason.slice(0, 123));
+    this.ws.close(code, closeReason(reason));
     this.clock.setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_MS);
   }
 
@@ -372,8 +375,9 @@ export class ClientConnection implements Subscriber {
    */
   heartbeat(): void {
     if (this.state === 'closed') return;
-    if (this.liveness.beat() === 'terminate') return this.terminate();
-    this.ws.ping();
+    const beat = this.liveness.beat();
+    if (beat.action === 'terminate') return this.terminate();
+    this.ws.ping(beat.payload);
   }
 
   /** Drops the connection without a close frame (the client sees 1006). */

@@ -14,20 +14,24 @@ import { backgroundClock } from '../../src/delivery/background-clock.js';
 
 /** The parts of a `ws` socket ClientConnection uses; `terminate` and `close` end it as ws does. */
 class FakeSocket extends EventEmitter {
-  readonly pings: number[] = [];
+  readonly pings: string[] = [];
   readonly sent: string[] = [];
+  readonly reasons: string[] = [];
   bufferedAmount = 0;
   private ended = false;
 
-  ping(): void {
-    this.pings.push(Date.now());
+  ping(payload: string): void {
+    this.pings.push(payload);
   }
 
   send(frame: string): void {
     this.sent.push(frame);
   }
 
-  close(code: number): void {
+  close(code: number, reason = ''): void {
+    // As ws does: a reason over 123 bytes is a RangeError.
+    if (Buffer.byteLength(reason) > 123) throw new RangeError('The message must not be greater than 123 bytes');
+    this.reasons.push(reason);
     this.end(code);
   }
 
@@ -37,7 +41,12 @@ class FakeSocket extends EventEmitter {
 
   /** The client's side of the wire: it answers a ping. */
   answerPing(): void {
-    this.emit('pong');
+    this.emit('pong', Buffer.from(this.pings.at(-1) ?? ''));
+  }
+
+  /** A pong the client sends on its own, not in answer to a ping. */
+  unsolicitedPong(payload = ''): void {
+    this.emit('pong', Buffer.from(payload));
   }
 
   private end(code: number): void {
@@ -103,6 +112,29 @@ describe('ClientConnection', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(socket.pings).toHaveLength(4);
     expect(closes).toEqual([]);
+  });
+
+  it('cuts a client that sends pongs on its own but never answers a ping, on the second beat', async () => {
+    const { socket, closes, connection } = connect();
+    socket.unsolicitedPong();
+    connection.heartbeat();
+    for (let pong = 0; pong < 10; pong += 1) {
+      await vi.advanceTimersByTimeAsync(100);
+      socket.unsolicitedPong(pong % 2 === 0 ? '' : 'not-the-payload');
+    }
+    connection.heartbeat();
+    await vi.runAllTimersAsync();
+    expect(socket.pings).toHaveLength(1);
+    expect(closes).toEqual([1006]);
+  });
+
+  it('closes with a reason of 100 two-byte characters cut to whole characters within 123 bytes', async () => {
+    const { socket, closes, connection } = connect();
+    expect(() => connection.close(1008, 'é'.repeat(100))).not.toThrow();
+    await vi.runAllTimersAsync();
+    expect(closes).toEqual([1008]);
+    expect(socket.reasons).toEqual(['é'.repeat(61)]);
+    expect(Buffer.byteLength(socket.reasons[0]!)).toBe(122);
   });
 
   it('reports a close it sent once, with its code, though the socket then closes too', async () => {
