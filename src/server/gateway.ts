@@ -25,6 +25,7 @@ import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
 import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
+import { closeReason } from './close-reason.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 import { USER_CAP_CLOSE, USER_CAP_REFUSAL, UserConnectionCap } from './user-connection-cap.js';
 
@@ -211,7 +212,7 @@ export class Gateway {
   private shed(ws: WebSocket, reason: AdmissionReason, retryAfterMs: number, detail: string): void {
     this.options.events.emit('refused', reason);
     ws.on('error', () => undefined);
-    ws.close(CloseCode.overloaded, retryAfterReason(retryAfterMs, detail));
+    ws.close(CloseCode.overloaded, closeReason(retryAfterReason(retryAfterMs, detail)));
     this.options.clock.setTimeout(() => ws.terminate(), SHED_CLOSE_MS);
   }
 }
