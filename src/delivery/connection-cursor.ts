@@ -37,7 +37,8 @@ export interface CursorSource {
   readonly epoch: string;
   /** The highest seq numbered so far. */
   readonly head: number;
-  readonly closing: boolean;
+  /** The stream is closing: nothing more is sent. */
+  readonly closed: boolean;
   /** The message the consumer holds for `seq`, if it does. */
   held(seq: number): HeldMessage | undefined;
   /** History entries in [from, to]; null when the epoch is gone. */
@@ -134,7 +135,7 @@ export class ConnectionCursor {
   private canSend(): boolean {
     return (
       !this.detached &&
-      !this.source.closing &&
+      !this.source.closed &&
       this.cursor < this.source.head &&
       this.cursor - this.acked < this.sub.window &&
       this.sub.writable()

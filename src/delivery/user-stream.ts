@@ -97,13 +97,9 @@ export class UserStream implements CursorSource, StreamNumbering {
     return this.acked;
   }
 
+  /** Set once `close()` started: nothing more is sent, and attaches go to the next stream. */
   get closed(): boolean {
     return this.closePromise !== undefined;
-  }
-
-  /** For connections' pumps: nothing more is sent once the stream closes. */
-  get closing(): boolean {
-    return this.closed;
   }
 
   get connectionCount(): number {

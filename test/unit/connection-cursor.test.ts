@@ -40,7 +40,7 @@ class Sub implements Subscriber {
 class Source implements CursorSource {
   epoch = 'e1';
   head = 0;
-  closing = false;
+  closed = false;
   readonly holding = new Map<number, HeldMessage>();
   readonly stored = new Map<number, HistoryEntry>();
   readonly reads: { epoch: string; from: number; to: number }[] = [];
@@ -98,6 +98,17 @@ function cursorOn(source: Source, window: number, position = 0, highestSent = po
 }
 
 const flush = () => vi.advanceTimersByTimeAsync(0);
+
+/** A cursor (window 10) whose first pump waits on a history read of seqs 1..`to` (numbered, not held). */
+async function waitingOnHistory(to: number) {
+  const source = new Source();
+  source.number(1, to, false);
+  source.gated = true;
+  const { sub, cursor } = cursorOn(source, 10);
+  cursor.pump();
+  await flush();
+  return { source, sub, cursor };
+}
 
 /** Runs `fn` `depth` microtasks from now. */
 function afterMicrotasks(depth: number, fn: () => void): void {
@@ -226,12 +237,7 @@ describe('ConnectionCursor', () => {
   });
 
   it('coalesces pump calls made while a pump runs into one more run', async () => {
-    const source = new Source();
-    source.number(1, 3, false);
-    source.gated = true;
-    const { sub, cursor } = cursorOn(source, 10);
-    cursor.pump();
-    await flush();
+    const { source, sub, cursor } = await waitingOnHistory(3);
     cursor.pump();
     cursor.pump();
     cursor.pump();
@@ -249,12 +255,7 @@ describe('ConnectionCursor', () => {
     // microtask that lands in, even the one between the run's end and its promise's reactions,
     // the new seq must go out.
     for (let depth = 0; depth < 8; depth += 1) {
-      const source = new Source();
-      source.number(1, 2, false);
-      const { sub, cursor } = cursorOn(source, 10);
-      source.gated = true;
-      cursor.pump();
-      await flush();
+      const { source, sub, cursor } = await waitingOnHistory(2);
       source.release();
       afterMicrotasks(depth, () => {
         source.number(3, 3);
@@ -304,12 +305,7 @@ describe('ConnectionCursor', () => {
   });
 
   it('drops a history reply read under an epoch that changed meanwhile', async () => {
-    const source = new Source();
-    source.number(1, 3, false);
-    source.gated = true;
-    const { sub, cursor } = cursorOn(source, 10);
-    cursor.pump();
-    await flush();
+    const { source, sub } = await waitingOnHistory(3);
     source.epoch = 'e2';
     source.release();
     await flush();
@@ -411,12 +407,7 @@ describe('ConnectionCursor', () => {
   });
 
   it('sends nothing once detached or while the stream closes, and drops a read in flight', async () => {
-    const source = new Source();
-    source.number(1, 3, false);
-    source.gated = true;
-    const { sub, cursor } = cursorOn(source, 10);
-    cursor.pump();
-    await flush();
+    const { source, sub, cursor } = await waitingOnHistory(3);
     cursor.detach();
     source.release();
     await flush();
@@ -427,7 +418,7 @@ describe('ConnectionCursor', () => {
     expect(sub.seqs).toEqual([]);
     const closing = new Source();
     closing.number(1, 3);
-    closing.closing = true;
+    closing.closed = true;
     const other = cursorOn(closing, 10);
     other.cursor.pump();
     await flush();
