@@ -40,6 +40,10 @@ export class GuardedStore implements SeqStore {
     return this.guard.run(() => this.store.deadLettered(user, epoch, seqs));
   }
 
+  deadLetterRequests(user: string, epoch: string, seqs: readonly number[]): Promise<number[] | null> {
+    return this.guard.run(() => this.store.deadLetterRequests(user, epoch, seqs));
+  }
+
   forget(user: string): Promise<void> {
     return this.guard.run(() => this.store.forget(user));
   }

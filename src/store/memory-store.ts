@@ -151,6 +151,13 @@ export class MemoryStore implements SeqStore {
     for (const [id, seq] of state.intents) if (cleared.has(seq)) state.intents.delete(id);
   }
 
+  async deadLetterRequests(user: string, epoch: string, seqs: readonly number[]): Promise<number[] | null> {
+    const state = this.current(user, epoch);
+    if (!state) return null;
+    const wanted = new Set(seqs);
+    return [...state.intents.values()].filter((seq) => wanted.delete(seq));
+  }
+
   async forget(user: string): Promise<void> {
     this.users.delete(user);
   }

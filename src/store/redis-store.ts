@@ -265,6 +265,17 @@ export class RedisStore implements SeqStore {
     await this.enqueue(user, ['c', epoch, seqs.length, ...seqs], () => undefined);
   }
 
+  async deadLetterRequests(user: string, epoch: string, seqs: readonly number[]): Promise<number[] | null> {
+    if (seqs.length === 0) return [];
+    return this.enqueue(user, ['q', epoch, seqs.length, ...seqs], (reply) => {
+      if (reply === 0) return null;
+      if (!Array.isArray(reply) || !reply.every((seq) => typeof seq === 'number' && seqs.includes(seq))) {
+        throw malformed('deadLetterRequests', reply);
+      }
+      return reply as number[];
+    });
+  }
+
   async forget(user: string): Promise<void> {
     await this.enqueue(user, ['f'], () => undefined);
   }

@@ -98,6 +98,11 @@ export interface SeqStore {
   deadLetter(user: string, epoch: string, seq: number): Promise<boolean | null>;
   /** Clears the intents of these seqs (their messages were rejected). Unknown seqs and a gone epoch are ignored. */
   deadLettered(user: string, epoch: string, seqs: readonly number[]): Promise<void>;
+  /**
+   * The seqs among `seqs` whose messages have a dead-letter intent (recorded by any node). Null
+   * when `epoch` is gone. Writes nothing.
+   */
+  deadLetterRequests(user: string, epoch: string, seqs: readonly number[]): Promise<number[] | null>;
   /** Drops one user's state, intents included (operator use and tests). */
   forget(user: string): Promise<void>;
   close(): Promise<void>;

@@ -187,6 +187,23 @@ export function storeContract(name: string, make: (limits: { maxCount: number; m
       await store.close();
     });
 
+    it('answers which seqs have a dead-letter intent, after acks too, without writing', async () => {
+      const store = await make({ maxCount: 100, maxAgeMs: 60_000 });
+      const user = uid('st');
+      const { epoch } = await store.meta(user);
+      await store.assign(user, epoch, 0, inputs(['a', 'b', 'c', 'd']));
+      await store.deadLetter(user, epoch, 2);
+      await store.deadLetter(user, epoch, 4);
+      await store.ack(user, epoch, 3);
+      expect((await store.deadLetterRequests(user, epoch, [4, 1, 2, 3, 2]))?.sort()).toEqual([2, 4]);
+      expect(await store.deadLetterRequests(user, epoch, [1, 3, 77])).toEqual([]);
+      expect(await store.deadLetterRequests(user, epoch, [])).toEqual([]);
+      expect(await store.deadLetterRequests(user, 'not-the-epoch', [2])).toBeNull();
+      // Asking cleared nothing: assign still answers the intent.
+      expect(await store.assign(user, epoch, 4, inputs(['b']))).toEqual([intent(2)]);
+      await store.close();
+    });
+
     it('deletes intents with the numbering, by forget or by a drop', async () => {
       const store = await make({ maxCount: 100, maxAgeMs: 60_000 });
       const user = uid('st');
