@@ -29,6 +29,7 @@ export const DEFAULTS = {
   drainTimeoutMs: 10_000,
   streamLingerMs: 5_000,
   storeAckIntervalMs: 1_000,
+  clusterHeartbeatMs: 1_000,
   publishTimeoutMs: 10_000,
   channelsPerConnection: 500,
   redisKeyPrefix: 'inbox-relay:',
@@ -112,6 +113,8 @@ export interface RelayConfig {
   streamLingerMs: number;
   /** How long a user's acked mark may wait before it is written to Redis (acks in between become one write). */
   storeAckIntervalMs: number;
+  /** How often a node tells the other nodes that hold connections of a user its head and acked mark (the bound on healing a lost notification). */
+  clusterHeartbeatMs: number;
   publishTimeoutMs: number;
   channelsPerConnection: number;
   /** Prefix of the AMQP connection names shown by RabbitMQ (management UI, rabbitmqctl). */
@@ -264,6 +267,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     drainTimeoutMs: read(env, 'DRAIN_TIMEOUT_MS', int(0), DEFAULTS.drainTimeoutMs),
     streamLingerMs: read(env, 'STREAM_LINGER_MS', int(0), DEFAULTS.streamLingerMs),
     storeAckIntervalMs: read(env, 'STORE_ACK_INTERVAL_MS', int(0), DEFAULTS.storeAckIntervalMs),
+    clusterHeartbeatMs: read(env, 'CLUSTER_HEARTBEAT_MS', int(50, 60_000), DEFAULTS.clusterHeartbeatMs),
     publishTimeoutMs: read(env, 'PUBLISH_TIMEOUT_MS', int(1), DEFAULTS.publishTimeoutMs),
     channelsPerConnection: read(env, 'AMQP_CHANNELS_PER_CONNECTION', int(1, 2_000), DEFAULTS.channelsPerConnection),
     amqpConnectionName: read(env, 'AMQP_CONNECTION_NAME', z.string().min(1).max(100), DEFAULTS.amqpConnectionName),

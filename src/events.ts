@@ -26,6 +26,15 @@ export interface RelayEventMap {
   'amqp-connection': [state: 'connected' | 'disconnected'];
   'redis-connection': [state: 'connected' | 'disconnected'];
   'broker-blocked': [blocked: boolean];
+  /** Messages sent to connections here that another node numbered (kept from the node bus). */
+  'cluster-delivered': [count: number];
+  /** A cumulative ack forwarded to the user's other nodes, or received from one. */
+  'cluster-ack-forwarded': [direction: 'sent' | 'received'];
+  /** A consumer of this node became the active one for a user (it received a delivery first). */
+  'ownership-gained': [];
+  /** This node found itself behind another node's head (a lost notification) and reads history. */
+  'cluster-healed': [];
+  'node-bus': [state: 'connected' | 'disconnected'];
 }
 
 export class RelayEvents extends EventEmitter<RelayEventMap> {}

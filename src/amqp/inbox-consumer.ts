@@ -16,9 +16,14 @@ function tagOnly(tag: number): Message {
  * Consumers of users' inbox queues, each on a channel of its own: a channel error (such as a
  * stray ack) then ends one user's consumer only, and closing the channel returns that user's
  * unacked messages to the queue in order before another consumer can become active.
+ *
+ * Each consumer's tag is `inbox-relay.<nodeId>.<n>`: RabbitMQ lists a queue's consumers with
+ * their tags and which one is active, so an operator (and `inbox-relay inspect`) can tell which
+ * node owns a user and which nodes wait to take over.
  */
-export function createInboxConsumerFactory(pool: ConnectionPool, settings: QueueSettings, logger: Logger): ConsumerFactory {
+export function createInboxConsumerFactory(pool: ConnectionPool, settings: QueueSettings, logger: Logger, nodeId: string): ConsumerFactory {
   const provisioned = new Set<string>();
+  let consumers = 0;
   return async (user: string, prefetch: number, callbacks: ConsumerCallbacks): Promise<ConsumerHandle> => {
     const queue = inboxQueueName(user);
     if (!provisioned.has(user)) {
@@ -57,7 +62,7 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
             redelivered: message.fields.redelivered,
           });
         },
-        { noAck: false },
+        { noAck: false, consumerTag: consumerTag(nodeId, (consumers += 1)) },
       );
     } catch (error) {
       ended = true;
@@ -93,4 +98,19 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
       },
     };
   };
+}
+
+/** The tag of this node's `n`th consumer (see createInboxConsumerFactory). */
+export function consumerTag(nodeId: string, n: number): string {
+  return `${CONSUMER_TAG_PREFIX}${nodeId}.${n}`;
+}
+
+export const CONSUMER_TAG_PREFIX = 'inbox-relay.';
+
+/** The node id in a tag made by `consumerTag`, or undefined for any other tag. */
+export function consumerTagNode(tag: string): string | undefined {
+  if (!tag.startsWith(CONSUMER_TAG_PREFIX)) return undefined;
+  const rest = tag.slice(CONSUMER_TAG_PREFIX.length);
+  const end = rest.lastIndexOf('.');
+  return end > 0 ? rest.slice(0, end) : undefined;
 }

@@ -32,7 +32,8 @@ const numberedSchema = z.object({
 });
 const ackedSchema = z.object({ kind: z.literal('acked'), ...base, seq });
 const deadLetterSchema = z.object({ kind: z.literal('dead-letter'), ...base, seq, reason: z.string().max(1_000) });
-const headSchema = z.object({ kind: z.literal('head'), ...base, seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) });
+const mark = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const headSchema = z.object({ kind: z.literal('head'), ...base, seq: mark, acked: mark.optional(), hello: z.literal(true).optional() });
 
 export const busMessageSchema = z.discriminatedUnion('kind', [numberedSchema, ackedSchema, deadLetterSchema, headSchema]);
 
@@ -42,7 +43,11 @@ export type NumberedMessage = z.infer<typeof numberedSchema>;
 export type AckedMessage = z.infer<typeof ackedSchema>;
 /** A client on the sender asked for `seq` to be dead-lettered (`nack` with `requeue:false`, or past the nack limit). */
 export type DeadLetterMessage = z.infer<typeof deadLetterSchema>;
-/** The sender is active for the user and its head (last seq numbered) is `seq`: a heartbeat to find lost notifications by. */
+/**
+ * The sender has a stream for the user: its head (last seq it knows numbered) is `seq` and its
+ * acked mark `acked`. A heartbeat to find lost notifications by; with `hello` the sender just
+ * opened its stream (or its bus reconnected) and every receiver answers with its own `head`.
+ */
 export type HeadMessage = z.infer<typeof headSchema>;
 export type BusMessage = z.infer<typeof busMessageSchema>;
 export type BusMessageKind = BusMessage['kind'];

@@ -20,6 +20,7 @@ import type { Clock } from './background-clock.js';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from './consumer.js';
 import { ConsumerSupervisor, type ConsumerSession } from './consumer-supervisor.js';
 import { DeadLetterIntents } from './dead-letter-intents.js';
+import type { NumberedEntry } from '../cluster/bus-message.js';
 import type { HeldMessage } from './inflight-ledger.js';
 import { NumberingIntake, type Numbered } from './numbering-intake.js';
 
@@ -43,8 +44,8 @@ export interface BrokerSideOptions {
   events: RelayEvents | undefined;
   restartDelayMs: ((attempt: number) => number) | undefined;
   numbering: StreamNumbering;
-  /** New seqs are held: connections may send them. */
-  onNumbered(): void;
+  /** New seqs are held (these, in numbering order): connections may send them. */
+  onNumbered(held: NumberedEntry[]): void;
   /** The store no longer has the stream's numbering. */
   onEpochGone(): void;
   /** The consumer was lost; its messages went back to the queue. */
@@ -55,6 +56,8 @@ export interface BrokerSideOptions {
   onStoreDown(): void;
   /** A dead-letter request reached the store, or was dropped (the acked mark may be written past it now). */
   onRequestStored(): void;
+  /** A dead-letter request of a client on this node reached the store (other nodes may be told). */
+  onIntentStored(seq: number, reason: string): void;
 }
 
 export class BrokerSide {
@@ -74,6 +77,7 @@ export class BrokerSide {
       clock,
       epoch: () => numbering.epoch,
       onStored: (seq) => {
+        options.onIntentStored(seq, this.intents.reason(seq));
         this.rejectHeld(seq);
         options.onRequestStored();
       },
@@ -128,6 +132,23 @@ export class BrokerSide {
   /** A client asked to dead-letter `seq` (kept until RabbitMQ took it; see DeadLetterIntents). */
   deadLetter(seq: number, reason: string): void {
     this.intents.add(seq, reason);
+  }
+
+  /**
+   * A client on another node asked to dead-letter `seq` and the store holds the request: if this
+   * consumer holds the message, it is rejected (never acked, whatever the mark).
+   */
+  peerDeadLetter(seq: number, reason: string): void {
+    if (!this.supervisor.session?.ledger.has(seq)) return;
+    this.intents.known(seq, reason);
+    this.rejectHeld(seq);
+  }
+
+  /** The seqs in (`after`, `upTo`] the consumer holds with no dead-letter request known here. */
+  heldBetween(after: number, upTo: number): number[] {
+    const ledger = this.supervisor.session?.ledger;
+    if (!ledger) return [];
+    return ledger.seqs().filter((seq) => seq > after && seq <= upTo && !this.intents.has(seq));
   }
 
   /** The acked mark moved: RabbitMQ is acked at the end of this turn (acks of one burst: one ack). */
@@ -205,8 +226,15 @@ export class BrokerSide {
     );
     this.intake?.stop();
     this.intake = intake;
+    let active = false;
     return {
       onDelivery: (delivery) => {
+        if (!active) {
+          // RabbitMQ delivers only to the active consumer of a queue (single active consumer).
+          active = true;
+          this.options.events?.emit('ownership-gained');
+          logger.debug({ user }, 'consumer is the active one');
+        }
         session.ledger.received(delivery.tag);
         intake.push(delivery);
       },
@@ -220,6 +248,7 @@ export class BrokerSide {
 
   private accept(session: ConsumerSession, batch: Numbered[]): void {
     const { numbering } = this.options;
+    const held: NumberedEntry[] = [];
     for (const { delivery, seq, deadLetter, fragment, ts } of batch) {
       const message = { fragment, redelivered: delivery.redelivered, ts };
       if (deadLetter) this.intents.known(seq);
@@ -236,9 +265,10 @@ export class BrokerSide {
         continue;
       }
       session.ledger.hold(seq, delivery.tag, message);
+      held.push({ seq, fragment, redelivered: delivery.redelivered });
       if (seq > numbering.head) numbering.head = seq;
     }
-    this.options.onNumbered();
+    this.options.onNumbered(held);
   }
 
   private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string): void {

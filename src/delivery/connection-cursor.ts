@@ -14,7 +14,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HistoryEntry } from '../store/store.js';
 import type { Clock, TimerHandle } from './background-clock.js';
-import type { HeldMessage } from './inflight-ledger.js';
+import type { SendableMessage } from './inflight-ledger.js';
 import { msgFrame } from './message-codec.js';
 
 /** What the stream needs from a client connection. */
@@ -39,8 +39,8 @@ export interface CursorSource {
   readonly head: number;
   /** The stream is closing: nothing more is sent. */
   readonly closed: boolean;
-  /** The message the consumer holds for `seq`, if it does. */
-  held(seq: number): HeldMessage | undefined;
+  /** The message for `seq` if this node has it in memory (its consumer holds it, or another node sent it). */
+  held(seq: number): SendableMessage | undefined;
   /** History entries in [from, to]; null when the epoch is gone. */
   history(epoch: string, from: number, to: number): Promise<HistoryEntry[] | null>;
   /** A seq went out (for `redelivered` on later connections, and metrics). */

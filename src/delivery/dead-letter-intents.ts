@@ -85,10 +85,10 @@ export class DeadLetterIntents {
   }
 
   /** The store reported an intent for `seq` (recorded before a restart or on another node). */
-  known(seq: number): void {
+  known(seq: number, reason = 'client-nack'): void {
     const intent = this.intents.get(seq);
     if (intent) intent.stored = true;
-    else this.intents.set(seq, { reason: 'client-nack', stored: true });
+    else this.intents.set(seq, { reason, stored: true });
   }
 
   /** RabbitMQ took the message (a reject followed by a round trip on its channel): forget it. */

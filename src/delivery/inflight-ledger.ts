@@ -12,6 +12,13 @@
  */
 
 /** A numbered message RabbitMQ delivered and that is not acked or rejected yet. */
+/** What a connection needs to send a seq, wherever it was numbered. */
+export interface SendableMessage {
+  /** The pre-encoded `msg` frame fields after `seq` and `redelivered` (see message-codec). */
+  fragment: string;
+  redelivered: boolean;
+}
+
 export interface HeldMessage {
   /** More than one when RabbitMQ delivered the same message twice (a producer retry). */
   tags: number[];

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
+import type { NodeBus } from '../cluster/node-bus.js';
 import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber } from './user-stream.js';
 
 export interface StreamRegistryOptions {
@@ -18,6 +19,10 @@ export interface StreamRegistryOptions {
   storeAckIntervalMs?: number;
   logger: Logger;
   events?: RelayEvents;
+  /** See UserStreamOptions.bus. */
+  bus?: NodeBus;
+  /** See UserStreamOptions.clusterHeartbeatMs. */
+  clusterHeartbeatMs?: number;
 }
 
 /**
@@ -102,6 +107,14 @@ export class StreamRegistry {
         warning ??= error.warning;
       }
     }
+  }
+
+  /**
+   * Gives every stream's consumer up, keeping the connections (see UserStream.releaseConsumer):
+   * another node with connections of the user becomes the active consumer before these close.
+   */
+  async releaseConsumers(): Promise<void> {
+    await Promise.all([...this.streams.values()].map((stream) => stream.releaseConsumer()));
   }
 
   /** Releases every stream's consumer; their unacked messages return to RabbitMQ in order. */

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { SeqStore } from '../store/store.js';
 import type { Clock } from './background-clock.js';
 import type { ConsumerFactory } from './consumer.js';
+import type { NodeBus } from '../cluster/node-bus.js';
 
 export interface UserStreamOptions {
   user: string;
@@ -28,6 +29,10 @@ export interface UserStreamOptions {
   /** How long an acked mark may wait before it is written to the store (see AckedMarkWriter). */
   storeAckIntervalMs?: number;
   clock?: Clock;
+  /** How this node tells the user's streams on other nodes what happens here (none: a single node). */
+  bus?: NodeBus;
+  /** How often a stream that shares its user with other nodes sends them its head (CLUSTER_HEARTBEAT_MS). */
+  clusterHeartbeatMs?: number;
   /** Called once the stream has no connection left and has released its consumer. */
   onIdle?: () => void;
 }

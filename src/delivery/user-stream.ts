@@ -26,7 +26,8 @@ import { AckedMarkWriter } from './acked-mark-writer.js';
 import { backgroundClock, type Clock, type TimerHandle } from './background-clock.js';
 import { BrokerSide, type StreamNumbering } from './broker-side.js';
 import { ConnectionCursor, type AckOutcome, type CursorSource, type Subscriber } from './connection-cursor.js';
-import type { HeldMessage } from './inflight-ledger.js';
+import type { SendableMessage } from './inflight-ledger.js';
+import { PeerLink, type LinkedStream } from '../cluster/peer-link.js';
 import { lostWrites, resolvePosition, type AttachResult, type ResumeRequest } from './resume-position.js';
 import { StreamClosedError, type UserStreamOptions } from './user-stream-options.js';
 
@@ -37,8 +38,10 @@ export { StreamClosedError };
 const NUMBERING_WAIT_MS = 3_000;
 /** How long a closing stream waits for the store to take its acked mark. */
 const MARK_WAIT_MS = 2_000;
+/** See UserStreamOptions.clusterHeartbeatMs. */
+export const DEFAULT_CLUSTER_HEARTBEAT_MS = 1_000;
 
-export class UserStream implements CursorSource, StreamNumbering {
+export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   readonly user: string;
   epoch = '';
   head = 0;
@@ -54,6 +57,13 @@ export class UserStream implements CursorSource, StreamNumbering {
   private highestSentAny = 0;
   private closePromise: Promise<void> | undefined;
   private degraded: string | undefined;
+  /** The link to this user's streams on other nodes (only with a node bus). */
+  private link: PeerLink | undefined;
+  private linkOpening: Promise<void> | undefined;
+  /** The highest acked mark other nodes reported, and whether it is being checked against the store. */
+  private peerAckTarget = 0;
+  private peerAckChecking = false;
+  private epochChecking = false;
 
   constructor(private readonly options: UserStreamOptions) {
     this.user = options.user;
@@ -70,14 +80,19 @@ export class UserStream implements CursorSource, StreamNumbering {
       events: options.events,
       restartDelayMs: options.restartDelayMs,
       numbering: this,
-      onNumbered: () => {
+      onNumbered: (held) => {
+        this.link?.numbered(held);
         for (const cursor of this.connections.values()) cursor.pump();
       },
       onEpochGone: () => this.epochLost(),
       onLost: (reason) => this.consumerLost(reason),
       onHealthy: () => this.setStatus(undefined),
       onStoreDown: () => this.setStatus('state store unavailable'),
-      onRequestStored: () => this.markWriter.moved(this.acked),
+      onRequestStored: () => {
+        this.markWriter.moved(this.acked);
+        this.forwardAck();
+      },
+      onIntentStored: (seq, reason) => this.link?.deadLetter(seq, reason),
     });
     this.markWriter = new AckedMarkWriter({
       // The epoch is set when the stream loads, before any connection can ack.
@@ -127,6 +142,9 @@ export class UserStream implements CursorSource, StreamNumbering {
    * unavailable, and with StreamClosedError when the stream closed meanwhile.
    */
   async attach(sub: Subscriber, resume: ResumeRequest | undefined): Promise<AttachResult> {
+    // Subscribed before the numbering is read: whatever another node numbers after that read
+    // reaches this stream (or its next heartbeat does).
+    await this.openLink();
     const { meta, warning } = await this.loadMeta(resume);
     const result = resolvePosition(resume, { epoch: this.epoch, acked: this.acked, historyStart: meta.start });
     if (warning) result.warning = warning;
@@ -183,6 +201,7 @@ export class UserStream implements CursorSource, StreamNumbering {
       this.acked = meta.acked;
       this.markWriter.known(meta.acked);
       this.loaded = true;
+      this.link?.hello();
     } else {
       this.head = Math.max(this.head, meta.seq);
       if (meta.acked > this.acked) {
@@ -192,6 +211,34 @@ export class UserStream implements CursorSource, StreamNumbering {
       }
     }
     return { meta, warning };
+  }
+
+  private async openLink(): Promise<void> {
+    const { bus } = this.options;
+    if (!bus) return;
+    this.linkOpening ??= (async () => {
+      const link = new PeerLink({
+        user: this.user,
+        bus,
+        stream: this,
+        heartbeatMs: this.options.clusterHeartbeatMs ?? DEFAULT_CLUSTER_HEARTBEAT_MS,
+        clock: this.clock,
+        logger: this.options.logger,
+        ...(this.options.events ? { events: this.options.events } : {}),
+      });
+      try {
+        await link.open();
+      } catch (error) {
+        // The bus is up but refused the subscription: the next attach tries again.
+        this.linkOpening = undefined;
+        await link.close();
+        throw error;
+      }
+      this.link = link;
+      if (this.closed) await link.close();
+    })();
+    await this.linkOpening;
+    if (this.closed) throw new StreamClosedError();
   }
 
   /**
@@ -290,6 +337,7 @@ export class UserStream implements CursorSource, StreamNumbering {
       lingering: this.lingering,
       degraded: this.degraded,
       closed: this.closed,
+      peers: this.link?.peerIds ?? [],
       ...this.broker.snapshot(),
       connections: [...this.connections.values()].map((cursor) => cursor.snapshot()),
     };
@@ -297,8 +345,8 @@ export class UserStream implements CursorSource, StreamNumbering {
 
   // CursorSource: what connections read.
 
-  held(seq: number): HeldMessage | undefined {
-    return this.broker.held(seq);
+  held(seq: number): SendableMessage | undefined {
+    return this.broker.held(seq) ?? this.link?.held(seq);
   }
 
   history(epoch: string, from: number, to: number): ReturnType<SeqStore['range']> {
@@ -308,6 +356,83 @@ export class UserStream implements CursorSource, StreamNumbering {
   sent(seq: number, redelivered: boolean): void {
     if (seq > this.highestSentAny) this.highestSentAny = seq;
     this.options.events?.emit('delivered', 1, redelivered ? 1 : 0);
+    if (this.link && !this.broker.held(seq) && this.link.held(seq)) this.options.events?.emit('cluster-delivered', 1);
+  }
+
+  // LinkedStream: what the user's streams on other nodes tell this one.
+
+  peerHead(seq: number): void {
+    if (this.closed || seq <= this.head) return;
+    this.head = seq;
+    for (const cursor of this.connections.values()) cursor.pump();
+  }
+
+  /**
+   * A connection on another node acked up to `seq`: RabbitMQ is acked here as for a local ack
+   * (if this node's consumer holds those messages). A dead-letter request for one of them may
+   * not have reached this node (the bus loses messages when it reconnects), so the store is asked
+   * first: those are rejected, not acked. While it answers, later marks wait and are merged.
+   */
+  peerAcked(seq: number): void {
+    if (this.closed || seq <= this.acked) return;
+    if (seq > this.peerAckTarget) this.peerAckTarget = seq;
+    if (!this.peerAckChecking) this.settlePeerAcks();
+  }
+
+  private settlePeerAcks(): void {
+    const target = this.peerAckTarget;
+    if (this.closed || target <= this.acked) return;
+    const held = this.broker.heldBetween(this.acked, target);
+    if (held.length === 0) {
+      this.advanceAcked(target, false);
+      return;
+    }
+    this.peerAckChecking = true;
+    this.options.store.deadLetterRequests(this.user, this.epoch, held).then(
+      (requested) => {
+        this.peerAckChecking = false;
+        if (this.closed) return;
+        if (requested === null) return this.epochLost();
+        for (const requestedSeq of requested) this.broker.peerDeadLetter(requestedSeq, 'client-nack');
+        if (target > this.acked) this.advanceAcked(target, false);
+        if (this.peerAckTarget > this.acked) this.settlePeerAcks();
+      },
+      (error: unknown) => {
+        // The next ack or heartbeat of that node brings the mark again.
+        this.peerAckChecking = false;
+        this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not check dead-letter requests; ack waits');
+      },
+    );
+  }
+
+  peerDeadLetter(seq: number, reason: string): void {
+    if (!this.closed) this.broker.peerDeadLetter(seq, reason);
+  }
+
+  checkEpoch(): void {
+    if (this.epochChecking || this.closed) return;
+    this.epochChecking = true;
+    background(
+      this.options.store.meta(this.user).then((meta) => {
+        this.epochChecking = false;
+        if (meta.epoch !== this.epoch) this.epochLost();
+      }),
+      (error: unknown) => {
+        this.epochChecking = false;
+        this.options.logger.debug({ user: this.user, err: errorMessage(error) }, 'epoch check failed');
+      },
+    );
+  }
+
+  async pollStore(): Promise<void> {
+    if (this.closed || this.connections.size === 0) return;
+    const meta = await this.options.store.meta(this.user);
+    if (this.closed) return;
+    if (meta.epoch !== this.epoch) return this.epochLost();
+    if (meta.seq > this.head) {
+      this.options.events?.emit('cluster-healed');
+      this.peerHead(meta.seq);
+    }
   }
 
   /** The store lost this user's numbering: every connection is reset and the stream closes. */
@@ -347,10 +472,17 @@ export class UserStream implements CursorSource, StreamNumbering {
    * trip. Until RabbitMQ is acked the messages stay in flight; a crash in between redelivers them
    * with the same seqs, and a resuming client is past them.
    */
-  private advanceAcked(seq: number): void {
+  private advanceAcked(seq: number, local = true): void {
     this.acked = seq;
     this.broker.scheduleAck();
     this.markWriter.moved(seq);
+    this.link?.prune(seq);
+    if (local) this.forwardAck();
+  }
+
+  /** Other nodes learn the acked mark, never past a dead-letter request the store does not hold yet. */
+  private forwardAck(): void {
+    this.link?.acked(Math.min(this.acked, this.broker.intents.markCeiling()));
   }
 
   /** Tells every connection that delivery paused (the first reason counts) or goes on. */
@@ -358,6 +490,20 @@ export class UserStream implements CursorSource, StreamNumbering {
     if (degraded ? this.degraded : !this.degraded) return;
     this.degraded = degraded;
     for (const sub of this.connections.keys()) sub.status(degraded ? 'degraded' : 'ok', degraded);
+  }
+
+  /**
+   * Gives the consumer up but keeps the connections (a drain): RabbitMQ makes another node's
+   * waiting consumer the active one, and the connections here go on receiving what that node
+   * numbers until they are closed. As in `close`, what the consumer received is numbered first and
+   * the acked mark is written and acked before the channel closes. Attaches fail from now on.
+   */
+  async releaseConsumer(): Promise<void> {
+    if (this.closed) return;
+    await this.broker.stop(this.epochGone ? 0 : NUMBERING_WAIT_MS);
+    await settledWithin(this.markWriter.settle(), MARK_WAIT_MS);
+    this.broker.ackUpToMark();
+    await this.broker.close();
   }
 
   private closeInBackground(): void {
@@ -384,6 +530,7 @@ export class UserStream implements CursorSource, StreamNumbering {
       for (const cursor of this.connections.values()) cursor.detach();
       this.connections.clear();
       await this.broker.close();
+      await this.link?.close();
       this.options.onIdle?.();
     })();
     return this.closePromise;

@@ -247,6 +247,39 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
   };
   frameWriteEvents.on('batching-fallback', onFrameBatchingFallback);
 
+  const clusterDelivered = new Counter({
+    name: name('cluster_deliveries_total'),
+    help: 'Messages sent to connections on this node that another node numbered (its consumer was the active one).',
+    registers,
+  });
+  const acksForwarded = new Counter({
+    name: name('cluster_acks_forwarded_total'),
+    help: "Cumulative acks forwarded to a user's other nodes (sent) or taken from one (received).",
+    labelNames: ['direction'] as const,
+    registers,
+  });
+  const ownershipChanges = new Counter({
+    name: name('cluster_ownership_changes_total'),
+    help: "Times a consumer of this node became the active one for a user's queue (it received a delivery first).",
+    registers,
+  });
+  const heals = new Counter({
+    name: name('cluster_heals_total'),
+    help: "Times this node found itself behind another node's numbering (a lost notification) and read the gap from history.",
+    registers,
+  });
+  // Created with the bus's first state: a node without a bus (no REDIS_URL) has no such series,
+  // so that an alert on it never fires for a single in-memory node.
+  let busUp: Gauge | undefined;
+  const setBusUp = (up: boolean): void => {
+    busUp ??= new Gauge({
+      name: name('node_bus_up'),
+      help: 'Whether the node bus (Redis pub/sub between relay nodes) is connected: 1 yes, 0 no.',
+      registers,
+    });
+    busUp.set(up ? 1 : 0);
+  };
+
   const listeners: { [K in keyof RelayEventMap]: Listener<K> } = {
     handshake: (outcome) => {
       handshakes.inc({ outcome });
@@ -273,6 +306,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     refused: (reason) => refusals.inc({ reason: refusalReasons.value(reason) }),
     'amqp-connection': (state) => amqp(state),
     'redis-connection': (state) => redis(state),
+    'cluster-delivered': (count) => clusterDelivered.inc(count),
+    'cluster-ack-forwarded': (direction) => acksForwarded.inc({ direction }),
+    'ownership-gained': () => ownershipChanges.inc(),
+    'cluster-healed': () => heals.inc(),
+    'node-bus': (state) => setBusUp(state === 'connected'),
     'broker-blocked': (value) => {
       if (value && !isBlocked) blockedTotal.inc();
       isBlocked = value;

@@ -27,6 +27,8 @@ import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { SeqStore } from '../store/store.js';
 import { AlarmProbe } from './alarm-probe.js';
+import type { NodeBus } from '../cluster/node-bus.js';
+import { RedisNodeBus } from '../cluster/redis-node-bus.js';
 import type { BackgroundClock } from '../delivery/background-clock.js';
 import { ResourceStack } from './resource-stack.js';
 
@@ -45,6 +47,8 @@ export interface Dependencies {
   readonly store: SeqStore;
   /** The class name of the underlying store, for the start-up log. */
   readonly storeKind: string;
+  /** How this node talks to the other relay nodes (Redis pub/sub); none without REDIS_URL (a single node). */
+  readonly bus: NodeBus | undefined;
   /** Starts a user's consumer through the broker breaker; refused while any breaker is open. */
   readonly consumers: ConsumerFactory;
   readonly guards: readonly Guard[];
@@ -144,6 +148,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     own.guardWith((call) => redisGuard.run(call));
   }
   const store: SeqStore = started.redisStore ?? new GuardedStore(rawStore, redisGuard);
+  const bus = config.redisUrl ? await startBus(config, events, logger, step) : undefined;
 
   const consumers = await step(
     'consumer pool',
@@ -194,7 +199,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     () => probe.stop(),
   );
 
-  const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger), brokerGuard, openGuard);
+  const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger, config.nodeId), brokerGuard, openGuard);
   let quiescing: Promise<void> | undefined;
   return {
     store,
@@ -202,9 +207,11 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     consumers: guardedConsumers,
     guards,
     openGuard,
+    bus,
     nodeDegraded: () => {
       const open = openGuard();
       if (open) return `${open.name} unavailable`;
+      if (bus && bus.state !== 'connected') return 'node bus unavailable';
       return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
     },
     quiesce: () => {
@@ -216,6 +223,46 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     },
     close: () => stack.close(),
   };
+}
+
+type Step = <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void) => Promise<T>;
+
+/**
+ * The node bus on the store's Redis (same URL and key prefix: nodes that share a store talk to
+ * each other). Its state goes to the `node-bus` event (metrics, readiness, status frames).
+ */
+async function startBus(config: RelayConfig, events: RelayEvents, logger: Logger, step: Step): Promise<NodeBus> {
+  const url = config.redisUrl ?? '';
+  const bus = await step(
+    'node bus',
+    () =>
+      new RedisNodeBus({
+        url,
+        keyPrefix: config.redisKeyPrefix,
+        nodeId: config.nodeId,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
+        logger,
+      }),
+    (created) => created.close(),
+  );
+  bus.onState((state) => {
+    events.emit('node-bus', state);
+    logger.info({ state }, 'node bus');
+  });
+  await step('node bus connection', () =>
+    bus.connect().catch((error: unknown) => {
+      throw new RelayError(
+        ErrorCode.storeUnavailable,
+        `node bus: cannot connect to Redis at ${new URL(url).host}: ${errorMessage(error)}`,
+        {
+          cause: error,
+          retryable: true,
+        },
+      );
+    }),
+  );
+  events.emit('node-bus', bus.state);
+  return bus;
 }
 
 async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqStore> {

@@ -85,6 +85,7 @@ async function assemble(
     storeAckIntervalMs: config.storeAckIntervalMs,
     logger,
     events,
+    ...(deps.bus ? { bus: deps.bus, clusterHeartbeatMs: config.clusterHeartbeatMs } : {}),
   });
   started.add('streams', () => registry.closeAll());
   const gateway = new Gateway({
@@ -103,6 +104,7 @@ async function assemble(
     gateway.tellConnections();
   });
   events.on('broker-blocked', () => gateway.tellConnections());
+  events.on('node-bus', () => gateway.tellConnections());
 
   const metrics: RelayMetrics = createMetrics(events, {
     nodeId: config.nodeId,
@@ -120,11 +122,19 @@ async function assemble(
 
   let listening = false;
   let draining: Promise<void> | undefined;
-  const isReady = (): boolean => listening && !draining && !deps.openGuard();
+  const busDown = (): boolean => deps.bus !== undefined && deps.bus.state !== 'connected';
+  const isReady = (): boolean => listening && !draining && !deps.openGuard() && !busDown();
   const admin: Server = createAdminServer(
     {
       ready: isReady,
-      notReadyReason: () => (draining ? 'draining' : deps.openGuard() ? `${deps.openGuard()?.name} unavailable` : 'starting'),
+      notReadyReason: () =>
+        draining
+          ? 'draining'
+          : deps.openGuard()
+            ? `${deps.openGuard()?.name} unavailable`
+            : busDown() && listening
+              ? 'node bus unavailable'
+              : 'starting',
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
       drain: () =>
         background(
@@ -145,6 +155,9 @@ async function assemble(
     draining ??= (async () => {
       gateway.stopAccepting();
       logger.info({ connections: gateway.connectionCount }, 'draining');
+      // Consumers first: another node with connections of a user becomes its active consumer
+      // while the connections here still receive (from that node); then they reconnect elsewhere.
+      if (deps.bus) await registry.releaseConsumers();
       gateway.closeConnections(CloseCode.restarting, 'relay restarting');
       await deps.quiesce();
       await registry.closeAll();
