@@ -372,6 +372,21 @@ describe('Kubernetes manifests', () => {
     expect(portNumber('admin')).toBe(config.adminPort);
   });
 
+  it('runs three nodes or more, each named by its pod (NODE_ID from the downward API)', () => {
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(3);
+    expect(find('HorizontalPodAutoscaler').spec.minReplicas).toBeGreaterThanOrEqual(3);
+    const variables = (container.env ?? []) as Obj[];
+    expectKnownVariables(Object.fromEntries(variables.map((variable) => [variable.name, ''])), 'Deployment env');
+    expect(variables.find((variable) => variable.name === 'NODE_ID')).toEqual({
+      name: 'NODE_ID',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
+    expect(Object.keys(env)).not.toContain('NODE_ID');
+    // A Deployment's pod name: up to 63 characters of [a-z0-9-].
+    const podName = `${'r'.repeat(47)}-7d9f8b6c5d-x2x9z`;
+    expect(loadConfig({ ...env, NODE_ID: podName }).nodeId).toBe(podName);
+  });
+
   it('gives the pod longer to stop than preStop plus DRAIN_TIMEOUT_MS', () => {
     const config = loadConfig(env);
     const preStop = container.lifecycle.preStop;
@@ -400,6 +415,13 @@ describe('Kubernetes manifests', () => {
     const service = find('Service');
     expect(service.spec.selector).toEqual(labels);
     for (const port of service.spec.ports) expect(portNumber(port.targetPort), port.name).toBeDefined();
+  });
+
+  it('asks for no session affinity: any pod serves any user', () => {
+    const service = find('Service');
+    expect(service.spec.sessionAffinity ?? 'None').toBe('None');
+    expect(service.spec.sessionAffinityConfig).toBeUndefined();
+    for (const doc of docs) expect(JSON.stringify(doc), doc.file).not.toMatch(/affinity-mode|session-cookie|sticky|upstream-hash-by/i);
   });
 
   it('autoscales the deployment on the connections gauge the relay exposes', async () => {
