@@ -17,9 +17,12 @@ export function json<T = unknown>(path: string): T {
   return JSON.parse(text(path)) as T;
 }
 
-/** Every document of a YAML file; throws on a syntax error, naming the file. */
+/**
+ * Every document of a YAML file; throws on a syntax error, naming the file. Merge keys (`<<: *anchor`)
+ * are resolved, as docker compose resolves them.
+ */
 export function yamlDocuments<T = Record<string, unknown>>(path: string): T[] {
-  const docs = parseAllDocuments(text(path));
+  const docs = parseAllDocuments(text(path), { merge: true });
   const list = Array.isArray(docs) ? docs : [docs];
   return list.map((doc) => {
     if (doc.errors.length > 0) throw new Error(`${path}: ${doc.errors.map((e) => e.message).join('; ')}`);
@@ -54,4 +57,29 @@ export function interpolate(value: string, vars: Record<string, string>): string
     if (found === undefined) throw new Error(`no test value for \${${name}}`);
     return found;
   });
+}
+
+/** One section of an HAProxy configuration: `backend relays` is { kind: 'backend', name: 'relays' }; each line split into words. */
+export interface HaproxySection {
+  kind: string;
+  name: string;
+  lines: string[][];
+}
+
+/** The sections of an HAProxy configuration file, comments and blank lines dropped. */
+export function haproxySections(path: string): HaproxySection[] {
+  const sections: HaproxySection[] = [];
+  for (const raw of text(path).split('\n')) {
+    const line = raw.replace(/#.*$/, '').trimEnd();
+    if (line.trim() === '') continue;
+    const words = line.trim().split(/\s+/);
+    if (!/^\s/.test(line)) {
+      sections.push({ kind: words[0]!, name: words[1] ?? '', lines: [] });
+      continue;
+    }
+    const current = sections.at(-1);
+    if (!current) throw new Error(`${path}: "${line.trim()}" is outside any section`);
+    current.lines.push(words);
+  }
+  return sections;
 }

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics, type RelayMetrics } from '../../src/metrics/metrics.js';
-import { exists, json, text, yamlFile } from '../helpers/ops-files.js';
+import { exists, filesIn, json, text, yamlFile } from '../helpers/ops-files.js';
 import { exposedSeries, metricNames } from '../helpers/ops-prometheus.js';
 import { startTestRelay, testConfig, type TestRelay } from '../helpers/relay.js';
 
@@ -121,5 +121,20 @@ describe('alert rules and dashboard', () => {
   it('indexes every runbook in runbooks/README.md', () => {
     const index = text('runbooks/README.md');
     for (const rule of rules) expect(index, rule.alert).toContain(`(${rule.alert}.md)`);
+    const pages = filesIn('runbooks', '.md')
+      .map((path) => path.replace('runbooks/', ''))
+      .filter((page) => page !== 'README.md');
+    for (const page of pages) expect(index, page).toContain(`(${page})`);
+  });
+
+  it('has no alert page without its rule', () => {
+    const alerts = new Set(rules.map((rule) => rule.alert));
+    const pages = filesIn('runbooks', '.md').map((path) => path.replace(/^runbooks\/(.*)\.md$/, '$1'));
+    for (const page of pages.filter((name) => name.startsWith('InboxRelay'))) expect(alerts.has(page), page).toBe(true);
+  });
+
+  it('shows on the dashboard every metric an alert reads', () => {
+    const shown = new Set(panels.flatMap((panel) => (panel.targets ?? []).flatMap((target) => [...metricNames(target.expr)])));
+    for (const rule of rules) for (const name of metricNames(rule.expr)) expect(shown.has(name), `${rule.alert}: ${name}`).toBe(true);
   });
 });

@@ -12,7 +12,18 @@ import { declareSharedTopology } from '../../src/amqp/topology.js';
 import { DEFAULTS, loadConfig } from '../../src/config.js';
 import { RelayEvents } from '../../src/events.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { configVariables, exists, filesIn, interpolate, json, text, yamlDocuments, yamlFile } from '../helpers/ops-files.js';
+import {
+  configVariables,
+  exists,
+  filesIn,
+  haproxySections,
+  interpolate,
+  json,
+  text,
+  yamlDocuments,
+  yamlFile,
+  type HaproxySection,
+} from '../helpers/ops-files.js';
 import { exposedSeries } from '../helpers/ops-prometheus.js';
 
 /** A parsed manifest node, typed as the YAML parser returns it: tests walk into it, and a wrong field fails the assertion that reads it. */
@@ -95,9 +106,17 @@ async function exposedMetricNames(): Promise<Set<string>> {
 describe('docker-compose.yml', () => {
   const compose = yamlFile<Obj>('docker-compose.yml');
   const services = compose.services as Obj;
+  const relayNames = Object.keys(services).filter((name) => /^relay\d+$/.test(name));
+  const relays = relayNames.map((name) => ({ name, service: services[name] as Obj }));
+  const relayEnv = (service: Obj): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries(service.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]),
+    );
+  const adminPort = loadConfig(relayEnv(relays[0]!.service)).adminPort;
 
-  it('runs RabbitMQ, Redis, the relay, Prometheus and Grafana', () => {
-    expect(Object.keys(services).sort()).toEqual(['grafana', 'prometheus', 'rabbitmq', 'redis', 'relay']);
+  it('runs RabbitMQ, Redis, three relay nodes behind a load balancer, Prometheus and Grafana', () => {
+    expect(relayNames).toEqual(['relay1', 'relay2', 'relay3']);
+    expect(Object.keys(services).sort()).toEqual(['grafana', 'lb', 'prometheus', 'rabbitmq', 'redis', ...relayNames].sort());
   });
 
   it('runs a current RabbitMQ with the management and prometheus plugins, raised nofile and a consumer timeout', () => {
@@ -126,25 +145,99 @@ describe('docker-compose.yml', () => {
     expect(redis.volumes.some((volume: string) => volume.endsWith(':/data'))).toBe(true);
   });
 
-  it('builds the relay from ops/Dockerfile with a configuration the relay accepts', () => {
-    const relay = services.relay;
-    expect(relay.build).toEqual({ context: '.', dockerfile: 'ops/Dockerfile' });
-    const env = Object.fromEntries(
-      Object.entries(relay.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]),
-    );
-    expect(env).toMatchObject({ PORT: '8080', ADMIN_PORT: '9090' });
-    for (const name of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET']) expect(env[name], name).toBeDefined();
-    expectKnownVariables(env, 'docker-compose relay');
-    const config = loadConfig(env);
-    expect(new URL(config.rabbitmqUrl).hostname).toBe('rabbitmq');
-    expect(new URL(config.redisUrl!).hostname).toBe('redis');
-    expect(relay.depends_on.rabbitmq.condition).toBe('service_healthy');
-    const grace = /^(\d+)s$/.exec(relay.stop_grace_period);
-    expect(Number(grace?.[1]) * 1000).toBeGreaterThan(config.drainTimeoutMs);
+  it('builds every relay node from ops/Dockerfile with a configuration the relay accepts and its own NODE_ID', () => {
+    const nodeIds = new Set<string>();
+    for (const { name, service } of relays) {
+      expect(service.build, name).toEqual({ context: '.', dockerfile: 'ops/Dockerfile' });
+      const env = relayEnv(service);
+      expect(env, name).toMatchObject({ PORT: '8080', ADMIN_PORT: '9090' });
+      for (const variable of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET', 'NODE_ID'])
+        expect(env[variable], `${name} ${variable}`).toBeDefined();
+      expectKnownVariables(env, `docker-compose ${name}`);
+      const config = loadConfig(env);
+      expect(config.nodeId, name).toBe(env.NODE_ID);
+      nodeIds.add(config.nodeId);
+      expect(new URL(config.rabbitmqUrl).hostname).toBe('rabbitmq');
+      expect(new URL(config.redisUrl!).hostname).toBe('redis');
+      expect(service.depends_on.rabbitmq.condition, name).toBe('service_healthy');
+      expect(service.depends_on.redis.condition, name).toBe('service_healthy');
+      const grace = /^(\d+)s$/.exec(service.stop_grace_period);
+      expect(Number(grace?.[1]) * 1000, name).toBeGreaterThan(config.drainTimeoutMs);
+    }
+    expect(nodeIds.size).toBe(relays.length);
+  });
+
+  it('publishes no relay port to the host: clients come through the load balancer, Prometheus scrapes inside the network', () => {
+    for (const { name, service } of relays) expect(service.ports, name).toBeUndefined();
+  });
+
+  describe('load balancer', () => {
+    const lb = services.lb;
+    const sections = haproxySections('ops/haproxy/haproxy.cfg');
+    const section = (kind: string, name = ''): HaproxySection => {
+      const found = sections.find((candidate) => candidate.kind === kind && candidate.name === name);
+      if (!found) throw new Error(`haproxy.cfg has no ${kind} ${name}`);
+      return found;
+    };
+    const settings = (where: HaproxySection, keyword: string): string[][] => where.lines.filter((words) => words[0] === keyword);
+    const setting = (where: HaproxySection, ...words: string[]): string[] | undefined =>
+      where.lines.find((line) => words.every((word, i) => line[i] === word));
+    const frontend = section('frontend', 'websocket');
+    const backendName = setting(frontend, 'default_backend')?.[1] ?? '';
+    const backend = section('backend', backendName);
+    const defaults = section('defaults');
+
+    it('is HAProxy pinned to an exact version, with ops/haproxy/haproxy.cfg, publishing the client port', () => {
+      expect(lb.image).toMatch(/^haproxy:\d+\.\d+\.\d+(-alpine)?$/);
+      expect(mountsOf(lb.volumes as string[]).get('/usr/local/etc/haproxy/haproxy.cfg')).toBe('./ops/haproxy/haproxy.cfg');
+      const bind = setting(frontend, 'bind')?.[1];
+      expect(bind).toMatch(/^:\d+$/);
+      expect(lb.ports).toContain(`${DEFAULTS.port}${bind}`);
+      expect([...relayNames].sort()).toEqual([...(lb.depends_on as string[])].sort());
+    });
+
+    it('spreads connections round robin over every relay node, with no affinity', () => {
+      expect(setting(backend, 'balance')).toEqual(['balance', 'roundrobin']);
+      for (const where of [defaults, frontend, backend]) {
+        for (const keyword of ['stick', 'stick-table', 'cookie', 'hash-type', 'hash-balance-factor', 'persist']) {
+          expect(settings(where, keyword), `${where.kind} ${where.name}: ${keyword}`).toEqual([]);
+        }
+      }
+      const servers = settings(backend, 'server').map(([, name, address]) => ({ name, address }));
+      expect(servers).toEqual(relays.map(({ name, service }) => ({ name, address: `${name}:${relayEnv(service).PORT}` })));
+    });
+
+    it('passes WebSocket upgrades and keeps tunnels open longer than the relay heartbeat', () => {
+      const mode = setting(backend, 'mode') ?? setting(defaults, 'mode');
+      expect(mode?.[1]).toBe('http');
+      const tunnel = setting(backend, 'timeout', 'tunnel') ?? setting(defaults, 'timeout', 'tunnel');
+      const match = /^(\d+)(ms|s|m|h)$/.exec(tunnel?.[2] ?? '');
+      expect(match, 'timeout tunnel').not.toBeNull();
+      const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match![2] as 'ms' | 's' | 'm' | 'h'];
+      expect(Number(match![1]) * unit).toBeGreaterThan(2 * DEFAULTS.heartbeatMs);
+    });
+
+    it("takes a node out of rotation when the relay's /readyz on its admin port does not answer 200", () => {
+      expect(setting(backend, 'option', 'httpchk')).toBeDefined();
+      expect(setting(backend, 'http-check', 'send', 'meth', 'GET', 'uri', '/readyz')).toBeDefined();
+      expect(setting(backend, 'http-check', 'expect', 'status', '200')).toBeDefined();
+      const serverDefaults = setting(backend, 'default-server') ?? [];
+      expect(serverDefaults).toContain('check');
+      expect(serverDefaults[serverDefaults.indexOf('port') + 1]).toBe(String(adminPort));
+    });
+
+    it('is accepted by haproxy -c when haproxy is installed', () => {
+      try {
+        execFileSync('haproxy', ['-c', '-f', 'ops/haproxy/haproxy.cfg'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ENOENT') return;
+        throw error;
+      }
+    });
   });
 
   it('uses the RabbitMQ user that definitions.json creates, with its password', () => {
-    const url = new URL(String(services.relay.environment.RABBITMQ_URL));
+    const url = new URL(String(services.relay1.environment.RABBITMQ_URL));
     const definitions = json<Obj>('ops/rabbitmq/definitions.json');
     const user = (definitions.users as Obj[]).find((entry) => entry.name === decodeURIComponent(url.username));
     expect(user).toBeDefined();
@@ -159,7 +252,7 @@ describe('docker-compose.yml', () => {
     );
   });
 
-  it('loads the alert rules into Prometheus and scrapes the relay admin port', () => {
+  it('loads the alert rules into Prometheus and scrapes the admin port of every relay node', () => {
     const prometheus = services.prometheus;
     const mounts = mountsOf(prometheus.volumes as string[]);
     const config = yamlFile<Obj>('ops/prometheus/prometheus.yml');
@@ -170,7 +263,8 @@ describe('docker-compose.yml', () => {
     expect(mounts.get('/etc/prometheus/prometheus.yml')).toBe('./ops/prometheus/prometheus.yml');
     const relayJob = (config.scrape_configs as Obj[]).find((job) => job.job_name === 'inbox-relay');
     expect(relayJob?.metrics_path).toBe('/metrics');
-    expect(relayJob?.static_configs[0].targets).toEqual([`relay:${services.relay.environment.ADMIN_PORT}`]);
+    expect(relayJob?.static_configs[0].targets).toEqual(relayNames.map((name) => `${name}:${adminPort}`));
+    expect([...(prometheus.depends_on as string[])].sort()).toEqual([...relayNames].sort());
   });
 
   it('provisions Grafana with the Prometheus datasource and the dashboard', () => {
@@ -278,6 +372,21 @@ describe('Kubernetes manifests', () => {
     expect(portNumber('admin')).toBe(config.adminPort);
   });
 
+  it('runs three nodes or more, each named by its pod (NODE_ID from the downward API)', () => {
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(3);
+    expect(find('HorizontalPodAutoscaler').spec.minReplicas).toBeGreaterThanOrEqual(3);
+    const variables = (container.env ?? []) as Obj[];
+    expectKnownVariables(Object.fromEntries(variables.map((variable) => [variable.name, ''])), 'Deployment env');
+    expect(variables.find((variable) => variable.name === 'NODE_ID')).toEqual({
+      name: 'NODE_ID',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
+    expect(Object.keys(env)).not.toContain('NODE_ID');
+    // A Deployment's pod name: up to 63 characters of [a-z0-9-].
+    const podName = `${'r'.repeat(47)}-7d9f8b6c5d-x2x9z`;
+    expect(loadConfig({ ...env, NODE_ID: podName }).nodeId).toBe(podName);
+  });
+
   it('gives the pod longer to stop than preStop plus DRAIN_TIMEOUT_MS', () => {
     const config = loadConfig(env);
     const preStop = container.lifecycle.preStop;
@@ -306,6 +415,13 @@ describe('Kubernetes manifests', () => {
     const service = find('Service');
     expect(service.spec.selector).toEqual(labels);
     for (const port of service.spec.ports) expect(portNumber(port.targetPort), port.name).toBeDefined();
+  });
+
+  it('asks for no session affinity: any pod serves any user', () => {
+    const service = find('Service');
+    expect(service.spec.sessionAffinity ?? 'None').toBe('None');
+    expect(service.spec.sessionAffinityConfig).toBeUndefined();
+    for (const doc of docs) expect(JSON.stringify(doc), doc.file).not.toMatch(/affinity-mode|session-cookie|sticky|upstream-hash-by/i);
   });
 
   it('autoscales the deployment on the connections gauge the relay exposes', async () => {
