@@ -260,6 +260,9 @@ describe('inbox-relay CLI', () => {
             unacked: 2,
             unackedSource: 'management-api',
             unackedUnknownReason: null,
+            // This stand-in for the management API lists no consumer details.
+            owner: null,
+            nodes: null,
           },
           state: { known: true, present: true, epoch: welcome.epoch, seq: 3, acked: 1, pending: 2, history: { from: 1, to: 3, count: 3 } },
         });

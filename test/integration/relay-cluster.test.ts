@@ -11,6 +11,7 @@ import type { Producer } from '../../src/amqp/producer.js';
 import { loadConfig } from '../../src/config.js';
 import type { ServerFrame } from '../../src/protocol/frames.js';
 import { waitUntil } from '../../src/wait-until.js';
+import { cli } from '../helpers/ops-cli.js';
 import { RawClient, msgs } from '../helpers/raw-client.js';
 import { queueCounts, startTestRelay, testEnv, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -167,5 +168,35 @@ describe('a user on several nodes', () => {
       for (const client of clients) client.close();
       expect(await readyAfterRelease(user)).toBe(0);
     }
+  });
+
+  it('shows in `inbox-relay inspect` which node owns the user and which nodes wait to take over', async () => {
+    const [a, b] = await cluster(2);
+    const user = uid('cl');
+    const owner = await connect(a!, user);
+    await publish(user, 1);
+    await received(owner, 1, 'the owner got the first message');
+    await connect(b!, user);
+    // The management API URL is derived from RABBITMQ_URL (port 15672, same credentials).
+    const env = { ...testEnv(), REDIS_KEY_PREFIX: a!.config.redisKeyPrefix };
+    // The management API lists consumers from its statistics, refreshed every 5 s.
+    const inspected = async () => {
+      const run = await cli(['inspect', user, '--json'], env);
+      expect(run.code, run.stderr).toBe(0);
+      return run.json() as { queue: { nodes: unknown[] | null } };
+    };
+    await expect.poll(async () => (await inspected()).queue.nodes?.length, { timeout: 15_000, interval: 500 }).toBe(2);
+    expect(await inspected()).toMatchObject({
+      queue: {
+        owner: 'n1',
+        nodes: [
+          { node: 'n1', active: true },
+          { node: 'n2', active: false },
+        ],
+      },
+    });
+    const text = await cli(['inspect', user], env);
+    expect(text.stdout).toContain('owner:     n1');
+    expect(text.stdout).toContain('nodes:     n1 (active), n2 (waiting)');
   });
 });

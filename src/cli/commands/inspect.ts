@@ -1,6 +1,8 @@
 /**
- * `inspect <user>`: the user's queue as RabbitMQ sees it and the user's numbering as the state
- * store holds it. Read-only: checkQueue is passive and the store is read with `peek`, so a user
+ * `inspect <user>`: the user's queue as RabbitMQ sees it (with which relay node owns the user:
+ * the node of the active consumer, and which nodes wait with a consumer of their own: a node
+ * consumes while it holds connections of the user, and for STREAM_LINGER_MS after), and the
+ * user's numbering as the state store holds it. Read-only: checkQueue is passive and the store is read with `peek`, so a user
  * that never existed stays absent.
  */
 import { inboxQueueName } from '../../amqp/topology.js';
@@ -13,7 +15,7 @@ import { usageError } from '../cli-error.js';
 import { checkQueue, withBroker } from '../broker.js';
 import type { Invocation } from '../commands.js';
 import type { Output } from '../io.js';
-import { queueUnacked, type UnackedCount } from '../management-api.js';
+import { queueDetails, type QueueConsumer, type QueueDetails, type UnackedCount } from '../management-api.js';
 import { loadOperatorConfig, type OperatorConfig } from '../operator-config.js';
 
 const STORE_TIMEOUT_MS = 5_000;
@@ -72,6 +74,26 @@ async function readState(config: OperatorConfig, user: string): Promise<StateRep
   }
 }
 
+/** The relay nodes consuming the queue, the active one (the owner) first. */
+function nodesOf(consumers: QueueConsumer[]): { owner: string | null; nodes: { node: string; active: boolean }[]; others: number } {
+  const byRelay = consumers.filter((consumer) => consumer.node !== undefined);
+  const nodes = byRelay
+    .map((consumer) => ({ node: consumer.node!, active: consumer.active }))
+    .sort((a, b) => Number(b.active) - Number(a.active));
+  return { owner: nodes.find((entry) => entry.active)?.node ?? null, nodes, others: consumers.length - byRelay.length };
+}
+
+function ownerLines(details: QueueDetails | undefined): string[] {
+  if (!details) return [];
+  if (!details.consumers) return [`owner:     unknown (${details.unacked.known ? 'no consumer details' : details.unacked.reason})`];
+  const { owner, nodes, others } = nodesOf(details.consumers);
+  const list = nodes.map((entry) => `${entry.node} (${entry.active ? 'active' : 'waiting'})`).join(', ');
+  return [
+    `owner:     ${owner ?? 'none (no relay node consumes the queue: no connection of the user, or none for STREAM_LINGER_MS)'}`,
+    `nodes:     ${list || 'none'}${others > 0 ? `; ${others} consumer(s) not made by a relay` : ''}`,
+  ];
+}
+
 function unackedText(unacked: UnackedCount): string {
   return unacked.known ? String(unacked.unacked) : `unknown (${unacked.reason})`;
 }
@@ -96,9 +118,9 @@ export async function inspect(invocation: Invocation, env: Env, output: Output):
     withBroker(config.rabbitmqUrl, 'inspect', (session) => checkQueue(session, queue)),
     readState(config, user),
   ]);
-  const unacked: UnackedCount = queueState
-    ? await queueUnacked(config.managementUrl, config.vhost, queue)
-    : { known: false, reason: 'the queue does not exist' };
+  const details = queueState ? await queueDetails(config.managementUrl, config.vhost, queue) : undefined;
+  const unacked: UnackedCount = details?.unacked ?? { known: false, reason: 'the queue does not exist' };
+  const cluster = details?.consumers ? nodesOf(details.consumers) : undefined;
   const data = {
     user,
     queue: {
@@ -109,6 +131,9 @@ export async function inspect(invocation: Invocation, env: Env, output: Output):
       unacked: unacked.known ? unacked.unacked : null,
       unackedSource: unacked.known ? unacked.source : null,
       unackedUnknownReason: unacked.known ? null : unacked.reason,
+      // The node of the active consumer, and every relay node with a consumer (null: unknown).
+      owner: cluster ? cluster.owner : null,
+      nodes: cluster ? cluster.nodes : null,
     },
     state,
   };
@@ -117,6 +142,7 @@ export async function inspect(invocation: Invocation, env: Env, output: Output):
     queueState
       ? `queue:     ${queue}: ${queueState.messageCount} ready, ${unackedText(unacked)} unacked, ${queueState.consumerCount} consumer(s)`
       : `queue:     ${queue} does not exist (never provisioned; the first delivery or "inbox-relay provision" creates it)`,
+    ...ownerLines(details),
     ...stateLines(state),
   ]);
   return 0;
