@@ -183,7 +183,7 @@ describe('a user on several nodes', () => {
     const inspected = async () => {
       const run = await cli(['inspect', user, '--json'], env);
       expect(run.code, run.stderr).toBe(0);
-      return run.json() as { queue: { nodes: unknown[] | null } };
+      return run.json<{ queue: { nodes: unknown[] | null } }>();
     };
     await expect.poll(async () => (await inspected()).queue.nodes?.length, { timeout: 15_000, interval: 500 }).toBe(2);
     expect(await inspected()).toMatchObject({
