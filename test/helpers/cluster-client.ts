@@ -194,16 +194,18 @@ export class ClusterClient implements IdentityLog {
 
   private onMsg(ws: WebSocket, frame: MsgFrame, connection: number): void {
     const epoch = this.epoch ?? '';
-    this.received.push({ epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection });
     const expected = (this.connectionLast ?? 0) + 1;
     if (this.connectionLast === undefined || frame.seq !== expected) {
       this.orderViolations.push(`${this.identity} connection ${connection}: seq ${frame.seq} where ${expected} was next`);
     }
     if (frame.seq > expected) {
       // A seq is missing on this connection: treat it as a lost frame and resume (PROTOCOL 1.1).
+      // The frame is not recorded as received: when it comes again after the resume, possibly
+      // unflagged from another node, that is a consequence of this violation, not a second one.
       this.cut(ws);
       return;
     }
+    this.received.push({ epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection });
     this.connectionLast = Math.max(this.connectionLast ?? 0, frame.seq);
     if (frame.seq !== this.lastSeq + 1) return;
     this.processed.push({ epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection });

@@ -27,8 +27,8 @@ export type ScenarioEvent =
   | { atMs: number; kind: 'kill'; node: number; downMs: number }
   /** SIGTERM `node` (it drains), wait for its exit, start it again `downMs` later. */
   | { atMs: number; kind: 'term'; node: number; downMs?: number }
-  /** SIGTERM each node in turn, wait for its exit, start it again and wait until it is ready, then the next. */
-  | { atMs: number; kind: 'rolling' }
+  /** SIGTERM each node in turn, wait for its exit, start it again and wait until it is ready, `pauseMs` later the next. */
+  | { atMs: number; kind: 'rolling'; pauseMs?: number }
   /** Every client of replica `replica` now prefers node `toNode`, and its connection is cut so that it goes there. */
   | { atMs: number; kind: 'move'; replica: number; toNode: number };
 
@@ -48,8 +48,8 @@ export interface ClusterScenarioOptions {
   events?: readonly ScenarioEvent[];
   /** After publishing, how long clients get to process every confirmed message. */
   settleMs: number;
-  /** Then how long the inbox queues get to report no messages (at least 6.5 s: the management API samples every 5 s). */
-  queueSettleMs: number;
+  /** Then how long the inbox queues get to report no messages (at least 6.5 s: the management API samples every 5 s); undefined: not checked. */
+  queueSettleMs?: number;
   seed: number;
   env?: RelayClusterOptions['env'];
   nodeArgs?: RelayClusterOptions['nodeArgs'];
@@ -228,14 +228,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
     if (await waitUntil(everythingProcessed, { timeoutMs: options.settleMs, intervalMs: 250 }))
       figures.settledMs = Date.now() - settleStart;
 
-    const queueStart = Date.now();
-    const counts = new Map<string, number | undefined>();
-    const readQueues = async (): Promise<boolean> => {
-      await Promise.all(users.map(async (user) => counts.set(user, await queueMessages(user))));
-      return Date.now() - queueStart >= QUEUE_STATS_LAG_MS && [...counts.values()].every((messages) => messages === 0);
-    };
-    if (await waitUntil(readQueues, { timeoutMs: options.queueSettleMs, intervalMs: 1_000 }))
-      figures.queuesEmptyMs = Date.now() - queueStart;
+    const counts = options.queueSettleMs === undefined ? undefined : await settleQueues(users, options.queueSettleMs, figures);
 
     for (const client of clients) {
       figures.processed += client.processed.length;
@@ -244,13 +237,32 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
       for (const code of client.closeCodes) figures.closeCodes[code] = (figures.closeCodes[code] ?? 0) + 1;
     }
     figures.wallMs = Date.now() - started;
-    const report = checkCluster({ confirmed, identities: clients, queueMessages: counts });
+    const report = checkCluster({ confirmed, identities: clients, ...(counts ? { queueMessages: counts } : {}) });
     return { report, figures, warnings: cluster.warnings() };
   } finally {
     for (const client of clients) client.stop();
     await producer?.close();
     await cluster.stop();
   }
+}
+
+/**
+ * Reads every user's queue `messages` until all are 0 (counted only after QUEUE_STATS_LAG_MS) or
+ * `timeoutMs` passed; returns the last counts read.
+ */
+async function settleQueues(
+  users: readonly string[],
+  timeoutMs: number,
+  figures: ScenarioFigures,
+): Promise<Map<string, number | undefined>> {
+  const started = Date.now();
+  const counts = new Map<string, number | undefined>();
+  const readQueues = async (): Promise<boolean> => {
+    await Promise.all(users.map(async (user) => counts.set(user, await queueMessages(user))));
+    return Date.now() - started >= QUEUE_STATS_LAG_MS && [...counts.values()].every((messages) => messages === 0);
+  };
+  if (await waitUntil(readQueues, { timeoutMs, intervalMs: 1_000 })) figures.queuesEmptyMs = Date.now() - started;
+  return counts;
 }
 
 /**
@@ -331,6 +343,7 @@ async function runEvent(
         record(`SIGTERM ${name(node)}: exit ${exit.code ?? exit.signal} after ${exit.ms} ms`);
         await cluster.restart(node);
         record(`${name(node)} ready again`);
+        if (node < cluster.nodes.length - 1) await sleep(event.pauseMs ?? 0);
       }
       return;
     case 'move': {
