@@ -6,8 +6,8 @@
  *   must notice the gap (seqs, `head` heartbeats) and heal it from history: every count is 0;
  * - drop-all: nothing crosses between nodes: clients on the node that does not hold the user's
  *   consumer stall, so some count is not 0;
- * - drop-acked: acks never cross: messages acked only on the other node stay in the queue, so
- *   some count is not 0.
+ * - drop-acked: acks never cross (neither `acked` messages nor the acked mark in heartbeats):
+ *   messages acked only on the other node stay in the queue, so some count is not 0.
  * Every user's first client attaches on n1 (its consumer becomes the active one), the second on
  * n2; a third of the way in, every first client moves to n2. STREAM_LINGER_MS keeps n1's
  * consumers for the whole run, so from then on n1 delivers and acks for clients that are all on n2.

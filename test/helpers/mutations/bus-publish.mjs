@@ -6,7 +6,8 @@
 // INBOX_RELAY_TEST_MUTATION selects what is dropped:
 //   drop-first-numbered  the first `numbered` message this node publishes about each user
 //   drop-all             every message
-//   drop-acked           every `acked` message
+//   drop-acked           every ack that would cross to another node: each `acked` message, and the
+//                        acked mark carried by `head` heartbeats (which alone would heal the loss)
 import { RedisNodeBus } from '../../../dist/src/cluster/redis-node-bus.js';
 
 const MUTATIONS = new Set(['drop-first-numbered', 'drop-all', 'drop-acked']);
@@ -34,9 +35,16 @@ function drops(user, message) {
   return false;
 }
 
+/** The message as sent under the mutation: a heartbeat loses its acked mark under drop-acked. */
+function rewrite(message) {
+  if (mutation !== 'drop-acked' || message.kind !== 'head' || message.acked === undefined) return message;
+  const { acked: _dropped, ...rest } = message;
+  return rest;
+}
+
 const publish = RedisNodeBus.prototype.publish;
 RedisNodeBus.prototype.publish = async function mutatedPublish(user, message) {
-  if (!drops(user, message)) return publish.call(this, user, message);
+  if (!drops(user, message)) return publish.call(this, user, rewrite(message));
   const key = `${message.kind}/${user}`;
   if (!reported.has(key)) {
     reported.add(key);
