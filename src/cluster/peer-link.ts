@@ -4,9 +4,9 @@
  * numbers the user's messages; every other node's connections get them from here.
  *
  * This module guarantees, while the bus is up:
- * - peers find each other: a `hello` goes out when the link opens and whenever the bus comes back,
- *   and every stream that hears one answers with its `head`; a peer silent for
- *   `PEER_EXPIRY_BEATS` heartbeats is forgotten;
+ * - peers find each other: a `hello` goes out when the link opens, whenever the bus comes back
+ *   and when a peer fell silent for `PEER_EXPIRY_BEATS` heartbeats (it is forgotten unless it
+ *   answers), and every stream that hears one answers with its `head`;
  * - while any peer is known: what this node numbers is published in numbering order; a local
  *   cumulative ack is forwarded (one message per turn of the event loop for a burst); a
  *   dead-letter request is forwarded once the store holds it; and a `head` heartbeat (head and
@@ -246,8 +246,17 @@ export class PeerLink {
       return;
     }
     const expired = clock.now() - PEER_EXPIRY_BEATS * heartbeatMs;
-    for (const [peer, seen] of this.peers) if (seen < expired) this.peers.delete(peer);
-    if (this.peers.size > 0) this.heartbeat();
+    let forgot = false;
+    for (const [peer, seen] of this.peers) {
+      if (seen >= expired) continue;
+      this.peers.delete(peer);
+      forgot = true;
+    }
+    // A peer that went silent has closed its stream, or its heartbeats were lost while the bus
+    // looked up: a hello finds out which (a live peer answers), so that neither side stops
+    // publishing to the other for good.
+    if (forgot) this.hello();
+    else if (this.peers.size > 0) this.heartbeat();
   }
 
   private publish(message: Parameters<NodeBus['publish']>[1]): void {

@@ -168,9 +168,30 @@ describe('PeerLink', () => {
     const seen = await listen(shared);
     await elapse((PEER_EXPIRY_BEATS + 1) * BEAT_MS);
     expect(a.link.peerIds).toEqual([]);
+    // One hello on forgetting it (nobody answers), then silence.
+    expect(seen.filter((m) => m.kind === 'head' && m.hello)).toHaveLength(1);
     const before = seen.length;
     await elapse(3 * BEAT_MS);
     expect(seen.length).toBe(before);
+  });
+
+  it('greets a peer that fell silent while the bus looked up, and both go on', async () => {
+    const shared = hub();
+    const a = await node(shared, 'a');
+    const b = await node(shared, 'b');
+    // Everything b sends is lost for a while; its bus state never changes.
+    const original = shared.publish.bind(shared);
+    let muted = true;
+    shared.publish = (channel, payload) => (muted && payload.includes('"from":"b"') ? undefined : original(channel, payload));
+    // Long enough for a to forget b (then a greets b, which b hears), not for b to forget a.
+    await elapse((PEER_EXPIRY_BEATS + 2) * BEAT_MS);
+    muted = false;
+    await elapse((PEER_EXPIRY_BEATS + 1) * BEAT_MS);
+    expect(a.link.peerIds).toEqual(['b']);
+    a.stream.head = 4;
+    a.link.numbered(entries(1, 2, 3, 4));
+    await settle();
+    expect(b.stream.head).toBe(4);
   });
 
   it('forwards a burst of acks as one message with the highest mark', async () => {
