@@ -15,6 +15,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { StreamRegistry } from '../delivery/stream-registry.js';
 import { createMetrics, type RelayMetrics } from '../metrics/metrics.js';
 import type { SeqStore } from '../store/store.js';
+import type { NodeBus } from '../cluster/node-bus.js';
 import { createAdminServer } from './admin-server.js';
 import { backgroundClock, type BackgroundClock } from '../delivery/background-clock.js';
 import { startDependencies, type Dependencies } from './dependencies.js';
@@ -28,6 +29,8 @@ export interface Relay {
   readonly adminPort: number;
   readonly store: SeqStore;
   readonly registry: StreamRegistry;
+  /** How this node talks to the other nodes (undefined without REDIS_URL: a single node). */
+  readonly bus: NodeBus | undefined;
   /** Open client connections. */
   readonly connectionCount: number;
   /** Accepting connections: not draining and no breaker open. */
@@ -177,6 +180,7 @@ async function assemble(
     adminPort,
     store: deps.store,
     registry,
+    bus: deps.bus,
     get connectionCount() {
       return gateway.connectionCount;
     },

@@ -8,6 +8,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
+import type { RedisNodeBus } from '../../src/cluster/redis-node-bus.js';
 import { loadConfig } from '../../src/config.js';
 import type { ServerFrame } from '../../src/protocol/frames.js';
 import { waitUntil } from '../../src/wait-until.js';
@@ -198,5 +199,29 @@ describe('a user on several nodes', () => {
     const text = await cli(['inspect', user], env);
     expect(text.stdout).toContain('owner:     n1');
     expect(text.stdout).toContain('nodes:     n1 (active), n2 (waiting)');
+  });
+
+  it('says so in readiness and status frames while its link to the other nodes is down, and delivers from history meanwhile', async () => {
+    const [a, b] = await cluster(2);
+    const user = uid('cl');
+    const owner = await connect(a!, user);
+    await publish(user, 1);
+    await received(owner, 1, 'the owner got the first message');
+    const laptop = await connect(b!, user);
+    await received(laptop, 1, 'the laptop got the first message');
+    const bus = b!.relay.bus as RedisNodeBus;
+    // Both bus connections close and stay closed (ioredis does not reconnect after disconnect()).
+    bus.publisher.disconnect();
+    bus.subscriber.disconnect();
+    const status = await laptop.next('status');
+    expect(status).toMatchObject({ state: 'degraded', reason: 'node bus unavailable' });
+    const ready = await fetch(`http://127.0.0.1:${b!.relay.adminPort}/readyz`);
+    expect([ready.status, await ready.text()]).toEqual([503, 'not ready: node bus unavailable\n']);
+    // Messages still reach the laptop: its node reads the head from the store every heartbeat.
+    await publish(user, 3, 1);
+    expect((await received(laptop, 4, 'the laptop got 4 from history')).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    await Promise.all([bus.publisher.connect(), bus.subscriber.connect()]);
+    expect(await laptop.next('status')).toMatchObject({ state: 'ok' });
+    expect((await fetch(`http://127.0.0.1:${b!.relay.adminPort}/readyz`)).status).toBe(200);
   });
 });
