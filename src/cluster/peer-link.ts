@@ -101,6 +101,7 @@ export class PeerLink {
     this.subscription = subscription;
     this.stopWatch = bus.onState((state) => {
       if (state === 'connected') this.hello();
+      this.scheduleBeat();
     });
     this.scheduleBeat();
   }
@@ -166,6 +167,7 @@ export class PeerLink {
   private receive(message: BusMessage): void {
     if (this.closed) return;
     this.peers.set(message.from, this.options.clock.now());
+    this.scheduleBeat();
     const { stream } = this.options;
     if (!stream.epoch) return;
     if (message.epoch !== stream.epoch) {
@@ -228,8 +230,13 @@ export class PeerLink {
     this.publish({ kind: 'head', epoch, seq: head, acked: ackedMark });
   }
 
+  /**
+   * Keeps the heartbeat timer running while there is work for it: a peer to tell, or a bus that is
+   * down (the store is polled). A stream whose user has no other node has no timer at all.
+   */
   private scheduleBeat(): void {
-    if (this.closed) return;
+    if (this.closed || this.beat) return;
+    if (this.peers.size === 0 && this.options.bus.state === 'connected') return;
     this.beat = this.options.clock.setTimeout(() => {
       this.beat = undefined;
       this.tick();
