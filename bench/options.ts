@@ -1,6 +1,7 @@
 /** Command-line options of `node dist/bench/run.js` and the plan they give (full or --quick). */
 import type { QueueType } from '../src/config.js';
 import { QUEUE_MAX_LENGTH } from './load/queues.js';
+import type { ClusterPlan } from './scenarios/cluster.js';
 import type { SystemName } from './systems/system.js';
 
 export interface Plan {
@@ -11,6 +12,8 @@ export interface Plan {
   connections: { count: number; stormCount: number; stormRate: number; queueType: QueueType } | undefined;
   /** Backlog drain: every inbox pre-filled with `perUser` messages, then all clients connect at once. */
   backlog: { queueTypes: QueueType[]; users: number[]; perUser: number; rounds: number } | undefined;
+  /** Two relay nodes: latency on the owning vs the other node, and failover after SIGKILL of the owner. */
+  cluster: ClusterPlan | undefined;
   window: number;
   /** Profile the relay over every measuring window (V8 CPU profiler through the bench's probe). */
   profile: boolean;
@@ -28,7 +31,8 @@ export interface Plan {
 export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
   --quick                 small run (< 2 min): 100 users, quorum only, short latency run, a 100 x 100 backlog,
                           1,000 connections, 500-client storm
-  --only=LIST             scenarios to run: throughput,latency,backlog,connections (default: all)
+  --only=LIST             scenarios to run: throughput,latency,backlog,connections,cluster (default: all;
+                          --quick leaves cluster out unless named)
   --systems=LIST          amqplib,relay,web-stomp (default), and relay-coalesced: the relay with client
                           acks coalesced as the SDK does, an extra to the three
   --queue-types=LIST      quorum,classic for the throughput runs
@@ -48,6 +52,11 @@ export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
   --connections-queue-type=quorum|classic
                           queue type of the connections scenario (default classic: RabbitMQ 3.10 on the
                           2-core machine stopped accepting connections with 10,000 quorum queues)
+  --cluster-users=N       cluster latency: users, each with a connection on both nodes (default 100)
+  --cluster-rate=N        cluster latency: msgs/s in all (default 1000)
+  --failover-users=N      cluster failover: users (default 50)
+  --failover-rate=N       cluster failover: msgs/s in all while the owner is killed (default 200)
+  --failover-rounds=N     cluster failover: kills, alternating the node killed (default 4, quick 2)
   --profile               profile the relay over each measuring window (V8 CPU profiler) and summarise
   --cpu-prof              run every relay child with node --cpu-prof (whole life of the child)
   --heap-snapshot         take a heap snapshot of the relay once the connections are up, summarise it
@@ -101,6 +110,11 @@ export function parsePlan(argv: readonly string[]): Plan {
     'connections',
     'connections-queue-type',
     'storm',
+    'cluster-users',
+    'cluster-rate',
+    'failover-users',
+    'failover-rate',
+    'failover-rounds',
     'profile',
     'cpu-prof',
     'heap-snapshot',
@@ -113,9 +127,11 @@ export function parsePlan(argv: readonly string[]): Plan {
   for (const key of args.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key}\n${USAGE}`);
   if (args.has('help')) throw new Error(USAGE);
   const quick = args.has('quick');
-  const only = new Set(list(args.get('only') ?? 'throughput,latency,backlog,connections'));
+  const only = new Set(
+    list(args.get('only') ?? (quick ? 'throughput,latency,backlog,connections' : 'throughput,latency,backlog,connections,cluster')),
+  );
   for (const name of only)
-    if (!['throughput', 'latency', 'backlog', 'connections'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+    if (!['throughput', 'latency', 'backlog', 'connections', 'cluster'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
   const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
   for (const name of systems)
     if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
@@ -146,6 +162,24 @@ export function parsePlan(argv: readonly string[]): Plan {
       ? { queueType: 'quorum', users: latencyUsers, rates, warmupMs: quick ? 2_000 : 5_000, measureMs: quick ? 4_000 : 20_000 }
       : undefined,
     backlog: only.has('backlog') ? { queueTypes: backlogQueueTypes, users: backlogUsers, perUser, rounds: backlogRounds } : undefined,
+    cluster: only.has('cluster')
+      ? {
+          queueType: 'quorum',
+          latency: {
+            users: positive('--cluster-users', args.get('cluster-users') ?? '100'),
+            rate: positive('--cluster-rate', args.get('cluster-rate') ?? '1000'),
+            warmupMs: quick ? 2_000 : 5_000,
+            measureMs: quick ? 8_000 : 20_000,
+          },
+          failover: {
+            users: positive('--failover-users', args.get('failover-users') ?? '50'),
+            rate: positive('--failover-rate', args.get('failover-rate') ?? '200'),
+            rounds: positive('--failover-rounds', args.get('failover-rounds') ?? (quick ? '2' : '4')),
+            preKillMs: 3_000,
+            postKillMs: 7_000,
+          },
+        }
+      : undefined,
     connections:
       only.has('connections') && systems.includes('relay')
         ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType }

@@ -1,7 +1,8 @@
 /**
  * `npm run bench` / `npm run bench:quick`: runs plain amqplib (the broker ceiling), inbox-relay
  * end to end and RabbitMQ Web-STOMP on the same load in one run, then the connections and
- * reconnect-storm scenarios on the relay, and writes Markdown, JSON and SVG to bench/results/.
+ * reconnect-storm scenarios on the relay, then two relay nodes as a cluster (latency on the
+ * owning vs the other node, failover), and writes Markdown, JSON and SVG to bench/results/.
  * See bench/README.md.
  */
 import { randomBytes } from 'node:crypto';
@@ -22,6 +23,7 @@ import { renderMarkdown } from './report/markdown.js';
 import { computeBacklogRatios, computeRatios, evaluateTargets, type BenchResults } from './report/results.js';
 import { renderSvg } from './report/svg.js';
 import { runBacklog } from './scenarios/backlog.js';
+import { runCluster } from './scenarios/cluster.js';
 import { connectionsScenario } from './scenarios/connections.js';
 import type { BenchContext } from './scenarios/context.js';
 import { runSuites } from './scenarios/suites.js';
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
     backlog: [],
     connections: undefined,
     storm: undefined,
+    cluster: undefined,
     ratios: [],
     backlogRatios: [],
     targets: [],
@@ -217,6 +220,11 @@ async function main(): Promise<void> {
       results.connections = outcome.connections;
       results.storm = outcome.storm;
       if (outcome.error) results.errors.push(`connections/storm: ${outcome.error}`);
+    }
+    if (plan.cluster) {
+      const cluster = await runCluster(ctx, plan.cluster);
+      results.cluster = cluster.result;
+      results.errors.push(...cluster.errors);
     }
   } finally {
     await publisher.close();

@@ -135,6 +135,36 @@ export class BenchRelay {
     await this.ask('heap-snapshot', { file }, 300_000);
   }
 
+  /** Whether the child is still running. */
+  get running(): boolean {
+    return this.child.running;
+  }
+
+  /** SIGKILL: a crash, as the cluster's failover sees it. Resolves once the process is gone. */
+  async kill(): Promise<void> {
+    await this.child.stop('SIGKILL');
+  }
+
+  /**
+   * The relay's counters whose names start with `prefix`, from its /metrics, keyed by series
+   * (`name{labels}`); empty when the admin port does not answer.
+   */
+  async counters(prefix: string): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    try {
+      const response = await fetch(`http://127.0.0.1:${this.adminPort}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      for (const line of (await response.text()).split('\n')) {
+        if (!line.startsWith(prefix)) continue;
+        const at = line.lastIndexOf(' ');
+        const value = Number(line.slice(at + 1));
+        if (Number.isFinite(value)) out[line.slice(0, at)] = value;
+      }
+    } catch {
+      // Diagnostics only: a relay that does not answer has no counters to show.
+    }
+    return out;
+  }
+
   /** SIGTERM (the relay drains), SIGKILL after 20 s. Resolves with the exit code. */
   async stop(): Promise<number | null> {
     return (await this.child.stop('SIGTERM', STOP_KILL_AFTER_MS)).code;

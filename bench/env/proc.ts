@@ -70,8 +70,9 @@ export function pidsOf(name: string, user?: string): number[] {
 export interface CpuWatch {
   /**
    * CPU use of each watched process over the interval, in % of one core; `machine` in % of all
-   * cores; `others` the CPU (in % of one core) used by processes not watched; `<name>Wait` the %
-   * of the interval that process's main thread was runnable but waiting for a CPU.
+   * cores; `others` the CPU (in % of one core) used by processes not watched; `<name>Wait` (for the
+   * bench and every process named `relay...`) the % of the interval that process's main thread
+   * was runnable but waiting for a CPU.
    */
   stop(): Record<string, number>;
 }
@@ -96,7 +97,7 @@ export function watchCpu(pids: Record<string, number | undefined>): CpuWatch {
         if (start !== undefined && end !== undefined) out[name] = Math.round(((end - start) / elapsed) * 100);
         const waitStart = waitBefore[name];
         const waitEnd = pid === undefined ? undefined : runQueueWaitMs(pid);
-        if ((name === 'relay' || name === 'bench') && waitStart !== undefined && waitEnd !== undefined)
+        if ((name.startsWith('relay') || name === 'bench') && waitStart !== undefined && waitEnd !== undefined)
           out[`${name}Wait`] = Math.round(((waitEnd - waitStart) / elapsed) * 100);
       }
       const machineAfter = machineTicks();

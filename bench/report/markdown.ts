@@ -1,6 +1,7 @@
 /** The run's Markdown report: targets, ratios, then every measured figure. */
 import { SYSTEM_LABELS, type SystemName } from '../systems/system.js';
 import type { BenchResults } from './results.js';
+import { distribution } from '../scenarios/cluster-failover.js';
 
 const fmt = (n: number | undefined, digits = 0): string =>
   n === undefined ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -155,6 +156,7 @@ export function renderMarkdown(r: BenchResults): string {
       '',
     );
   }
+  if (r.cluster) out.push(...clusterSection(r.cluster));
   if (r.profiles.length > 0) {
     out.push('## CPU profiles of the relay', '');
     for (const p of r.profiles) {
@@ -237,4 +239,77 @@ function failureList(failures: Record<string, number> | undefined): string {
   const shown = entries.slice(0, 6).map(([reason, count]) => `${reason.replace(/\|/g, '/')}: ${fmt(count)}`);
   if (entries.length > 6) shown.push(`${entries.length - 6} other reasons`);
   return shown.join('; ');
+}
+
+const counterList = (counters: Record<string, number>): string =>
+  Object.entries(counters)
+    .filter(([, value]) => value !== 0)
+    .map(([series, value]) => `${series.replace(/"/g, '')} ${fmt(value)}`)
+    .join(', ') || 'none moved';
+const loads = (l: { before: number[]; after: number[] }): string =>
+  `${l.before.map((v) => v.toFixed(2)).join(' ')} -> ${l.after.map((v) => v.toFixed(2)).join(' ')}`;
+
+/** Two relay nodes: latency on the owning vs the other node, then failover rounds. */
+function clusterSection(c: NonNullable<BenchResults['cluster']>): string[] {
+  const settings = Object.entries(c.overrides)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(', ');
+  const out: string[] = [
+    `## Cluster (${c.nodes} relay nodes sharing RabbitMQ, Redis and one key prefix; every user with a connection on each node)`,
+    '',
+    `Node A owns every user (its clients connected first and one message per user was received on A before B's clients connected; RabbitMQ's consumer list, where each tag names its node, showed A's consumer active and B's waiting on every queue). A numbers each message in Redis and sends it to its own connection; B's connection gets it from A over Redis pub/sub. Relay settings: the defaults (STREAM_LINGER_MS 5000, CLUSTER_HEARTBEAT_MS 1000, STORE_ACK_INTERVAL_MS 1000) except ${settings}. Clients ack every message as it arrives.`,
+    '',
+  ];
+  const l = c.latency;
+  if (l) {
+    const row = (name: string, x: (typeof l)['owner']): string =>
+      `| ${name} | \`${x.node}\` | ${ms(x.latency?.p50Ms)} | ${ms(x.latency?.p90Ms)} | ${ms(x.latency?.p99Ms)} | ${ms(x.latency?.p999Ms)} | ${ms(x.latency?.maxMs)} | ${fmt(x.latency?.count)} | ${x.lost} | ${x.duplicates} | ${x.outOfOrder} | ${x.gaps} / ${x.repeatedSeqs} / ${x.resets} |`;
+    const added = (x: number | undefined): string => (x === undefined ? 'n/a' : `${x >= 0 ? '+' : ''}${ms(x)}`);
+    const p = l.paired;
+    out.push(
+      `### Latency at ${fmt(l.rate)} msgs/s (${fmt(l.users)} users, ${l.queueType} queues; achieved ${fmt(l.achievedRate)} msgs/s)`,
+      '',
+      `Due publish time to client receipt, open loop, ${l.warmupMs / 1000} s warm-up then ${l.measureMs / 1000} s recorded, HDR histogram, milliseconds. Both connections of a user receive the same messages in the same window; the owning node's connection is the baseline.`,
+      '',
+      '| connection on | node | p50 | p90 | p99 | p99.9 | max | samples | lost | dup. | out of order | seq gaps / repeated / resets |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+      row('owning node (baseline)', l.owner),
+      row('other node', l.other),
+      `| **other node adds** | | **${added(l.addedP50Ms)}** | | **${added(l.addedP99Ms)}** | | | | | | | |`,
+      `| other / owning | | ${l.ratioP50 ?? 'n/a'} x | | ${l.ratioP99 ?? 'n/a'} x | | | | | | | |`,
+      '',
+      `**The other node adds ${added(l.addedP50Ms)} ms at p50 and ${added(l.addedP99Ms)} ms at p99.** ${
+        p
+          ? `Message by message (the same message on both connections), the other node's connection got it ${ms(p.p50Ms)} ms later at p50, ${ms(p.p90Ms)} at p90, ${ms(p.p99Ms)} at p99, ${ms(p.maxMs)} at most (${fmt(p.count)} messages; ${fmt(p.secondFirst)} arrived there first).`
+          : ''
+      }`,
+      '',
+      `- ownership, RabbitMQ's view: before ${l.ownershipBefore.matching}/${fmt(l.users)} queues with A active and B waiting, after ${l.ownershipAfter.matching}/${fmt(l.users)}${l.ownershipAfter.ok ? '' : ` (**moved**, e.g. ${l.ownershipAfter.example ?? '?'})`}`,
+      `- cluster counters over the phase: ${Object.entries(l.counters)
+        .map(([node, counters]) => `\`${node}\`: ${counterList(counters)}`)
+        .join('; ')}`,
+      `- CPU over the recorded window (% of one core): relay A ${cpu(l.cpu, 'relayA')} (waited for a core ${cpu(l.cpu, 'relayAWait')}), relay B ${cpu(l.cpu, 'relayB')} (waited ${cpu(l.cpu, 'relayBWait')}), broker ${cpu(l.cpu, 'broker')}, Redis ${cpu(l.cpu, 'redis')}, bench ${cpu(l.cpu, 'bench')}; machine ${cpu(l.cpu, 'machine')} busy, other load ${cpu(l.cpu, 'others')}; load average ${loads(l.loadavg)}; publisher at most ${l.publisherLagMs} ms behind schedule${l.drained ? '' : '; **not drained**'}`,
+      '',
+    );
+  }
+  const f = c.failover;
+  if (f) {
+    const dist = (d: ReturnType<typeof distribution>): string => (d ? `${ms(d.p50Ms)} / ${ms(d.p99Ms)} / ${ms(d.maxMs)}` : 'n/a');
+    out.push(
+      `### Failover: SIGKILL of the owner (${fmt(f.users)} users, ${fmt(f.rate)} msgs/s, ${f.queueType} queues)`,
+      '',
+      `Each round: messages flow for ${f.preKillMs / 1000} s, the owning node is killed with SIGKILL, messages flow ${f.postKillMs / 1000} s more, then everything confirmed must arrive on the surviving node's connections (which stay connected; one that closes is reconnected with resume at once). Failover = from the kill to the survivor's first receipt of a message that no connection of the user had received before the kill and that the killed node's connection never received. "First new message's delay" = that receipt minus the later of the kill and the time the message was due: the failover without the wait for the user's next message when none was pending. "First published after the kill" = to the receipt of the first message due after the kill, which adds the wait for the user's next message (a user's messages are ${fmt((f.users / f.rate) * 1000)} ms apart). Then the killed node is started again (a new NODE_ID), its clients resume on it and its consumers wait behind the survivor's, and the next round kills the survivor: the roles alternate.`,
+      '',
+      `**Failover over ${f.failover?.count ?? 0} user-rounds: p50 ${ms(f.failover?.p50Ms)} ms, p99 ${ms(f.failover?.p99Ms)} ms, max ${ms(f.failover?.maxMs)} ms; the first new message's delay: p50 ${ms(f.firstNewDelay?.p50Ms)}, p99 ${ms(f.firstNewDelay?.p99Ms)}, max ${ms(f.firstNewDelay?.maxMs)} ms; first message published after the kill: p50 ${ms(f.firstPublishedAfterKill?.p50Ms)}, p99 ${ms(f.firstPublishedAfterKill?.p99Ms)} ms; ${f.lost} lost${f.noNewMessage > 0 ? `; ${f.noNewMessage} user-rounds without a new message` : ''}.**`,
+      '',
+      '| round | killed | survivor | ownership before (queues as expected) | failover p50 / p99 / max (ms) | delay of the first new message p50 / p99 / max (ms) | first published after the kill p50 / p99 / max (ms) | no new message | worst latency on the survivor (ms) | published | lost | dup. | out of order | survivor reconnects | survivor counters over the round | load average |',
+      '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+      ...f.rounds.map(
+        (x) =>
+          `| ${x.round} | \`${x.killed}\` | \`${x.survivor}\` | ${x.ownership.matching}/${fmt(f.users)} | ${dist(distribution(x.failoverMs))} | ${dist(distribution(x.firstNewDelayMs))} | ${dist(distribution(x.firstPublishedAfterKillMs))} | ${x.noNewMessage} | ${ms(x.worstLatencyMs)} | ${fmt(x.published)}${x.unconfirmed > 0 ? ` (${x.unconfirmed} unconfirmed)` : ''} | ${x.lost}${x.drained ? '' : ' (not drained)'} | ${x.duplicates} | ${x.outOfOrder} | ${x.survivorReconnects} | ${counterList(x.counters)} | ${loads(x.loadavg)} |`,
+      ),
+      '',
+    );
+  }
+  return out;
 }

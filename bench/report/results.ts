@@ -1,5 +1,6 @@
 /** The raw results of one run, the ratios between systems and the targets (bench/README.md, Targets). */
 import type { BacklogResult } from '../scenarios/backlog.js';
+import type { ClusterResult } from '../scenarios/cluster.js';
 import type { ConnectionsResult, StormResult } from '../scenarios/connections.js';
 import type { LatencyResult, ThroughputResult } from '../scenarios/phases.js';
 import type { ProfileSummary } from './cpu-profile.js';
@@ -77,6 +78,8 @@ export interface BenchResults {
   latency: LatencyResult[];
   connections: ConnectionsResult | undefined;
   storm: StormResult | undefined;
+  /** Two relay nodes: latency on the owning vs the other node, and failover. */
+  cluster: ClusterResult | undefined;
   /** Backlog drain rounds. */
   backlog: BacklogResult[];
   ratios: Ratio[];
@@ -196,7 +199,7 @@ export function computeBacklogRatios(backlog: readonly BacklogResult[], closedLo
   });
 }
 
-export function evaluateTargets(results: Pick<BenchResults, 'ratios' | 'latency' | 'connections' | 'storm'>): Target[] {
+export function evaluateTargets(results: Pick<BenchResults, 'ratios' | 'latency' | 'connections' | 'storm' | 'cluster'>): Target[] {
   const targets: Target[] = [];
   const at1000 = results.ratios.filter((r) => r.users === 1000);
   for (const r of at1000) {
@@ -243,5 +246,45 @@ export function evaluateTargets(results: Pick<BenchResults, 'ratios' | 'latency'
       : 'not run',
     met: s ? s.allResumed && s.resumedMs <= 30_000 && s.lost === 0 : undefined,
   });
+  targets.push(...clusterTargets(results.cluster));
   return targets;
+}
+
+/** The cluster's targets: what a connection on another node adds to latency, and failover after SIGKILL of the owner. */
+function clusterTargets(cluster: ClusterResult | undefined): Target[] {
+  const l = cluster?.latency;
+  const rate = l ? l.rate.toLocaleString('en-US') : '1,000';
+  const added = (what: 'p50' | 'p99', limit: number): Target => {
+    const extra = what === 'p50' ? l?.addedP50Ms : l?.addedP99Ms;
+    const owner = what === 'p50' ? l?.owner.latency?.p50Ms : l?.owner.latency?.p99Ms;
+    const other = what === 'p50' ? l?.other.latency?.p50Ms : l?.other.latency?.p99Ms;
+    return {
+      name: `cluster, ${rate} msgs/s: ${what} latency on another node minus on the owning node`,
+      goal: `<= ${limit} ms`,
+      measured: extra === undefined ? (l ? 'n/a' : 'not run') : `${extra} ms (${other} vs ${owner} ms)`,
+      met: extra === undefined ? undefined : extra <= limit,
+    };
+  };
+  const f = cluster?.failover;
+  const d = f?.failover;
+  return [
+    added('p50', 3),
+    added('p99', 15),
+    {
+      name: 'cluster failover: owner SIGKILL to the first new message on the surviving node, p99',
+      goal: '< 5 s',
+      measured: d
+        ? `${d.p99Ms} ms (p50 ${d.p50Ms}, max ${d.maxMs} ms; ${d.count} user-rounds${f.noNewMessage > 0 ? `, ${f.noNewMessage} without a new message` : ''})`
+        : f
+          ? 'n/a'
+          : 'not run',
+      met: d ? d.p99Ms < 5_000 && f.noNewMessage === 0 : undefined,
+    },
+    {
+      name: 'cluster failover: confirmed messages never received on the surviving node',
+      goal: '0',
+      measured: f ? `${f.lost} (${f.rounds.length} rounds)` : 'not run',
+      met: f ? f.lost === 0 && f.rounds.length > 0 : undefined,
+    },
+  ];
 }
