@@ -104,6 +104,11 @@ export class BrokerSide {
     return this.supervisor.session !== undefined;
   }
 
+  /** Whether this node's consumer is the queue's active one (it received a delivery): this node owns the user. */
+  get isOwner(): boolean {
+    return this.supervisor.session?.active === true;
+  }
+
   /** Seqs delivered by RabbitMQ and not yet acked to it. */
   get inflightCount(): number {
     return this.supervisor.session?.ledger.size ?? 0;
@@ -226,12 +231,10 @@ export class BrokerSide {
     );
     this.intake?.stop();
     this.intake = intake;
-    let active = false;
     return {
       onDelivery: (delivery) => {
-        if (!active) {
-          // RabbitMQ delivers only to the active consumer of a queue (single active consumer).
-          active = true;
+        if (!session.active) {
+          session.active = true;
           this.options.events?.emit('ownership-gained');
           logger.debug({ user }, 'consumer is the active one');
         }

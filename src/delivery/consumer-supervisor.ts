@@ -24,6 +24,8 @@ export class ConsumerSession {
   handle: ConsumerHandle | undefined;
   /** False once the consumer is lost or closed: its tags name nothing any more. */
   live = true;
+  /** Set by the first delivery: RabbitMQ delivers only to the queue's active consumer (single active consumer). */
+  active = false;
   /** Resolves with the handle once the consumer started (rejects when it could not start). */
   readonly ready: Promise<ConsumerHandle>;
   private resolveReady!: (handle: ConsumerHandle) => void;

@@ -480,8 +480,13 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
     if (local) this.forwardAck();
   }
 
-  /** Other nodes learn the acked mark, never past a dead-letter request the store does not hold yet. */
+  /**
+   * The owner learns the acked mark at once (it acks RabbitMQ), never past a dead-letter request
+   * the store does not hold yet. The owner itself settles its acks locally and tells the others
+   * only with its heartbeats: one pub/sub message per ack fewer, for every node.
+   */
   private forwardAck(): void {
+    if (this.broker.isOwner) return;
     this.link?.acked(Math.min(this.acked, this.broker.intents.markCeiling()));
   }
 
