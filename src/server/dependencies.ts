@@ -261,7 +261,6 @@ async function startBus(config: RelayConfig, events: RelayEvents, logger: Logger
       );
     }),
   );
-  events.emit('node-bus', bus.state);
   return bus;
 }
 

@@ -122,6 +122,8 @@ async function assemble(
       Object.fromEntries(deps.guards.map((guard) => [guard.name, guard.state === 'open' ? 2 : guard.state === 'half-open' ? 1 : 0])),
   });
   started.add('metrics', () => metrics.close());
+  // The bus connected before the metrics listened: its state so far (changes come as events).
+  if (deps.bus) events.emit('node-bus', deps.bus.state);
 
   let listening = false;
   let draining: Promise<void> | undefined;
