@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, defaultNodeId, loadConfig } from '../../src/config.js';
+import { configVariables, text } from '../helpers/ops-files.js';
 
 /** 32 characters that pass the secret floor (secret-strength.ts). */
 const SECRET = 'cfg-0123456789-abcdefghijklmnopq';
@@ -110,6 +111,20 @@ describe('config', () => {
   it('takes MAX_CONNECTIONS_PER_USER as given, 0 (no limit) included', () => {
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '3' }).maxConnectionsPerUser).toBe(3);
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '0' }).maxConnectionsPerUser).toBe(0);
+  });
+
+  it("documents every variable in README's configuration table, and the token settings in docs/PROTOCOL.md 3.2", () => {
+    const readme = text('README.md');
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Operating it'));
+    const variables = [...configVariables()];
+    expect(variables.length).toBeGreaterThan(40);
+    for (const variable of variables) expect(table, variable).toContain(`\`${variable}\``);
+    const protocol = text('docs/PROTOCOL.md');
+    const authentication = protocol.slice(protocol.indexOf('### 3.2 Authentication'), protocol.indexOf('### 3.3'));
+    for (const variable of variables.filter(
+      (name) => name.startsWith('JWT_') || name.startsWith('ADMIN_') || name === 'METRICS_REQUIRE_TOKEN',
+    ))
+      expect(authentication, variable).toContain(`\`${variable}\``);
   });
 
   it('does not modify the environment it reads', () => {
