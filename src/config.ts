@@ -8,11 +8,13 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { NODE_ID_PATTERN } from './cluster/bus-message.js';
 import { ErrorCode, RelayError } from './errors.js';
+import { weakSecretReason } from './secret-strength.js';
 
 export const DEFAULTS = {
   rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
   host: '0.0.0.0',
   port: 8080,
+  adminHost: '127.0.0.1',
   adminPort: 9090,
   queueType: 'quorum',
   queueMaxLength: 10_000,
@@ -37,6 +39,8 @@ export const DEFAULTS = {
   logLevel: 'info',
   jwtAlgorithmsSymmetric: ['HS256'],
   jwtAlgorithmsAsymmetric: ['RS256', 'ES256'],
+  jwtMaxAgeS: 24 * 60 * 60,
+  jwtClockToleranceS: 30,
   ackTimeoutMs: 5 * 60 * 1000,
   sendBufferHighWaterBytes: 1024 * 1024,
   redisBreakerTimeoutMs: 3_000,
@@ -78,7 +82,15 @@ export interface JwtConfig {
   verifyKey: KeyObject;
   algorithms: string[];
   issuer: string | undefined;
+  /** Unset: a token that carries an `aud` claim is refused (it was meant for another service). */
   audience: string | undefined;
+  /**
+   * JWT_MAX_AGE in seconds: the longest lifetime (`exp - iat`) and age (now - `iat`) of a token
+   * the relay accepts; tokens must then carry `iat`. 0: no limit.
+   */
+  maxAgeS: number;
+  /** Clock skew allowed between the issuer and this node, on `exp`, `nbf` and `iat` (seconds). */
+  clockToleranceS: number;
 }
 
 export interface RelayConfig {
@@ -90,8 +102,14 @@ export interface RelayConfig {
   redisKeyPrefix: string;
   host: string;
   port: number;
+  /** The admin listener's address: loopback unless the deployment opens it on purpose. */
+  adminHost: string;
   /** 0 disables the admin listener (health, readiness, metrics). */
   adminPort: number;
+  /** When set, POST /drain (and /metrics with `metricsRequireToken`) need `Authorization: Bearer <adminToken>`; never logged. */
+  adminToken: string | undefined;
+  /** /metrics needs the admin token too (ADMIN_TOKEN must be set). */
+  metricsRequireToken: boolean;
   jwt: JwtConfig;
   /** Empty: any origin. */
   allowedOrigins: string[];
@@ -185,6 +203,20 @@ const url = (protocols: string[]) =>
     },
     `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
   );
+/** Seconds, as a whole number or a whole number with a unit: `90`, `90s`, `30m`, `24h`, `7d`. */
+const duration = (maxS: number) =>
+  z
+    .string()
+    .regex(/^\d+(s|m|h|d)?$/, 'must be seconds or a duration like 30m, 24h, 7d')
+    .transform((value) => {
+      const unit = value.at(-1) ?? '';
+      const scale = { s: 1, m: 60, h: 3_600, d: 86_400 }[unit] ?? 1;
+      return Number.parseInt(value, 10) * scale;
+    })
+    .refine((seconds) => seconds <= maxS, `must be at most ${maxS} seconds`);
+const onOff = z
+  .enum(['0', '1', 'true', 'false'], { message: 'must be 1 or 0 (true or false)' })
+  .transform((value) => value === '1' || value === 'true');
 const list = z.string().transform((value) =>
   value
     .split(',')
@@ -204,7 +236,8 @@ function loadJwt(env: Env): JwtConfig {
       fail('JWT_PUBLIC_KEY_FILE', `cannot read ${keyFile}: ${(error as Error).message}`);
     }
   } else if (secret) {
-    if (secret.length < 32) fail('JWT_SECRET', 'must be at least 32 characters');
+    const weak = weakSecretReason(secret);
+    if (weak !== undefined) fail('JWT_SECRET', weak);
     key = secret;
   } else {
     fail('JWT_SECRET', 'required (or JWT_PUBLIC_KEY_FILE for RS*/ES*/PS* tokens)');
@@ -232,7 +265,19 @@ function loadJwt(env: Env): JwtConfig {
     algorithms,
     issuer: read(env, 'JWT_ISSUER', z.string(), undefined as string | undefined),
     audience: read(env, 'JWT_AUDIENCE', z.string(), undefined as string | undefined),
+    maxAgeS: read(env, 'JWT_MAX_AGE', duration(366 * 86_400), DEFAULTS.jwtMaxAgeS),
+    clockToleranceS: read(env, 'JWT_CLOCK_TOLERANCE_S', int(0, 300), DEFAULTS.jwtClockToleranceS),
   };
+}
+
+/** ADMIN_TOKEN, held to the same floor as JWT_SECRET (secret-strength.ts). */
+function loadAdminToken(env: Env): string | undefined {
+  const token = read(env, 'ADMIN_TOKEN', z.string(), undefined as string | undefined);
+  if (token === undefined) return undefined;
+  const weak = weakSecretReason(token);
+  if (weak !== undefined) fail('ADMIN_TOKEN', weak);
+  if (!/^[\x21-\x7e]+$/.test(token)) fail('ADMIN_TOKEN', 'must be printable ASCII without spaces (it travels in an HTTP header)');
+  return token;
 }
 
 /** Reads and validates the configuration from environment variables. Does not modify `env`. */
@@ -249,7 +294,10 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     ),
     host: read(env, 'HOST', z.string(), DEFAULTS.host),
     port: read(env, 'PORT', int(0, 65_535), DEFAULTS.port),
+    adminHost: read(env, 'ADMIN_HOST', z.string(), DEFAULTS.adminHost),
     adminPort: read(env, 'ADMIN_PORT', int(0, 65_535), DEFAULTS.adminPort),
+    adminToken: loadAdminToken(env),
+    metricsRequireToken: read(env, 'METRICS_REQUIRE_TOKEN', onOff, false),
     jwt: loadJwt(env),
     allowedOrigins: read(env, 'ALLOWED_ORIGINS', list, []),
     queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
@@ -295,5 +343,6 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);
+  if (config.metricsRequireToken && config.adminToken === undefined) fail('METRICS_REQUIRE_TOKEN', 'needs ADMIN_TOKEN to be set');
   return config;
 }

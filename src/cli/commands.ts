@@ -102,7 +102,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: { 'admin-url': { type: 'string' }, wait: { type: 'boolean' }, 'timeout-ms': { type: 'string' } },
     summary: 'ask a running relay to drain (POST /drain on its admin port); it exits when done',
     details: [
-      '--admin-url <url>  default http://127.0.0.1:$ADMIN_PORT',
+      '--admin-url <url>  default http://127.0.0.1:$ADMIN_PORT ($ADMIN_HOST instead when it is one address)',
+      'Sends Authorization: Bearer $ADMIN_TOKEN when ADMIN_TOKEN is set (the relay requires it then).',
       '--wait             wait until the node stopped answering (drain finished)',
       '--timeout-ms <ms>  how long --wait waits (default DRAIN_TIMEOUT_MS + 5000)',
     ],

@@ -14,7 +14,15 @@ export type OperatorConfig = Omit<RelayConfig, 'jwt'> & {
   vhost: string;
 };
 
-const JWT_VARIABLES = ['JWT_SECRET', 'JWT_PUBLIC_KEY_FILE', 'JWT_ALGORITHMS', 'JWT_ISSUER', 'JWT_AUDIENCE'];
+const JWT_VARIABLES = [
+  'JWT_SECRET',
+  'JWT_PUBLIC_KEY_FILE',
+  'JWT_ALGORITHMS',
+  'JWT_ISSUER',
+  'JWT_AUDIENCE',
+  'JWT_MAX_AGE',
+  'JWT_CLOCK_TOLERANCE_S',
+];
 /** Stands in for the JWT key while validating the rest; never used or shown. */
 const NO_KEY = 'operator-commands-do-not-verify-tokens!';
 

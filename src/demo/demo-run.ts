@@ -22,6 +22,8 @@ import type { Services } from './services.js';
 
 const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy'];
 const TOKEN_LIFETIME_S = 600;
+const DEMO_ISSUER = 'inbox-relay-demo';
+const DEMO_AUDIENCE = 'inbox-relay';
 const CLIENT_START_TIMEOUT_MS = 10_000;
 const PUBLISH_TIMEOUT_MS = 5_000;
 const RELAY_READY_TIMEOUT_MS = 20_000;
@@ -62,6 +64,9 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
     PORT: String(port),
     ADMIN_PORT: String(adminPort),
     JWT_SECRET: secret,
+    // Tokens name who issued them and for whom, as production tokens should (else the relay warns).
+    JWT_ISSUER: DEMO_ISSUER,
+    JWT_AUDIENCE: DEMO_AUDIENCE,
     REDIS_KEY_PREFIX: keyPrefix,
     LOG_LEVEL: 'warn',
   };
@@ -87,7 +92,8 @@ export async function runDemo(options: DemoRunOptions): Promise<Summary> {
         name: ledger.name,
         user: ledger.user,
         url: `ws://127.0.0.1:${port}`,
-        token: () => signDevToken(ledger.user, secret, { expiresInSeconds: TOKEN_LIFETIME_S }),
+        token: () =>
+          signDevToken(ledger.user, secret, { expiresInSeconds: TOKEN_LIFETIME_S, issuer: DEMO_ISSUER, audience: DEMO_AUDIENCE }),
         narrator,
         onMessage: (message) => ledger.processed(message),
         startTimeoutMs: CLIENT_START_TIMEOUT_MS,

@@ -244,6 +244,8 @@ export class ClientConnection implements Subscriber {
 
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
     this.options.events?.emit('handshake', result.failure);
+    // The client gets the generic reason; which check failed is for operators only.
+    this.log.debug({ user: this.user, failure: result.failure, detail: result.detail }, 'token refused');
     const code =
       result.failure === 'expired'
         ? CloseCode.tokenExpired
@@ -317,7 +319,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private onRefresh(token: string): void {
-    const auth = verifyToken(token, this.options.config.jwt);
+    const auth = verifyToken(token, this.options.config.jwt, this.clock.now());
     if (!auth.ok) return this.closeForAuth(auth);
     if (auth.identity.user !== this.user) return this.close(CloseCode.forbidden, 'refresh token is for another user');
     this.armExpiry(auth.identity.expiresAt);

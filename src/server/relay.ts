@@ -6,6 +6,7 @@
  * in-flight messages released to RabbitMQ in order, channels closed, store closed.
  */
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { RelayConfig } from '../config.js';
 import { background } from '../background.js';
 import { errorMessage } from '../errors.js';
@@ -21,12 +22,15 @@ import { backgroundClock, type BackgroundClock } from '../delivery/background-cl
 import { startDependencies, type Dependencies } from './dependencies.js';
 import { Gateway, closeServer, listen } from './gateway.js';
 import { ResourceStack } from './resource-stack.js';
+import { securityWarnings } from './security-warnings.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
   readonly events: RelayEvents;
   readonly port: number;
   readonly adminPort: number;
+  /** The address the admin listener is bound to (ADMIN_HOST as the system resolved it). */
+  readonly adminHost: string;
   readonly store: SeqStore;
   readonly registry: StreamRegistry;
   /** How this node talks to the other nodes (undefined without REDIS_URL: a single node). */
@@ -54,6 +58,7 @@ export interface RelayDependencies {
 /** Starts a relay node; on failure, everything it opened is closed before the promise rejects. */
 export async function startRelay(config: RelayConfig, options: RelayDependencies): Promise<Relay> {
   const { logger } = options;
+  for (const warning of securityWarnings(config)) logger.warn({ settings: warning.settings }, warning.message);
   const clock = options.clock ?? backgroundClock;
   const events = new RelayEvents();
   const deps = await startDependencies(config, { logger, events, clock, ...(options.store ? { store: options.store } : {}) });
@@ -148,13 +153,15 @@ async function assemble(
         ),
     },
     logger,
+    { token: config.adminToken, metricsRequireToken: config.metricsRequireToken },
   );
   started.add('admin listener', () => closeServer(admin));
 
   const port = await gateway.listen();
-  const adminPort = await listen(admin, config.adminPort, config.host);
+  const adminPort = await listen(admin, config.adminPort, config.adminHost);
+  const adminHost = (admin.address() as AddressInfo).address;
   listening = true;
-  logger.info({ port, adminPort, queueType: config.queueType, store: deps.storeKind }, 'inbox-relay listening');
+  logger.info({ port, adminPort, adminHost, queueType: config.queueType, store: deps.storeKind }, 'inbox-relay listening');
 
   const drain = (): Promise<void> => {
     draining ??= (async () => {
@@ -180,6 +187,7 @@ async function assemble(
     events,
     port,
     adminPort,
+    adminHost,
     store: deps.store,
     registry,
     bus: deps.bus,

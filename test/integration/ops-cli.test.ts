@@ -534,6 +534,13 @@ describe('inbox-relay CLI', () => {
       expect(claims.exp! - claims.iat!).toBe(120);
     });
 
+    it('refuses a --ttl the relay would refuse (longer than JWT_MAX_AGE)', async () => {
+      const run = await cli(['token', 'u', '--ttl', String(2 * 24 * 3600)], testEnv());
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(/longer than JWT_MAX_AGE \(86400 s\)/);
+      expect((await cli(['token', 'u', '--ttl', String(2 * 24 * 3600)], testEnv({ JWT_MAX_AGE: '0' }))).code).toBe(0);
+    });
+
     it('needs JWT_SECRET (exit 2) where operator commands do not', async () => {
       const run = await cli(['token', 'u'], opsEnv());
       expect(run.code, run.stderr).toBe(2);

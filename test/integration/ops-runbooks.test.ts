@@ -9,6 +9,7 @@
  * - inline `inbox-relay ...` code in the text: checked by the CLI's parser.
  */
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inboxQueueName } from '../../src/amqp/topology.js';
@@ -103,10 +104,13 @@ describe('runbook commands', () => {
         expect(invocation.spec.name, 'runbooks do not start relays').not.toBe('serve');
         const env = { ...testEnv({ RABBITMQ_MANAGEMENT_URL: '' }), ...command.env };
         if (invocation.spec.name === 'drain') {
-          const relay = await startTestRelay(testConfig());
+          // As deployed: the relay requires ADMIN_TOKEN, and the operator's environment (the pod's,
+          // or a workstation's after exporting it) holds the same value.
+          const adminToken = `runbook-admin-${randomUUID()}`;
+          const relay = await startTestRelay(testConfig({ ADMIN_TOKEN: adminToken }));
           try {
             const args = substitute(command.args, { user, 'admin-url': `http://127.0.0.1:${relay.relay.adminPort}` });
-            const run = await cli(args, env);
+            const run = await cli(args, { ...env, ADMIN_TOKEN: adminToken });
             expect(run.code, `${where(command)}\n${run.stderr}`).toBe(0);
             expect(relay.relay.ready).toBe(false);
           } finally {

@@ -31,7 +31,11 @@ describe('wire protocol', () => {
   let relay: TestRelay;
   let producer: Producer;
   beforeAll(async () => {
-    relay = await startTestRelay(testConfig({ HELLO_TIMEOUT_MS: '500', ALLOWED_ORIGINS: '', WINDOW_DEFAULT: '5', WINDOW_MAX: '8' }));
+    // No clock tolerance: these tests expect exp to act at its exact instant (the tolerance is
+    // tested in token-checks.test.ts).
+    relay = await startTestRelay(
+      testConfig({ HELLO_TIMEOUT_MS: '500', ALLOWED_ORIGINS: '', WINDOW_DEFAULT: '5', WINDOW_MAX: '8', JWT_CLOCK_TOLERANCE_S: '0' }),
+    );
     producer = testProducer(relay.config);
   });
   afterAll(async () => {

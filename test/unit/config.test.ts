@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, defaultNodeId, loadConfig } from '../../src/config.js';
+import { configVariables, text } from '../helpers/ops-files.js';
 
-const SECRET = 'x'.repeat(32);
+/** 32 characters that pass the secret floor (secret-strength.ts). */
+const SECRET = 'cfg-0123456789-abcdefghijklmnopq';
 
 function errorOf(env: Record<string, string>): string {
   try {
@@ -23,8 +25,58 @@ describe('config', () => {
       redisUrl: undefined,
       allowedOrigins: [],
       maxConnectionsPerUser: 10,
-      jwt: { algorithms: ['HS256'], issuer: undefined, audience: undefined },
+      jwt: { algorithms: ['HS256'], issuer: undefined, audience: undefined, maxAgeS: 24 * 3600, clockToleranceS: 30 },
+      adminHost: '127.0.0.1',
+      adminPort: 9090,
+      adminToken: undefined,
+      metricsRequireToken: false,
     });
+  });
+
+  it('reads the admin settings', () => {
+    const token = 'admin-0123456789-abcdefghijklmnopqrstuvwxyz';
+    expect(loadConfig({ JWT_SECRET: SECRET, ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: token, METRICS_REQUIRE_TOKEN: '1' })).toMatchObject({
+      adminHost: '0.0.0.0',
+      adminToken: token,
+      metricsRequireToken: true,
+    });
+    expect(loadConfig({ JWT_SECRET: SECRET, METRICS_REQUIRE_TOKEN: 'false' }).metricsRequireToken).toBe(false);
+    expect(errorOf({ JWT_SECRET: SECRET, METRICS_REQUIRE_TOKEN: '1' })).toMatch(/^METRICS_REQUIRE_TOKEN: needs ADMIN_TOKEN/);
+    expect(errorOf({ JWT_SECRET: SECRET, METRICS_REQUIRE_TOKEN: 'yes please' })).toMatch(/^METRICS_REQUIRE_TOKEN: must be 1 or 0/);
+    expect(errorOf({ JWT_SECRET: SECRET, ADMIN_TOKEN: 'changeme' })).toMatch(/^ADMIN_TOKEN: must be at least 32/);
+    expect(errorOf({ JWT_SECRET: SECRET, ADMIN_TOKEN: 'z'.repeat(40) })).toMatch(/^ADMIN_TOKEN: is one piece repeated/);
+    expect(errorOf({ JWT_SECRET: SECRET, ADMIN_TOKEN: `${token} with spaces` })).toMatch(/^ADMIN_TOKEN: must be printable ASCII/);
+  });
+
+  it('reads JWT_MAX_AGE as seconds or a duration, 0 for no limit, and JWT_CLOCK_TOLERANCE_S', () => {
+    const jwtOf = (env: Record<string, string>) => loadConfig({ JWT_SECRET: SECRET, ...env }).jwt;
+    expect(jwtOf({ JWT_MAX_AGE: '3600' }).maxAgeS).toBe(3600);
+    expect(jwtOf({ JWT_MAX_AGE: '90s' }).maxAgeS).toBe(90);
+    expect(jwtOf({ JWT_MAX_AGE: '30m' }).maxAgeS).toBe(1800);
+    expect(jwtOf({ JWT_MAX_AGE: '12h' }).maxAgeS).toBe(43_200);
+    expect(jwtOf({ JWT_MAX_AGE: '7d' }).maxAgeS).toBe(604_800);
+    expect(jwtOf({ JWT_MAX_AGE: '0' }).maxAgeS).toBe(0);
+    expect(jwtOf({ JWT_CLOCK_TOLERANCE_S: '5' }).clockToleranceS).toBe(5);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_MAX_AGE: '1 day' })).toMatch(/^JWT_MAX_AGE: must be seconds or a duration/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_MAX_AGE: '1y' })).toMatch(/^JWT_MAX_AGE: must be seconds or a duration/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_MAX_AGE: '400d' })).toMatch(/^JWT_MAX_AGE: must be at most/);
+    expect(errorOf({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: '301' })).toMatch(/^JWT_CLOCK_TOLERANCE_S: must be <= 300/);
+  });
+
+  it('refuses placeholder and low-entropy JWT secrets, naming JWT_SECRET and never echoing the value', () => {
+    for (const weak of [
+      'secret',
+      'x'.repeat(64),
+      'changemechangemechangemechangeme',
+      'your-secret-here-your-secret-here',
+      'replace-with-a-random-secret-of-32-or-more-characters',
+      'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab12',
+      '0101010101010101010101012323232323232323',
+    ]) {
+      const message = errorOf({ JWT_SECRET: weak });
+      expect(message, weak).toMatch(/^JWT_SECRET: /);
+      expect(message, weak).not.toContain(weak);
+    }
   });
 
   it('names the variable in every error', () => {
@@ -59,6 +111,20 @@ describe('config', () => {
   it('takes MAX_CONNECTIONS_PER_USER as given, 0 (no limit) included', () => {
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '3' }).maxConnectionsPerUser).toBe(3);
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '0' }).maxConnectionsPerUser).toBe(0);
+  });
+
+  it("documents every variable in README's configuration table, and the token settings in docs/PROTOCOL.md 3.2", () => {
+    const readme = text('README.md');
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Operating it'));
+    const variables = [...configVariables()];
+    expect(variables.length).toBeGreaterThan(40);
+    for (const variable of variables) expect(table, variable).toContain(`\`${variable}\``);
+    const protocol = text('docs/PROTOCOL.md');
+    const authentication = protocol.slice(protocol.indexOf('### 3.2 Authentication'), protocol.indexOf('### 3.3'));
+    for (const variable of variables.filter(
+      (name) => name.startsWith('JWT_') || name.startsWith('ADMIN_') || name === 'METRICS_REQUIRE_TOKEN',
+    ))
+      expect(authentication, variable).toContain(`\`${variable}\``);
   });
 
   it('does not modify the environment it reads', () => {

@@ -12,6 +12,8 @@ import { declareSharedTopology } from '../../src/amqp/topology.js';
 import { DEFAULTS, loadConfig } from '../../src/config.js';
 import { RelayEvents } from '../../src/events.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { routeAdminRequest } from '../../src/server/admin-server.js';
+import { isLoopback } from '../../src/server/security-warnings.js';
 import {
   configVariables,
   exists,
@@ -29,7 +31,18 @@ import { exposedSeries } from '../helpers/ops-prometheus.js';
 /** A parsed manifest node, typed as the YAML parser returns it: tests walk into it, and a wrong field fails the assertion that reads it. */
 type Obj = Record<string, ReturnType<typeof parseYaml>>;
 
-const SECRET = 'x'.repeat(40);
+/** Stand-ins for the secrets the deployments take from the environment or a Secret (strong enough for loadConfig). */
+const SECRET = 'deploy-0123456789-abcdefghijklmnopqrstuvwxyz';
+const ADMIN_TOKEN = 'admin-deploy-0123456789-abcdefghijklmnopqrstuvwxyz';
+
+/** What the relay's admin listener answers a request that carries no credentials (probes, health checks). */
+function anonymous(config: ReturnType<typeof loadConfig>, method: string, path: string): string {
+  const tokenDigest = config.adminToken === undefined ? undefined : createHash('sha256').update(config.adminToken).digest();
+  return routeAdminRequest(
+    { method, url: path, authorization: undefined },
+    { tokenDigest, metricsRequireToken: config.metricsRequireToken },
+  );
+}
 
 interface Declared {
   exchanges: { name: string; type: string; durable: boolean; arguments: Obj }[];
@@ -110,9 +123,13 @@ describe('docker-compose.yml', () => {
   const relays = relayNames.map((name) => ({ name, service: services[name] as Obj }));
   const relayEnv = (service: Obj): Record<string, string> =>
     Object.fromEntries(
-      Object.entries(service.environment as Obj).map(([key, value]) => [key, interpolate(String(value), { JWT_SECRET: SECRET })]),
+      Object.entries(service.environment as Obj).map(([key, value]) => [
+        key,
+        interpolate(String(value), { JWT_SECRET: SECRET, ADMIN_TOKEN }),
+      ]),
     );
-  const adminPort = loadConfig(relayEnv(relays[0]!.service)).adminPort;
+  const relayConfig = loadConfig(relayEnv(relays[0]!.service));
+  const adminPort = relayConfig.adminPort;
 
   it('runs RabbitMQ, Redis, three relay nodes behind a load balancer, Prometheus and Grafana', () => {
     expect(relayNames).toEqual(['relay1', 'relay2', 'relay3']);
@@ -151,7 +168,7 @@ describe('docker-compose.yml', () => {
       expect(service.build, name).toEqual({ context: '.', dockerfile: 'ops/Dockerfile' });
       const env = relayEnv(service);
       expect(env, name).toMatchObject({ PORT: '8080', ADMIN_PORT: '9090' });
-      for (const variable of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET', 'NODE_ID'])
+      for (const variable of ['RABBITMQ_URL', 'REDIS_URL', 'JWT_SECRET', 'NODE_ID', 'ADMIN_TOKEN'])
         expect(env[variable], `${name} ${variable}`).toBeDefined();
       expectKnownVariables(env, `docker-compose ${name}`);
       const config = loadConfig(env);
@@ -169,6 +186,19 @@ describe('docker-compose.yml', () => {
 
   it('publishes no relay port to the host: clients come through the load balancer, Prometheus scrapes inside the network', () => {
     for (const { name, service } of relays) expect(service.ports, name).toBeUndefined();
+  });
+
+  it('opens the admin port to the compose network on purpose, and guards POST /drain with ADMIN_TOKEN from the environment', () => {
+    for (const { name, service } of relays) {
+      const raw = service.environment as Obj;
+      // Set explicitly: the relay's default (127.0.0.1) would hide it from the health check and Prometheus.
+      expect(raw.ADMIN_HOST, name).toBe('0.0.0.0');
+      expect(String(raw.ADMIN_TOKEN), name).toMatch(/^\$\{ADMIN_TOKEN:\?[^}]+\}$/);
+      const config = loadConfig(relayEnv(service));
+      expect(config.adminToken, name).toBe(ADMIN_TOKEN);
+      expect(anonymous(config, 'POST', '/drain'), name).toBe('unauthorized');
+    }
+    expect(text('docker-compose.yml')).toContain('ADMIN_TOKEN=$(openssl rand -hex 32) docker compose up');
   });
 
   describe('load balancer', () => {
@@ -226,6 +256,14 @@ describe('docker-compose.yml', () => {
       expect(serverDefaults[serverDefaults.indexOf('port') + 1]).toBe(String(adminPort));
     });
 
+    it('health-checks a path the relay answers without a token, on an address the load balancer reaches', () => {
+      const send = setting(backend, 'http-check', 'send') ?? [];
+      const method = send[send.indexOf('meth') + 1] ?? '';
+      const uri = send[send.indexOf('uri') + 1] ?? '';
+      expect(anonymous(relayConfig, method, uri)).toBe('readyz');
+      expect(isLoopback(relayConfig.adminHost)).toBe(false);
+    });
+
     it('is accepted by haproxy -c when haproxy is installed', () => {
       try {
         execFileSync('haproxy', ['-c', '-f', 'ops/haproxy/haproxy.cfg'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -265,6 +303,24 @@ describe('docker-compose.yml', () => {
     expect(relayJob?.metrics_path).toBe('/metrics');
     expect(relayJob?.static_configs[0].targets).toEqual(relayNames.map((name) => `${name}:${adminPort}`));
     expect([...(prometheus.depends_on as string[])].sort()).toEqual([...relayNames].sort());
+  });
+
+  it('lets Prometheus scrape /metrics: without a token while METRICS_REQUIRE_TOKEN is off (the default), with one when on', () => {
+    const config = yamlFile<Obj>('ops/prometheus/prometheus.yml');
+    const relayJob = (config.scrape_configs as Obj[]).find((job) => job.job_name === 'inbox-relay')!;
+    for (const { name, service } of relays) {
+      const relay = loadConfig(relayEnv(service));
+      if (!relay.metricsRequireToken) {
+        expect(anonymous(relay, 'GET', relayJob.metrics_path), name).toBe('metrics');
+        continue;
+      }
+      // Turned on: the job sends the token from a file mounted into the prometheus service.
+      expect(relayJob.authorization?.type ?? 'Bearer', name).toBe('Bearer');
+      const file = relayJob.authorization?.credentials_file;
+      expect(file, `${name}: METRICS_REQUIRE_TOKEN=1 needs authorization.credentials_file in the inbox-relay job`).toBeDefined();
+      expect(mountsOf(services.prometheus.volumes as string[]).has(file), name).toBe(true);
+    }
+    expect(relayConfig.metricsRequireToken, 'off by default in the compose stack').toBe(false);
   });
 
   it('provisions Grafana with the Prometheus datasource and the dashboard', () => {
@@ -350,23 +406,33 @@ describe('Kubernetes manifests', () => {
   const container = pod.containers[0];
   const portNumber = (port: string | number) =>
     typeof port === 'number' ? port : container.ports.find((p: Obj) => p.name === port)?.containerPort;
-  const env = {
+  const example = {
     ...find('ConfigMap').data,
     ...find('Secret').stringData,
   } as Record<string, string>;
+  // The example Secret holds placeholders, which the relay refuses; a real Secret holds random values.
+  const env = { ...example, JWT_SECRET: SECRET, ADMIN_TOKEN };
+  const config = loadConfig(env);
+  const labels = deployment.spec.template.metadata.labels as Obj;
 
   it('lists every applied manifest in kustomization.yaml', () => {
     const kustomization = yamlFile<Obj>('ops/k8s/kustomization.yaml');
     for (const resource of kustomization.resources as string[]) expect(exists(`ops/k8s/${resource}`), resource).toBe(true);
-    for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ConfigMap']) {
+    for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ConfigMap', 'NetworkPolicy']) {
       const doc = find(kind);
       expect(kustomization.resources, kind).toContain(doc.file.replace('ops/k8s/', ''));
     }
   });
 
+  it('ships placeholder secrets that the relay refuses to start with, naming the variable', () => {
+    for (const variable of ['JWT_SECRET', 'ADMIN_TOKEN']) {
+      expect(example[variable], variable).toBeDefined();
+      expect(() => loadConfig({ ...env, [variable]: example[variable] }), variable).toThrow(new RegExp(`^${variable}: `));
+    }
+  });
+
   it('configures the relay with variables it reads and values it accepts', () => {
     expectKnownVariables(env, 'ConfigMap + Secret');
-    const config = loadConfig(env);
     expect(container.envFrom).toEqual([{ configMapRef: { name: 'inbox-relay' } }, { secretRef: { name: 'inbox-relay' } }]);
     expect(portNumber('ws')).toBe(config.port);
     expect(portNumber('admin')).toBe(config.adminPort);
@@ -388,7 +454,6 @@ describe('Kubernetes manifests', () => {
   });
 
   it('gives the pod longer to stop than preStop plus DRAIN_TIMEOUT_MS', () => {
-    const config = loadConfig(env);
     const preStop = container.lifecycle.preStop;
     const sleepSeconds = preStop.sleep?.seconds ?? Number(preStop.exec.command.at(-1));
     expect(sleepSeconds).toBeGreaterThan(0);
@@ -400,6 +465,68 @@ describe('Kubernetes manifests', () => {
     expect(container.livenessProbe.httpGet.path).toBe('/healthz');
     expect(portNumber(container.readinessProbe.httpGet.port)).toBe(9090);
     expect(portNumber(container.livenessProbe.httpGet.port)).toBe(9090);
+  });
+
+  it('listens for the probes (from the node) and Prometheus on every pod address, and answers them without a token', () => {
+    // Set explicitly: the relay's default, 127.0.0.1, is unreachable from the node and from Prometheus.
+    expect(example.ADMIN_HOST).toBe('0.0.0.0');
+    expect(isLoopback(config.adminHost)).toBe(false);
+    expect(anonymous(config, 'GET', container.readinessProbe.httpGet.path)).toBe('readyz');
+    expect(anonymous(config, 'GET', container.livenessProbe.httpGet.path)).toBe('healthz');
+    expect(container.readinessProbe.httpGet.httpHeaders).toBeUndefined();
+    expect(anonymous(config, 'POST', '/drain')).toBe('unauthorized');
+    const annotations = deployment.spec.template.metadata.annotations as Obj;
+    expect(Number(annotations['prometheus.io/port'])).toBe(config.adminPort);
+    expect(config.metricsRequireToken, 'off by default: annotation-based scraping sends no token').toBe(false);
+    expect(anonymous(config, 'GET', annotations['prometheus.io/path'])).toBe('metrics');
+  });
+
+  describe('NetworkPolicy', () => {
+    const policy = find('NetworkPolicy');
+    const rules = (policy.spec.ingress ?? []) as Obj[];
+    const portsOf = (rule: Obj): number[] => ((rule.ports ?? []) as Obj[]).map((port) => portNumber(port.port));
+    const adminRules = rules.filter((rule) => portsOf(rule).includes(config.adminPort));
+    const clientRules = rules.filter((rule) => portsOf(rule).includes(config.port));
+
+    it('selects the relay pods, isolates them for ingress and is applied by kustomization.yaml', () => {
+      expect(policy.spec.podSelector.matchLabels).toEqual(labels);
+      expect(policy.spec.policyTypes).toContain('Ingress');
+      expect(yamlFile<Obj>('ops/k8s/kustomization.yaml').resources).toContain(policy.file.replace('ops/k8s/', ''));
+    });
+
+    it('names only ports the container has, in every rule (a rule without ports would open them all)', () => {
+      for (const rule of rules) {
+        expect(portsOf(rule).length, JSON.stringify(rule)).toBeGreaterThan(0);
+        for (const port of portsOf(rule)) expect([config.port, config.adminPort], JSON.stringify(rule)).toContain(port);
+      }
+    });
+
+    it('opens the client port to any source', () => {
+      expect(clientRules.some((rule) => rule.from === undefined || (rule.from as Obj[]).length === 0)).toBe(true);
+    });
+
+    it('opens the admin port only to Prometheus in the monitoring namespace', () => {
+      expect(adminRules.length).toBeGreaterThan(0);
+      for (const rule of adminRules) {
+        expect(portsOf(rule), 'the admin port shares no rule with the client port').toEqual([config.adminPort]);
+        const peers = (rule.from ?? []) as Obj[];
+        expect(peers.length, 'an admin rule without from would open it to everyone').toBeGreaterThan(0);
+        for (const peer of peers) {
+          expect(peer.ipBlock, 'no address ranges on the admin port').toBeUndefined();
+          expect(peer.namespaceSelector?.matchLabels, JSON.stringify(peer)).toEqual({ 'kubernetes.io/metadata.name': 'monitoring' });
+          expect(peer.podSelector?.matchLabels, JSON.stringify(peer)).toEqual({ 'app.kubernetes.io/name': 'prometheus' });
+        }
+      }
+    });
+
+    it('explains why the kubelet probes need no rule', () => {
+      const comments = text(policy.file)
+        .split('\n')
+        .filter((line) => line.startsWith('#'))
+        .join(' ');
+      expect(comments).toMatch(/kubelet/);
+      expect(comments).toMatch(/always allows traffic from the node/);
+    });
   });
 
   it('runs as non-root with a read-only root filesystem', () => {
@@ -447,5 +574,6 @@ describe('Kubernetes manifests', () => {
     }
     expect(rendered).toContain('kind: Deployment');
     expect(rendered).toContain('kind: HorizontalPodAutoscaler');
+    expect(rendered).toContain('kind: NetworkPolicy');
   });
 });

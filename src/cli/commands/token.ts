@@ -12,6 +12,8 @@ export async function token(invocation: Invocation, env: Env, output: Output): P
   if (!isValidUserId(user)) throw usageError('token: <user> must be 1-128 characters of [A-Za-z0-9._:@-]');
   const ttl = intOption(invocation, 'ttl', 3600, 1, 365 * 24 * 3600);
   const config = loadFullConfig(env);
+  if (config.jwt.maxAgeS > 0 && ttl > config.jwt.maxAgeS)
+    throw usageError(`token: --ttl ${ttl} is longer than JWT_MAX_AGE (${config.jwt.maxAgeS} s); the relay would refuse the token`);
   const secret = config.jwt.key;
   if (typeof secret !== 'string') throw usageError('token: minting needs JWT_SECRET (HS*); with a key pair, sign with your issuer');
   const algorithm = (config.jwt.algorithms.find((a) => a.startsWith('HS')) ?? 'HS256') as 'HS256';
