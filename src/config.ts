@@ -93,8 +93,12 @@ export interface RelayConfig {
   /** 0 disables the admin listener (health, readiness, metrics). */
   adminPort: number;
   jwt: JwtConfig;
-  /** Empty: any origin. */
-  allowedOrigins: string[];
+  /**
+   * Browser origins allowed to upgrade (`scheme://host[:port]`, as browsers send them), or `*`
+   * for any. Empty (the default): none, so that a page on another site cannot open a connection
+   * with a user's token. Requests without an `Origin` header (not from a browser) are not affected.
+   */
+  allowedOrigins: '*' | string[];
   queueType: QueueType;
   queueMaxLength: number;
   queueDeliveryLimit: number;
@@ -192,6 +196,33 @@ const list = z.string().transform((value) =>
     .filter((item) => item.length > 0),
 );
 
+/**
+ * An allowed origin, in the form browsers send it (lowercase scheme and host, no default port, no
+ * path); `null`, the origin of sandboxed and file pages, is refused: allowing it would allow them all.
+ */
+function serializedOrigin(entry: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(entry);
+  } catch {
+    return undefined;
+  }
+  const bare = parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
+  return bare && parsed.origin !== 'null' ? parsed.origin : undefined;
+}
+
+const origins = list.transform((entries, context): '*' | string[] => {
+  if (entries.includes('*')) {
+    if (entries.length > 1) context.addIssue({ code: 'custom', message: '* allows every origin and stands alone' });
+    return '*';
+  }
+  return entries.map((entry) => {
+    const origin = serializedOrigin(entry);
+    if (origin === undefined) context.addIssue({ code: 'custom', message: `${entry} is not an origin like https://app.example[:port]` });
+    return origin ?? entry;
+  });
+});
+
 function loadJwt(env: Env): JwtConfig {
   const secret = env.JWT_SECRET;
   const keyFile = env.JWT_PUBLIC_KEY_FILE;
@@ -251,7 +282,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     port: read(env, 'PORT', int(0, 65_535), DEFAULTS.port),
     adminPort: read(env, 'ADMIN_PORT', int(0, 65_535), DEFAULTS.adminPort),
     jwt: loadJwt(env),
-    allowedOrigins: read(env, 'ALLOWED_ORIGINS', list, []),
+    allowedOrigins: read(env, 'ALLOWED_ORIGINS', origins, []),
     queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
     queueMaxLength: read(env, 'QUEUE_MAX_LENGTH', int(1), DEFAULTS.queueMaxLength),
     queueDeliveryLimit: read(env, 'QUEUE_DELIVERY_LIMIT', int(1, 1000), DEFAULTS.queueDeliveryLimit),

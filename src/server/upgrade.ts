@@ -16,16 +16,25 @@ function offeredProtocols(request: IncomingMessage): string[] {
   return typeof header === 'string' ? header.split(',').map((p) => p.trim()) : [];
 }
 
+/**
+ * Whether a request's `Origin` may upgrade. Browsers always send `Origin` on a WebSocket and a page
+ * cannot change it, so only pages of the allowed origins (any, with `*`) can connect from a
+ * browser: a page on another site cannot use the relay from its visitors' browsers, with a token
+ * it came by or with cookies a proxy in front of the relay would accept. A request without
+ * `Origin` does not come from a browser, and such a client can send any header it likes, so
+ * refusing it would protect nothing.
+ */
+export function originAllowed(origin: string | undefined, allowed: RelayConfig['allowedOrigins']): boolean {
+  return origin === undefined || allowed === '*' || allowed.includes(origin);
+}
+
 export function checkUpgrade(request: IncomingMessage, config: RelayConfig): UpgradeCheck {
   const path = (request.url ?? '').split('?')[0];
   if (path !== STREAM_PATH) return { ok: false, status: 404, message: `not found: the stream is at ${STREAM_PATH}` };
   if (!offeredProtocols(request).includes(SUBPROTOCOL)) {
     return { ok: false, status: 400, message: `the WebSocket subprotocol ${SUBPROTOCOL} is required` };
   }
-  if (config.allowedOrigins.length > 0) {
-    const origin = request.headers.origin;
-    if (origin === undefined || !config.allowedOrigins.includes(origin)) return { ok: false, status: 403, message: 'origin not allowed' };
-  }
+  if (!originAllowed(request.headers.origin, config.allowedOrigins)) return { ok: false, status: 403, message: 'origin not allowed' };
   const authorization = request.headers.authorization;
   if (authorization === undefined) return { ok: true, identity: undefined };
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);
