@@ -22,6 +22,7 @@ export const DEFAULTS = {
   historyMaxCount: 1_000,
   historyMaxAgeMs: 60 * 60 * 1000,
   helloTimeoutMs: 10_000,
+  upgradeTimeoutMs: 10_000,
   attachTimeoutMs: 10_000,
   heartbeatMs: 25_000,
   maxPayloadBytes: 64 * 1024,
@@ -49,6 +50,9 @@ export const DEFAULTS = {
   connectionRatePerSec: 500,
   connectionBurst: 1_000,
   maxPendingHellos: 2_000,
+  // The listen backlog (gateway.ts): a reconnect storm that fills it is accepted whole, and each
+  // client then gets a close code with a retry-after instead of a dropped socket.
+  maxPendingUpgrades: 4_096,
   maxConnectionsPerUser: 10,
   eventLoopLagShedMs: 500,
   frameRatePerSec: 50,
@@ -107,6 +111,11 @@ export interface RelayConfig {
   historyMaxCount: number;
   historyMaxAgeMs: number;
   helloTimeoutMs: number;
+  /**
+   * From the TCP connection to a complete HTTP request (the upgrade): a socket that has not sent
+   * one by then gets HTTP 408 and is closed.
+   */
+  upgradeTimeoutMs: number;
   /** A hello whose user stream is not ready within this long is closed with 1013 (the client retries). */
   attachTimeoutMs: number;
   heartbeatMs: number;
@@ -142,6 +151,8 @@ export interface RelayConfig {
     connectionRatePerSec: number;
     connectionBurst: number;
     maxPendingHellos: number;
+    /** Sockets accepted that have not sent a complete upgrade request; past it a new socket is closed at once. */
+    maxPendingUpgrades: number;
     eventLoopLagShedMs: number;
   };
   /**
@@ -291,6 +302,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),
     historyMaxAgeMs: read(env, 'HISTORY_MAX_AGE_MS', int(0), DEFAULTS.historyMaxAgeMs),
     helloTimeoutMs: read(env, 'HELLO_TIMEOUT_MS', int(100), DEFAULTS.helloTimeoutMs),
+    upgradeTimeoutMs: read(env, 'UPGRADE_TIMEOUT_MS', int(100, 3_600_000), DEFAULTS.upgradeTimeoutMs),
     attachTimeoutMs: read(env, 'ATTACH_TIMEOUT_MS', int(100), DEFAULTS.attachTimeoutMs),
     heartbeatMs: read(env, 'HEARTBEAT_MS', int(100), DEFAULTS.heartbeatMs),
     maxPayloadBytes: read(env, 'MAX_PAYLOAD_BYTES', int(256, 16 * 1024 * 1024), DEFAULTS.maxPayloadBytes),
@@ -317,6 +329,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
       connectionRatePerSec: read(env, 'CONNECTION_RATE_PER_SEC', int(1), DEFAULTS.connectionRatePerSec),
       connectionBurst: read(env, 'CONNECTION_BURST', int(1), DEFAULTS.connectionBurst),
       maxPendingHellos: read(env, 'MAX_PENDING_HELLOS', int(1), DEFAULTS.maxPendingHellos),
+      maxPendingUpgrades: read(env, 'MAX_PENDING_UPGRADES', int(1, 1_000_000), DEFAULTS.maxPendingUpgrades),
       eventLoopLagShedMs: read(env, 'EVENT_LOOP_LAG_SHED_MS', int(1), DEFAULTS.eventLoopLagShedMs),
     },
     maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER', int(0), DEFAULTS.maxConnectionsPerUser),

@@ -49,10 +49,16 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   503: 'Service Unavailable',
 };
 
-/** Answers an upgrade request with an HTTP error and closes the socket. */
+/**
+ * Answers an upgrade request with an HTTP error and closes the socket once the answer is written:
+ * the socket is destroyed then, not left half-open for a client that never closes its side.
+ */
 export function refuseUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
@@ -66,5 +72,5 @@ export function refuseUpgrade(socket: Duplex, status: number, message: string, h
     `Content-Length: ${Buffer.byteLength(body)}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
 }

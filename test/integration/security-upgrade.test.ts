@@ -1,13 +1,17 @@
 /**
  * What a client can do to the relay before and during the upgrade, over real sockets against an
- * in-process relay: browser origins are refused unless allowed, and reserved user ids are refused
- * like any invalid id.
+ * in-process relay: sockets that never complete an upgrade request are closed at the deadline
+ * (UPGRADE_TIMEOUT_MS) and capped in number (MAX_PENDING_UPGRADES); a refused upgrade's socket is
+ * closed even if the client keeps its side open; browser origins are refused unless allowed; and
+ * reserved user ids are refused like any invalid id.
  */
+import { once } from 'node:events';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpRefusal, RawClient } from '../helpers/raw-client.js';
-import { startTestRelay, testConfig, token, type TestRelay, uid } from '../helpers/relay.js';
 import { signDevToken } from '../../src/server/auth.js';
-import { TEST_SECRET } from '../helpers/relay.js';
+import { waitUntil } from '../../src/wait-until.js';
+import { HttpRefusal, RawClient } from '../helpers/raw-client.js';
+import { TEST_SECRET, startTestRelay, testConfig, token, uid, type TestRelay } from '../helpers/relay.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -19,6 +23,58 @@ async function relayWith(env: Record<string, string>): Promise<TestRelay> {
   cleanups.push(() => relay.stop());
   return relay;
 }
+
+/** A plain TCP socket to the relay that records what it receives and when it is closed. */
+interface RawSocket {
+  socket: net.Socket;
+  received(): string;
+  /** Resolves once the socket closed. */
+  closed: Promise<void>;
+}
+
+async function rawSocket(relay: TestRelay, options: { allowHalfOpen?: boolean } = {}): Promise<RawSocket> {
+  const socket = net.connect({ port: relay.relay.port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen ?? false });
+  socket.on('error', () => undefined);
+  cleanups.push(() => {
+    socket.destroy();
+  });
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  // Not events.once: it would reject on the socket's errors, and a closed socket's writes fail.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  await once(socket, 'connect');
+  return { socket, received: () => received, closed };
+}
+
+/** Resolves once `raw` closed; fails the test if it is still open after `timeoutMs`. */
+async function closedWithin(raw: RawSocket, timeoutMs: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still open after ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([raw.closed, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Counts the `refused` events of a relay by reason. */
+function refusals(relay: TestRelay): Map<string, number> {
+  const counts = new Map<string, number>();
+  relay.relay.events.on('refused', (reason) => counts.set(reason, (counts.get(reason) ?? 0) + 1));
+  return counts;
+}
+
+const UPGRADE_REQUEST = [
+  'GET /v1/stream HTTP/1.1',
+  'Host: 127.0.0.1',
+  'Upgrade: websocket',
+  'Connection: Upgrade',
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+  'Sec-WebSocket-Version: 13',
+  'Sec-WebSocket-Protocol: inbox-relay.v1',
+];
 
 /** The HTTP status an upgrade gets: 101 when it is accepted, else the refusal's status. */
 async function upgradeStatus(url: string, options: Parameters<typeof RawClient.connect>[1] = {}): Promise<number> {
@@ -40,6 +96,84 @@ async function helloOutcome(url: string, jwt: string): Promise<{ user: string } 
   const outcome = await Promise.race([client.next('welcome').then((welcome) => ({ user: welcome.user })), client.closed]);
   return 'user' in outcome ? outcome : { code: outcome.code };
 }
+
+describe('sockets before the upgrade', () => {
+  it('closes idle, one-byte and trickling sockets with HTTP 408 at UPGRADE_TIMEOUT_MS, and leaves upgraded ones alone', async () => {
+    const relay = await relayWith({ UPGRADE_TIMEOUT_MS: '300' });
+    const refused = refusals(relay);
+    const upgraded = await RawClient.connect(relay.url);
+    cleanups.push(() => upgraded.terminate());
+    const idle = await rawSocket(relay);
+    const oneByte = await rawSocket(relay);
+    oneByte.socket.write('G');
+    // A header line that never ends, a byte at a time: the deadline counts from the connection,
+    // not from the last byte.
+    const trickling = await rawSocket(relay);
+    trickling.socket.write('GET /v1/stream HTTP/1.1\r\nX-Slow: ');
+    const trickle = setInterval(() => trickling.socket.writable && trickling.socket.write('a'), 20);
+    cleanups.push(() => clearInterval(trickle));
+    for (const [what, raw] of Object.entries({ idle, oneByte, trickling })) {
+      await closedWithin(raw, 10_000, what);
+      expect(raw.received(), what).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    }
+    expect(refused.get('upgrade-timeout')).toBe(3);
+    expect(relay.relay.pendingUpgradeCount).toBe(0);
+    // The WebSocket opened before them is older than the deadline and still served.
+    const user = uid('deadline');
+    upgraded.send({ type: 'hello', token: token(user) });
+    expect((await upgraded.next('welcome')).user).toBe(user);
+  });
+
+  it('closes the socket past MAX_PENDING_UPGRADES at once, and takes new ones as pending sockets leave', async () => {
+    const relay = await relayWith({ MAX_PENDING_UPGRADES: '3', UPGRADE_TIMEOUT_MS: '60000' });
+    const refused = refusals(relay);
+    const pending = [await rawSocket(relay), await rawSocket(relay)];
+    const half = await rawSocket(relay);
+    half.socket.write(UPGRADE_REQUEST.slice(0, 3).join('\r\n'));
+    await waitUntil(() => relay.relay.pendingUpgradeCount === 3, { timeoutMs: 10_000, what: '3 pending upgrades' });
+
+    const over = await rawSocket(relay);
+    await closedWithin(over, 10_000, 'the socket past the cap');
+    expect(over.received()).toBe('');
+    expect(refused.get('pending-upgrades')).toBe(1);
+    expect(relay.relay.pendingUpgradeCount).toBe(3);
+
+    // A pending socket that completes its upgrade request leaves the count.
+    half.socket.write(`\r\n${UPGRADE_REQUEST.slice(3).join('\r\n')}\r\n\r\n`);
+    await waitUntil(() => half.received().includes('\r\n\r\n'), { timeoutMs: 10_000, what: 'the upgrade response' });
+    expect(half.received()).toMatch(/^HTTP\/1\.1 101 /);
+    expect(relay.relay.pendingUpgradeCount).toBe(2);
+    // So does one that closes; then a client upgrades and is served as usual.
+    pending[0]!.socket.destroy();
+    await waitUntil(() => relay.relay.pendingUpgradeCount === 1, { timeoutMs: 10_000, what: '1 pending upgrade' });
+    const user = uid('pending');
+    expect(await helloOutcome(relay.url, token(user))).toEqual({ user });
+    expect(refused.get('pending-upgrades')).toBe(1);
+  });
+
+  it('closes the socket of a refused upgrade and of a plain HTTP request even if the client keeps its side open', async () => {
+    const relay = await relayWith({});
+    const requests = {
+      'wrong path': [...UPGRADE_REQUEST.map((line) => line.replace('/v1/stream', '/nope')), '', ''].join('\r\n'),
+      'no subprotocol': [...UPGRADE_REQUEST.filter((line) => !line.startsWith('Sec-WebSocket-Protocol')), '', ''].join('\r\n'),
+      'plain HTTP': 'GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+    };
+    for (const [what, request] of Object.entries(requests)) {
+      const raw = await rawSocket(relay, { allowHalfOpen: true });
+      raw.socket.write(request);
+      await once(raw.socket, 'end');
+      // The relay closed its side; a relay that only half-closed would take these bytes forever.
+      const poke = setInterval(() => raw.socket.writable && raw.socket.write('x'), 20);
+      try {
+        await closedWithin(raw, 10_000, what);
+      } finally {
+        clearInterval(poke);
+      }
+      expect(raw.received(), what).toMatch(/^HTTP\/1\.1 4(04|00|26) /);
+    }
+    expect(relay.relay.pendingUpgradeCount).toBe(0);
+  });
+});
 
 describe('browser origins', () => {
   it('refuses an upgrade from a browser origin with HTTP 403 by default and accepts one without Origin', async () => {
