@@ -54,6 +54,7 @@ export const DEFAULTS = {
   // client then gets a close code with a retry-after instead of a dropped socket.
   maxPendingUpgrades: 4_096,
   maxConnectionsPerUser: 10,
+  authFailureRatePerAddress: 30,
   eventLoopLagShedMs: 500,
   frameRatePerSec: 50,
   frameBurst: 200,
@@ -160,6 +161,12 @@ export interface RelayConfig {
    * with 1008 `too many connections for this user`. A closed connection frees its slot at once.
    */
   maxConnectionsPerUser: number;
+  /**
+   * Failed authentications one source address may have per minute (and at once) before its
+   * upgrades and hellos are refused unverified until it has one left; 0: no limit. Off behind a
+   * proxy, where every client has the proxy's address.
+   */
+  authFailureRatePerAddress: number;
   /** Inbound frames per connection: sustained rate and burst; past it the connection is closed (1008). */
   frameRatePerSec: number;
   frameBurst: number;
@@ -333,6 +340,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
       eventLoopLagShedMs: read(env, 'EVENT_LOOP_LAG_SHED_MS', int(1), DEFAULTS.eventLoopLagShedMs),
     },
     maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER', int(0), DEFAULTS.maxConnectionsPerUser),
+    authFailureRatePerAddress: read(env, 'AUTH_FAILURE_RATE_PER_ADDRESS', int(0, 1_000_000), DEFAULTS.authFailureRatePerAddress),
     frameRatePerSec: read(env, 'FRAME_RATE_PER_SEC', int(1), DEFAULTS.frameRatePerSec),
     frameBurst: read(env, 'FRAME_BURST', int(1), DEFAULTS.frameBurst),
     redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),

@@ -25,6 +25,7 @@ import { SUBPROTOCOL } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber } from '../delivery/user-stream.js';
 import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
+import { AUTH_FAILURES_REFUSAL, AuthFailureLimiter } from '../overload/auth-failures.js';
 import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
@@ -88,6 +89,7 @@ export class Gateway {
   private readonly sweeps: TimerHandle[];
   private readonly userCap: UserConnectionCap<ClientConnection>;
   private readonly pendingUpgrades: PendingUpgrades<Socket>;
+  private readonly authFailures: AuthFailureLimiter;
   private pendingHellos = 0;
   private accepting = true;
   private closing: Promise<void> | undefined;
@@ -97,6 +99,7 @@ export class Gateway {
     this.admission = new AdmissionControl(config.admission, clock.now());
     this.userCap = new UserConnectionCap(config.maxConnectionsPerUser);
     this.pendingUpgrades = new PendingUpgrades(config.admission.maxPendingUpgrades);
+    this.authFailures = new AuthFailureLimiter(config.authFailureRatePerAddress);
     options.registry.setAttachGate((user, sub) => this.admitToUser(user, sub));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -216,10 +219,14 @@ export class Gateway {
     this.pendingUpgrades.settle(socket);
     socket.on('error', () => socket.destroy());
     if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
-    const check = checkUpgrade(request, config);
+    const authGate = this.authFailures.gate(socket.remoteAddress, () => this.options.clock.now());
+    const check = checkUpgrade(request, config, authGate);
     if (!check.ok) {
       events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
-      return refuseUpgrade(socket, check.status, check.message);
+      if (check.status === 429) events.emit('refused', AUTH_FAILURES_REFUSAL);
+      const headers: Record<string, string> = {};
+      if (check.retryAfterMs !== undefined) headers['Retry-After'] = String(Math.max(1, Math.ceil(check.retryAfterMs / 1000)));
+      return refuseUpgrade(socket, check.status, check.message, headers);
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const unavailable = this.options.unavailable();
@@ -234,6 +241,7 @@ export class Gateway {
         registry: this.options.registry,
         logger: this.options.logger,
         headerIdentity: check.identity,
+        authGate,
         events,
         retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),
         onHelloSettled: () => {

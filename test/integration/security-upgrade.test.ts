@@ -175,6 +175,58 @@ describe('sockets before the upgrade', () => {
   });
 });
 
+describe('failed authentications per address', () => {
+  /** The refusal of an upgrade that must be refused: its status and Retry-After header. */
+  async function refusedWith(url: string, options: Parameters<typeof RawClient.connect>[1] = {}): Promise<HttpRefusal> {
+    const refusal = await RawClient.connect(url, options).then(
+      (client) => {
+        client.terminate();
+        throw new Error('the upgrade was accepted');
+      },
+      (error: unknown) => error,
+    );
+    if (!(refusal instanceof HttpRefusal)) throw refusal;
+    return refusal;
+  }
+
+  it('refuses an address after AUTH_FAILURE_RATE_PER_ADDRESS failures, unverified, and does not count successes', async () => {
+    const relay = await relayWith({ AUTH_FAILURE_RATE_PER_ADDRESS: '3' });
+    const refused = refusals(relay);
+    const good = () => helloOutcome(relay.url, token(uid('good')));
+    for (let i = 0; i < 5; i += 1) expect(await good()).toMatchObject({ user: expect.any(String) });
+    // Three failures of three kinds, with successes between them.
+    expect(await helloOutcome(relay.url, 'not-a-token')).toEqual({ code: 4001 });
+    expect(await good()).toMatchObject({ user: expect.any(String) });
+    expect(await upgradeStatus(relay.url, { headers: { Authorization: `Bearer ${token(uid(), -10)}` } })).toBe(401);
+    expect(await good()).toMatchObject({ user: expect.any(String) });
+    // Open before the last failure, its hello comes after it.
+    const early = await RawClient.connect(relay.url);
+    cleanups.push(() => early.terminate());
+    expect(await helloOutcome(relay.url, signDevToken('__proto__', TEST_SECRET))).toEqual({ code: 4003 });
+    expect(refused.get('auth-failures')).toBeUndefined();
+
+    // Out of failures: every upgrade from 127.0.0.1 is refused with 429 before any token is
+    // verified, a valid header token included; a hello on a connection opened before gets 1013.
+    const plain = await refusedWith(relay.url);
+    expect(plain.status).toBe(429);
+    expect(Number(plain.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    const withHeader = await refusedWith(relay.url, { headers: { Authorization: `Bearer ${token(uid('good'))}` } });
+    expect(withHeader.status).toBe(429);
+    early.send({ type: 'hello', token: token(uid('good')) });
+    const closed = await early.closeCode();
+    expect(closed.code).toBe(1013);
+    expect(closed.reason).toMatch(/^retry-after=\d+ auth-failures$/);
+    expect(refused.get('auth-failures')).toBe(3);
+  });
+
+  it('counts nothing with AUTH_FAILURE_RATE_PER_ADDRESS=0', async () => {
+    const relay = await relayWith({ AUTH_FAILURE_RATE_PER_ADDRESS: '0' });
+    for (let i = 0; i < 10; i += 1) expect(await helloOutcome(relay.url, 'not-a-token')).toEqual({ code: 4001 });
+    const user = uid('off');
+    expect(await helloOutcome(relay.url, token(user))).toEqual({ user });
+  });
+});
+
 describe('browser origins', () => {
   it('refuses an upgrade from a browser origin with HTTP 403 by default and accepts one without Origin', async () => {
     const relay = await relayWith({});
