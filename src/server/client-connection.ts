@@ -264,10 +264,11 @@ export class ClientConnection implements Subscriber {
     this.settleHello();
     const wait = (this.options.authGate ?? OPEN_AUTH_GATE).retryAfterMs();
     if (wait > 0) {
-      // Resumable (1013): behind the same address may be clients that did nothing wrong.
+      // Resumable (1013): behind the same address may be clients that did nothing wrong; they
+      // come back spread out, and not before the address may try again.
       this.options.events?.emit('handshake', 'refused');
       this.options.events?.emit('refused', AUTH_FAILURES_REFUSAL);
-      return this.close(CloseCode.overloaded, retryAfterReason(wait, AUTH_FAILURES_REFUSAL));
+      return this.close(CloseCode.overloaded, retryAfterReason(Math.max(wait, this.options.retryAfterMs()), AUTH_FAILURES_REFUSAL));
     }
     const auth = authenticateHello(hello.token, this.options.headerIdentity, this.options.config.jwt, this.clock.now());
     if (!auth.ok) return this.closeForAuth(auth);
