@@ -2,8 +2,9 @@
  * What a client can do to the relay before and during the upgrade, over real sockets against an
  * in-process relay: sockets that never complete an upgrade request are closed at the deadline
  * (UPGRADE_TIMEOUT_MS) and capped in number (MAX_PENDING_UPGRADES); a refused upgrade's socket is
- * closed even if the client keeps its side open; browser origins are refused unless allowed; and
- * reserved user ids are refused like any invalid id.
+ * closed even if the client keeps its side open; an address out of failed authentications
+ * (AUTH_FAILURE_RATE_PER_ADDRESS) is refused before any token is verified, successes not counted;
+ * browser origins are refused unless allowed; and reserved user ids are refused like any invalid id.
  */
 import { once } from 'node:events';
 import net from 'node:net';
