@@ -26,6 +26,7 @@ import {
 } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
+import { AUTH_FAILURES_REFUSAL, OPEN_AUTH_GATE, type AuthGate } from '../overload/auth-failures.js';
 import { TokenBucket } from '../overload/token-bucket.js';
 import { settledWithin } from '../settle.js';
 import { decideAckProgress } from './ack-progress.js';
@@ -44,6 +45,11 @@ export interface ClientConnectionOptions {
   logger: Logger;
   /** The identity from the upgrade's Authorization header, if it had one. */
   headerIdentity: Identity | undefined;
+  /**
+   * The failed-authentication limit of the connection's address: a hello from an address out of
+   * failures is refused before its token is verified, and every failed authentication counts.
+   */
+  authGate?: AuthGate;
   /** Jittered retry-after (ms) for 1013 refusals. */
   retryAfterMs: () => number;
   /** Called once when the connection leaves the awaiting-hello state (admission counts these). */
@@ -243,6 +249,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
+    (this.options.authGate ?? OPEN_AUTH_GATE).failed();
     this.options.events?.emit('handshake', result.failure);
     // The client gets the generic reason; which check failed is for operators only.
     this.log.debug({ user: this.user, failure: result.failure, detail: result.detail }, 'token refused');
@@ -257,6 +264,14 @@ export class ClientConnection implements Subscriber {
 
   private async onHello(hello: HelloFrame): Promise<void> {
     this.settleHello();
+    const wait = (this.options.authGate ?? OPEN_AUTH_GATE).retryAfterMs();
+    if (wait > 0) {
+      // Resumable (1013): behind the same address may be clients that did nothing wrong; they
+      // come back spread out, and not before the address may try again.
+      this.options.events?.emit('handshake', 'refused');
+      this.options.events?.emit('refused', AUTH_FAILURES_REFUSAL);
+      return this.close(CloseCode.overloaded, retryAfterReason(Math.max(wait, this.options.retryAfterMs()), AUTH_FAILURES_REFUSAL));
+    }
     const auth = authenticateHello(hello.token, this.options.headerIdentity, this.options.config.jwt, this.clock.now());
     if (!auth.ok) return this.closeForAuth(auth);
     const { config } = this.options;

@@ -9,6 +9,8 @@ import { loadConfig } from '../../src/config.js';
 import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { RelayEvents } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
+import { AuthFailureLimiter, type AuthGate } from '../../src/overload/auth-failures.js';
+import { signDevToken } from '../../src/server/auth.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
 import { backgroundClock } from '../../src/delivery/background-clock.js';
 
@@ -63,7 +65,7 @@ const config = loadConfig({
   HELLO_TIMEOUT_MS: '10000',
 });
 
-function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
+function connect(authGate?: AuthGate): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
   const socket = new FakeSocket();
   const events = new RelayEvents();
   const closes: number[] = [];
@@ -74,6 +76,7 @@ function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConne
     registry: {} as StreamRegistry,
     logger: createLogger('silent'),
     headerIdentity: undefined,
+    ...(authGate ? { authGate } : {}),
     retryAfterMs: () => 1_000,
     onHelloSettled: () => undefined,
     events,
@@ -161,5 +164,39 @@ describe('ClientConnection', () => {
     expect(closes).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
     expect(closes).toEqual([4001]);
+  });
+
+  it('counts every failed hello against its address and, once the address has none left, refuses hellos unverified with 1013', async () => {
+    const limiter = new AuthFailureLimiter(2);
+    let failures = 0;
+    const gate = (): AuthGate => {
+      const inner = limiter.gate('203.0.113.7', () => Date.now());
+      return {
+        retryAfterMs: () => inner.retryAfterMs(),
+        failed: () => {
+          failures += 1;
+          inner.failed();
+        },
+      };
+    };
+    const hello = (socket: FakeSocket, token: string) =>
+      socket.emit('message', Buffer.from(JSON.stringify({ type: 'hello', token })), false);
+    for (let i = 0; i < 2; i += 1) {
+      const { socket, closes } = connect(gate());
+      hello(socket, 'not-a-token');
+      await vi.runAllTimersAsync();
+      expect(closes).toEqual([4001]);
+    }
+    expect(failures).toBe(2);
+    // Out of failures: a hello is refused before its token is looked at, valid or not (a bad one
+    // verified would close with 4001 and count a third failure).
+    for (const token of [signDevToken('alice', 'unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz'), 'not-a-token']) {
+      const refused = connect(gate());
+      hello(refused.socket, token);
+      await vi.runAllTimersAsync();
+      expect(refused.closes).toEqual([1013]);
+      expect(refused.socket.reasons[0]).toMatch(/^retry-after=\d+ auth-failures$/);
+    }
+    expect(failures).toBe(2);
   });
 });
