@@ -175,7 +175,7 @@ export class ClientConnection implements Subscriber {
   private reply(frame: PongFrame | ErrorFrame): void {
     if (this.state === 'closed' || this.writer.reply(encodeFrame(frame))) return;
     this.log.info({ user: this.user, bufferedAmount: this.ws.bufferedAmount }, 'send buffer full; closing');
-    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'send-buffer-full'));
+    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'send-buffer-full'), { stopReading: true });
   }
 
   private error(code: string, message: string, seq?: number): void {
@@ -378,10 +378,16 @@ export class ClientConnection implements Subscriber {
 
   // Lifecycle ---------------------------------------------------------------------------------
 
-  /** Sends a close frame; the socket is terminated if the client does not answer in time. */
-  close(code: number, reason: string): void {
+  /**
+   * Sends a close frame; the socket is terminated if the client does not answer in time. A client
+   * closed for misbehaving (1008, or one that provokes replies and does not read them) is not
+   * read from any more: what it keeps sending waits in the kernel (TCP flow control stops it)
+   * instead of being parsed into the relay's memory until the socket is terminated.
+   */
+  close(code: number, reason: string, options: { stopReading?: boolean } = {}): void {
     if (this.state === 'closed') return;
     this.finish(code);
+    if (options.stopReading || code === CloseCode.policyViolation) this.ws.pause();
     this.ws.close(code, closeReason(reason));
     this.clock.setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_MS);
   }
