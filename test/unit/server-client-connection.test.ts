@@ -20,7 +20,13 @@ class FakeSocket extends EventEmitter {
   readonly sent: string[] = [];
   readonly reasons: string[] = [];
   bufferedAmount = 0;
+  /** Set once the relay stopped reading from this socket (ws `pause`). */
+  paused = false;
   private ended = false;
+
+  pause(): void {
+    this.paused = true;
+  }
 
   ping(payload: string): void {
     this.pings.push(payload);
@@ -129,6 +135,15 @@ describe('ClientConnection', () => {
     await vi.runAllTimersAsync();
     expect(socket.pings).toHaveLength(1);
     expect(closes).toEqual([1006]);
+  });
+
+  it('stops reading from a connection it closes for misbehaving (1008), not from one it closes to move it (1012)', () => {
+    const misbehaving = connect();
+    misbehaving.connection.close(1008, 'frame is not valid JSON');
+    expect(misbehaving.socket.paused).toBe(true);
+    const moved = connect();
+    moved.connection.close(1012, 'relay restarting');
+    expect(moved.socket.paused).toBe(false);
   });
 
   it('closes with a reason of 100 two-byte characters cut to whole characters within 123 bytes', async () => {
