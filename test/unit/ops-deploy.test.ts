@@ -34,6 +34,9 @@ type Obj = Record<string, ReturnType<typeof parseYaml>>;
 /** Stand-ins for the secrets the deployments take from the environment or a Secret (strong enough for loadConfig). */
 const SECRET = 'deploy-0123456789-abcdefghijklmnopqrstuvwxyz';
 const ADMIN_TOKEN = 'admin-deploy-0123456789-abcdefghijklmnopqrstuvwxyz';
+const REDIS_PASSWORD = 'redis-deploy-0123456789abcdef';
+/** What docker compose substitutes for the variables the stack requires. */
+const COMPOSE_VARIABLES = { JWT_SECRET: SECRET, ADMIN_TOKEN, REDIS_PASSWORD };
 
 /** What the relay's admin listener answers a request that carries no credentials (probes, health checks). */
 function anonymous(config: ReturnType<typeof loadConfig>, method: string, path: string): string {
@@ -123,10 +126,7 @@ describe('docker-compose.yml', () => {
   const relays = relayNames.map((name) => ({ name, service: services[name] as Obj }));
   const relayEnv = (service: Obj): Record<string, string> =>
     Object.fromEntries(
-      Object.entries(service.environment as Obj).map(([key, value]) => [
-        key,
-        interpolate(String(value), { JWT_SECRET: SECRET, ADMIN_TOKEN }),
-      ]),
+      Object.entries(service.environment as Obj).map(([key, value]) => [key, interpolate(String(value), COMPOSE_VARIABLES)]),
     );
   const relayConfig = loadConfig(relayEnv(relays[0]!.service));
   const adminPort = relayConfig.adminPort;
@@ -162,6 +162,26 @@ describe('docker-compose.yml', () => {
     expect(redis.volumes.some((volume: string) => volume.endsWith(':/data'))).toBe(true);
   });
 
+  it('runs Redis with a password from the environment, which the relays and the health check use', () => {
+    const redis = services.redis;
+    const command = (redis.command as string[]).map((word) => interpolate(word, COMPOSE_VARIABLES));
+    // redis-server first: the image's entrypoint then drops root before starting it.
+    expect(command[0]).toBe('redis-server');
+    expect(command[command.indexOf('--requirepass') + 1]).toBe(REDIS_PASSWORD);
+    const raw = (redis.command as string[])[command.indexOf('--requirepass') + 1];
+    expect(raw, 'required: compose refuses to start without it').toMatch(/^\$\{REDIS_PASSWORD:\?[^}]+\}$/);
+    expect(interpolate(String(redis.environment.REDISCLI_AUTH), COMPOSE_VARIABLES)).toBe(REDIS_PASSWORD);
+    // redis-cli exits 0 on NOAUTH too: the check must look for PONG.
+    const check = redis.healthcheck.test as string[];
+    expect(check[0]).toBe('CMD-SHELL');
+    expect(check[1]).toMatch(/^redis-cli ping \| grep -qx PONG$/);
+    for (const { name, service } of relays) {
+      const url = new URL(loadConfig(relayEnv(service)).redisUrl!);
+      expect(decodeURIComponent(url.password), name).toBe(REDIS_PASSWORD);
+      expect(url.username, name).toBe('');
+    }
+  });
+
   it('builds every relay node from ops/Dockerfile with a configuration the relay accepts and its own NODE_ID', () => {
     const nodeIds = new Set<string>();
     for (const { name, service } of relays) {
@@ -188,6 +208,26 @@ describe('docker-compose.yml', () => {
     for (const { name, service } of relays) expect(service.ports, name).toBeUndefined();
   });
 
+  it('publishes every port on 127.0.0.1 only; the client port by default, with LB_BIND_ADDRESS to open it', () => {
+    const published: string[] = [];
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of (service.ports ?? []) as unknown[]) {
+        // Short syntax only: the long one (target/published/host_ip) would need its own check.
+        expect(typeof port, `${name}: ${JSON.stringify(port)}`).toBe('string');
+        const raw = String(port);
+        const [address, host, container, ...rest] = interpolate(raw, {}).split(':');
+        expect(rest, `${name}: ${raw}`).toEqual([]);
+        expect(address, `${name}: ${raw} must name 127.0.0.1 (a bare host:container port listens on every interface)`).toBe('127.0.0.1');
+        expect(Number(host), `${name}: ${raw}`).toBeGreaterThan(0);
+        expect(Number(container), `${name}: ${raw}`).toBeGreaterThan(0);
+        if (raw.startsWith('$')) published.push(`${name} ${raw}`);
+      }
+    }
+    // The one address a variable may change: the load balancer's client port.
+    expect(published).toEqual([`lb \${LB_BIND_ADDRESS:-127.0.0.1}:${DEFAULTS.port}:${DEFAULTS.port}`]);
+    expect(interpolate(published[0]!.slice(3), { LB_BIND_ADDRESS: '0.0.0.0' })).toBe(`0.0.0.0:${DEFAULTS.port}:${DEFAULTS.port}`);
+  });
+
   it('opens the admin port to the compose network on purpose, and guards POST /drain with ADMIN_TOKEN from the environment', () => {
     for (const { name, service } of relays) {
       const raw = service.environment as Obj;
@@ -198,7 +238,10 @@ describe('docker-compose.yml', () => {
       expect(config.adminToken, name).toBe(ADMIN_TOKEN);
       expect(anonymous(config, 'POST', '/drain'), name).toBe('unauthorized');
     }
-    expect(text('docker-compose.yml')).toContain('ADMIN_TOKEN=$(openssl rand -hex 32) docker compose up');
+    for (const variable of Object.keys(COMPOSE_VARIABLES)) {
+      expect(text('docker-compose.yml'), variable).toContain(`${variable}=$(openssl rand -hex 32)`);
+      expect(text('docker-compose.yml'), variable).toContain(`${variable}=%s`);
+    }
   });
 
   describe('load balancer', () => {
@@ -222,7 +265,7 @@ describe('docker-compose.yml', () => {
       expect(mountsOf(lb.volumes as string[]).get('/usr/local/etc/haproxy/haproxy.cfg')).toBe('./ops/haproxy/haproxy.cfg');
       const bind = setting(frontend, 'bind')?.[1];
       expect(bind).toMatch(/^:\d+$/);
-      expect(lb.ports).toContain(`${DEFAULTS.port}${bind}`);
+      expect((lb.ports as string[]).map((port) => interpolate(port, {}))).toContain(`127.0.0.1:${DEFAULTS.port}${bind}`);
       expect([...relayNames].sort()).toEqual([...(lb.depends_on as string[])].sort());
     });
 
@@ -274,7 +317,7 @@ describe('docker-compose.yml', () => {
     });
   });
 
-  it('uses the RabbitMQ user that definitions.json creates, with its password', () => {
+  it('uses the RabbitMQ user that definitions.json creates for the relay, with its password', () => {
     const url = new URL(String(services.relay1.environment.RABBITMQ_URL));
     const definitions = json<Obj>('ops/rabbitmq/definitions.json');
     const user = (definitions.users as Obj[]).find((entry) => entry.name === decodeURIComponent(url.username));
@@ -285,9 +328,12 @@ describe('docker-compose.yml', () => {
       .update(Buffer.concat([salt, Buffer.from(decodeURIComponent(url.password))]))
       .digest();
     expect(hash.subarray(4).equals(expected)).toBe(true);
-    expect(definitions.permissions).toContainEqual(
-      expect.objectContaining({ user: user!.name, vhost: '/', configure: '.*', write: '.*', read: '.*' }),
-    );
+    // The relay's own rights only (test/unit/ops-rabbitmq-permissions.test.ts checks the patterns).
+    const granted = (definitions.permissions as Obj[]).filter((entry) => entry.user === user!.name);
+    expect(granted).toHaveLength(1);
+    expect(granted[0]!.vhost).toBe('/');
+    expect([granted[0]!.configure, granted[0]!.write, granted[0]!.read]).not.toContain('.*');
+    expect(user!.tags).toEqual([]);
   });
 
   it('loads the alert rules into Prometheus and scrapes the admin port of every relay node', () => {
@@ -348,10 +394,18 @@ describe('ops/Dockerfile', () => {
   it('is multi-stage: npm ci and npm run build in a build stage, a runtime stage without dev dependencies', () => {
     const from = instructions.filter((line) => line.startsWith('FROM '));
     expect(from.length).toBeGreaterThanOrEqual(2);
-    expect(from[0]).toMatch(/^FROM node:20\S* AS build$/);
+    expect(from[0]).toMatch(/^FROM node:\S+ AS build$/);
     expect(instructions).toContainEqual(expect.stringMatching(/^RUN npm ci\b/));
     expect(instructions).toContainEqual(expect.stringMatching(/^RUN npm run build\b.*npm prune --omit=dev/));
     expect(instructions).toContainEqual(expect.stringMatching(/^COPY --from=build \/app\/dist\/src /));
+  });
+
+  it('runs on Node 22 LTS, one exact release in every stage, while package.json still supports Node 20', () => {
+    const images = instructions.filter((line) => line.startsWith('FROM ')).map((line) => line.split(/\s+/)[1]);
+    // Node 20 reached its end of life in April 2026; an exact tag rebuilds the same runtime.
+    for (const image of images) expect(image).toMatch(/^node:22\.\d+\.\d+-bookworm-slim$/);
+    expect(new Set(images).size).toBe(1);
+    expect(json<Obj>('package.json').engines.node).toBe('>=20.0.0');
   });
 
   it('runs node dist/src/main.js as a non-root user, with the CLI on the PATH', () => {
