@@ -67,6 +67,8 @@ export interface ClientConnectionOptions {
 const MAX_TIMER_MS = 2_147_483_647;
 /** How long a client has to answer a close frame before its socket is cut. */
 const CLOSE_HANDSHAKE_MS = 5_000;
+/** How long a socket that is no longer read from is kept after its close frame (see `close`). */
+const UNREAD_CLOSE_MS = 500;
 /** What `ws` reports for a socket cut without a close frame; a heartbeat cut is counted under it. */
 const NO_CLOSE_FRAME = 1006;
 
@@ -387,9 +389,12 @@ export class ClientConnection implements Subscriber {
   close(code: number, reason: string, options: { stopReading?: boolean } = {}): void {
     if (this.state === 'closed') return;
     this.finish(code);
-    if (options.stopReading || code === CloseCode.policyViolation) this.ws.pause();
+    const stopReading = options.stopReading === true || code === CloseCode.policyViolation;
+    // A client that is not read cannot answer the close frame: its socket goes after a short
+    // wait for the frame to be written, and the client's close event comes then.
+    if (stopReading) this.ws.pause();
     this.ws.close(code, closeReason(reason));
-    this.clock.setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_MS);
+    this.clock.setTimeout(() => this.ws.terminate(), stopReading ? UNREAD_CLOSE_MS : CLOSE_HANDSHAKE_MS);
   }
 
   /**
