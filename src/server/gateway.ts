@@ -14,6 +14,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
+import { background } from '../background.js';
+import { errorMessage } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
@@ -26,7 +28,8 @@ import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
 import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 import { closeReason } from './close-reason.js';
-import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+import type { TokenKeys } from './token-keys.js';
+import { checkUpgrade, refuseUpgrade, type UpgradeCheck } from './upgrade.js';
 import { USER_CAP_CLOSE, USER_CAP_REFUSAL, UserConnectionCap } from './user-connection-cap.js';
 
 /**
@@ -65,6 +68,8 @@ export interface GatewayOptions {
   unavailable: () => string | undefined;
   /** A node-wide reason delivery is paused, told to each connection after its welcome. */
   nodeDegraded: () => string | undefined;
+  /** The keys that verify tokens, at the upgrade and in every connection. */
+  tokenKeys: TokenKeys;
 }
 
 export class Gateway {
@@ -154,10 +159,23 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const { config, events } = this.options;
     socket.on('error', () => socket.destroy());
     if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
-    const check = checkUpgrade(request, config);
+    background(
+      checkUpgrade(request, this.options.config, this.options.tokenKeys).then((check) =>
+        this.completeUpgrade(check, request, socket, head),
+      ),
+      (error) => {
+        this.options.logger.error({ err: errorMessage(error) }, 'upgrade failed');
+        socket.destroy();
+      },
+    );
+  }
+
+  /** After the checks (the token's key may have been fetched meanwhile): refuse, or upgrade and admit. */
+  private completeUpgrade(check: UpgradeCheck, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const { config, events } = this.options;
+    if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
     if (!check.ok) {
       events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
       return refuseUpgrade(socket, check.status, check.message);
@@ -175,6 +193,7 @@ export class Gateway {
         registry: this.options.registry,
         logger: this.options.logger,
         headerIdentity: check.identity,
+        tokenKeys: this.options.tokenKeys,
         events,
         retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),
         onHelloSettled: () => {

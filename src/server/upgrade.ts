@@ -1,13 +1,15 @@
 /**
  * Checks of an HTTP upgrade request before the WebSocket handshake: path, subprotocol, origin
- * and, when the Authorization header carries a token, the token. Refusals are plain HTTP
- * responses, so a client can tell them apart from a close code.
+ * and, when the Authorization header carries a token, the token (asynchronous: its key may have to
+ * be fetched, token-keys.ts). Refusals are plain HTTP responses, so a client can tell them apart
+ * from a close code.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RelayConfig } from '../config.js';
 import { STREAM_PATH, SUBPROTOCOL } from '../protocol/frames.js';
 import { verifyToken, type Identity } from './auth.js';
+import type { TokenKeys } from './token-keys.js';
 
 export type UpgradeCheck = { ok: true; identity: Identity | undefined } | { ok: false; status: number; message: string };
 
@@ -16,7 +18,7 @@ function offeredProtocols(request: IncomingMessage): string[] {
   return typeof header === 'string' ? header.split(',').map((p) => p.trim()) : [];
 }
 
-export function checkUpgrade(request: IncomingMessage, config: RelayConfig): UpgradeCheck {
+export async function checkUpgrade(request: IncomingMessage, config: RelayConfig, tokenKeys: TokenKeys): Promise<UpgradeCheck> {
   const path = (request.url ?? '').split('?')[0];
   if (path !== STREAM_PATH) return { ok: false, status: 404, message: `not found: the stream is at ${STREAM_PATH}` };
   if (!offeredProtocols(request).includes(SUBPROTOCOL)) {
@@ -30,7 +32,7 @@ export function checkUpgrade(request: IncomingMessage, config: RelayConfig): Upg
   if (authorization === undefined) return { ok: true, identity: undefined };
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);
   if (!match?.[1]) return { ok: false, status: 401, message: 'Authorization header must be: Bearer <token>' };
-  const result = verifyToken(match[1], config.jwt);
+  const result = await verifyToken(match[1], tokenKeys);
   if (!result.ok) return { ok: false, status: result.failure === 'forbidden' ? 403 : 401, message: result.reason };
   return { ok: true, identity: result.identity };
 }

@@ -10,6 +10,7 @@ import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { RelayEvents } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
+import { TokenKeys } from '../../src/server/token-keys.js';
 import { backgroundClock } from '../../src/delivery/background-clock.js';
 
 /** The parts of a `ws` socket ClientConnection uses; `terminate` and `close` end it as ws does. */
@@ -74,6 +75,7 @@ function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConne
     registry: {} as StreamRegistry,
     logger: createLogger('silent'),
     headerIdentity: undefined,
+    tokenKeys: new TokenKeys(config.jwt),
     retryAfterMs: () => 1_000,
     onHelloSettled: () => undefined,
     events,
