@@ -127,7 +127,11 @@ export class TokenKeys {
     }
     const lookup = jwks
       .lookup(kid)
-      .then((found) => this.fromLookup(kid, found))
+      .then(
+        (found) => this.fromLookup(kid, found),
+        // A source that breaks its contract (lookups resolve) still refuses, never throws.
+        (error: unknown) => refuse(`kid ${shownKid(kid)}: JWKS lookup failed (${error instanceof Error ? error.name : 'error'})`),
+      )
       .finally(() => this.pending.delete(kid));
     this.pending.set(kid, lookup);
     return lookup;
