@@ -25,6 +25,7 @@ export const DEFAULTS = {
   historyMaxCount: 1_000,
   historyMaxAgeMs: 60 * 60 * 1000,
   helloTimeoutMs: 10_000,
+  upgradeTimeoutMs: 10_000,
   attachTimeoutMs: 10_000,
   heartbeatMs: 25_000,
   maxPayloadBytes: 64 * 1024,
@@ -54,7 +55,11 @@ export const DEFAULTS = {
   connectionRatePerSec: 500,
   connectionBurst: 1_000,
   maxPendingHellos: 2_000,
+  // The listen backlog (gateway.ts): a reconnect storm that fills it is accepted whole, and each
+  // client then gets a close code with a retry-after instead of a dropped socket.
+  maxPendingUpgrades: 4_096,
   maxConnectionsPerUser: 10,
+  authFailureRatePerAddress: 30,
   eventLoopLagShedMs: 500,
   frameRatePerSec: 50,
   frameBurst: 200,
@@ -125,8 +130,12 @@ export interface RelayConfig {
   /** /metrics needs the admin token too (ADMIN_TOKEN must be set). */
   metricsRequireToken: boolean;
   jwt: JwtConfig;
-  /** Empty: any origin. */
-  allowedOrigins: string[];
+  /**
+   * Browser origins allowed to upgrade (`scheme://host[:port]`, as browsers send them), or `*`
+   * for any. Empty (the default): none, so that a page on another site cannot open a connection
+   * with a user's token. Requests without an `Origin` header (not from a browser) are not affected.
+   */
+  allowedOrigins: '*' | string[];
   queueType: QueueType;
   queueMaxLength: number;
   queueDeliveryLimit: number;
@@ -135,6 +144,11 @@ export interface RelayConfig {
   historyMaxCount: number;
   historyMaxAgeMs: number;
   helloTimeoutMs: number;
+  /**
+   * From the TCP connection to a complete HTTP request (the upgrade): a socket that has not sent
+   * one by then gets HTTP 408 and is closed.
+   */
+  upgradeTimeoutMs: number;
   /** A hello whose user stream is not ready within this long is closed with 1013 (the client retries). */
   attachTimeoutMs: number;
   heartbeatMs: number;
@@ -170,6 +184,8 @@ export interface RelayConfig {
     connectionRatePerSec: number;
     connectionBurst: number;
     maxPendingHellos: number;
+    /** Sockets accepted that have not sent a complete upgrade request; past it a new socket is closed at once. */
+    maxPendingUpgrades: number;
     eventLoopLagShedMs: number;
   };
   /**
@@ -177,6 +193,12 @@ export interface RelayConfig {
    * with 1008 `too many connections for this user`. A closed connection frees its slot at once.
    */
   maxConnectionsPerUser: number;
+  /**
+   * Failed authentications one source address may have per minute (and at once) before its
+   * upgrades and hellos are refused unverified until it has one left; 0: no limit. Off behind a
+   * proxy, where every client has the proxy's address.
+   */
+  authFailureRatePerAddress: number;
   /** Inbound frames per connection: sustained rate and burst; past it the connection is closed (1008). */
   frameRatePerSec: number;
   frameBurst: number;
@@ -255,6 +277,33 @@ function readJwksUrl(env: Env): string | undefined {
     'must be an https:// URL (http:// only to localhost, 127.0.0.1 or ::1): keys fetched in the clear can be replaced on the way',
   );
 }
+
+/**
+ * An allowed origin, in the form browsers send it (lowercase scheme and host, no default port, no
+ * path); `null`, the origin of sandboxed and file pages, is refused: allowing it would allow them all.
+ */
+function serializedOrigin(entry: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(entry);
+  } catch {
+    return undefined;
+  }
+  const bare = parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
+  return bare && parsed.origin !== 'null' ? parsed.origin : undefined;
+}
+
+const origins = list.transform((entries, context): '*' | string[] => {
+  if (entries.includes('*')) {
+    if (entries.length > 1) context.addIssue({ code: 'custom', message: '* allows every origin and stands alone' });
+    return '*';
+  }
+  return entries.map((entry) => {
+    const origin = serializedOrigin(entry);
+    if (origin === undefined) context.addIssue({ code: 'custom', message: `${entry} is not an origin like https://app.example[:port]` });
+    return origin ?? entry;
+  });
+});
 
 /** JWT_SECRET or JWT_PUBLIC_KEY_FILE as configured (at most one of them), or undefined. */
 function readSingleKey(env: Env, keySetConfigured: boolean): string | Buffer | undefined {
@@ -376,7 +425,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     adminToken: loadAdminToken(env),
     metricsRequireToken: read(env, 'METRICS_REQUIRE_TOKEN', onOff, false),
     jwt: loadJwt(env),
-    allowedOrigins: read(env, 'ALLOWED_ORIGINS', list, []),
+    allowedOrigins: read(env, 'ALLOWED_ORIGINS', origins, []),
     queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
     queueMaxLength: read(env, 'QUEUE_MAX_LENGTH', int(1), DEFAULTS.queueMaxLength),
     queueDeliveryLimit: read(env, 'QUEUE_DELIVERY_LIMIT', int(1, 1000), DEFAULTS.queueDeliveryLimit),
@@ -385,6 +434,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),
     historyMaxAgeMs: read(env, 'HISTORY_MAX_AGE_MS', int(0), DEFAULTS.historyMaxAgeMs),
     helloTimeoutMs: read(env, 'HELLO_TIMEOUT_MS', int(100), DEFAULTS.helloTimeoutMs),
+    upgradeTimeoutMs: read(env, 'UPGRADE_TIMEOUT_MS', int(100, 3_600_000), DEFAULTS.upgradeTimeoutMs),
     attachTimeoutMs: read(env, 'ATTACH_TIMEOUT_MS', int(100), DEFAULTS.attachTimeoutMs),
     heartbeatMs: read(env, 'HEARTBEAT_MS', int(100), DEFAULTS.heartbeatMs),
     maxPayloadBytes: read(env, 'MAX_PAYLOAD_BYTES', int(256, 16 * 1024 * 1024), DEFAULTS.maxPayloadBytes),
@@ -411,9 +461,11 @@ export function loadConfig(env: Env = process.env): RelayConfig {
       connectionRatePerSec: read(env, 'CONNECTION_RATE_PER_SEC', int(1), DEFAULTS.connectionRatePerSec),
       connectionBurst: read(env, 'CONNECTION_BURST', int(1), DEFAULTS.connectionBurst),
       maxPendingHellos: read(env, 'MAX_PENDING_HELLOS', int(1), DEFAULTS.maxPendingHellos),
+      maxPendingUpgrades: read(env, 'MAX_PENDING_UPGRADES', int(1, 1_000_000), DEFAULTS.maxPendingUpgrades),
       eventLoopLagShedMs: read(env, 'EVENT_LOOP_LAG_SHED_MS', int(1), DEFAULTS.eventLoopLagShedMs),
     },
     maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER', int(0), DEFAULTS.maxConnectionsPerUser),
+    authFailureRatePerAddress: read(env, 'AUTH_FAILURE_RATE_PER_ADDRESS', int(0, 1_000_000), DEFAULTS.authFailureRatePerAddress),
     frameRatePerSec: read(env, 'FRAME_RATE_PER_SEC', int(1), DEFAULTS.frameRatePerSec),
     frameBurst: read(env, 'FRAME_BURST', int(1), DEFAULTS.frameBurst),
     redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),

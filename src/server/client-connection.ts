@@ -26,6 +26,7 @@ import {
 } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber, UserStream } from '../delivery/user-stream.js';
+import { AUTH_FAILURES_REFUSAL, OPEN_AUTH_GATE, type AuthGate } from '../overload/auth-failures.js';
 import { TokenBucket } from '../overload/token-bucket.js';
 import { settledWithin } from '../settle.js';
 import { decideAckProgress } from './ack-progress.js';
@@ -47,6 +48,11 @@ export interface ClientConnectionOptions {
   headerIdentity: Identity | undefined;
   /** The keys that verify hello and refresh tokens (the relay's one set: reloads reach every connection). */
   tokenKeys: TokenKeys;
+  /**
+   * The failed-authentication limit of the connection's address: a hello from an address out of
+   * failures is refused before its token is verified, and every failed authentication counts.
+   */
+  authGate?: AuthGate;
   /** Jittered retry-after (ms) for 1013 refusals. */
   retryAfterMs: () => number;
   /** Called once when the connection leaves the awaiting-hello state (admission counts these). */
@@ -175,7 +181,7 @@ export class ClientConnection implements Subscriber {
   private reply(frame: PongFrame | ErrorFrame): void {
     if (this.state === 'closed' || this.writer.reply(encodeFrame(frame))) return;
     this.log.info({ user: this.user, bufferedAmount: this.ws.bufferedAmount }, 'send buffer full; closing');
-    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'send-buffer-full'));
+    this.close(CloseCode.overloaded, retryAfterReason(this.options.retryAfterMs(), 'send-buffer-full'), { stopReading: true });
   }
 
   private error(code: string, message: string, seq?: number): void {
@@ -249,6 +255,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
+    (this.options.authGate ?? OPEN_AUTH_GATE).failed();
     this.options.events?.emit('handshake', result.failure);
     // The client gets the generic reason; which check failed is for operators only.
     this.log.debug({ user: this.user, failure: result.failure, detail: result.detail }, 'token refused');
@@ -263,6 +270,14 @@ export class ClientConnection implements Subscriber {
 
   private async onHello(hello: HelloFrame): Promise<void> {
     this.settleHello();
+    const wait = (this.options.authGate ?? OPEN_AUTH_GATE).retryAfterMs();
+    if (wait > 0) {
+      // Resumable (1013): behind the same address may be clients that did nothing wrong; they
+      // come back spread out, and not before the address may try again.
+      this.options.events?.emit('handshake', 'refused');
+      this.options.events?.emit('refused', AUTH_FAILURES_REFUSAL);
+      return this.close(CloseCode.overloaded, retryAfterReason(Math.max(wait, this.options.retryAfterMs()), AUTH_FAILURES_REFUSAL));
+    }
     this.moveTo('authenticating');
     const auth = await authenticateHello(hello.token, this.options.headerIdentity, this.options.tokenKeys, this.clock.now());
     if (this.isClosed()) return;
@@ -385,10 +400,16 @@ export class ClientConnection implements Subscriber {
 
   // Lifecycle ---------------------------------------------------------------------------------
 
-  /** Sends a close frame; the socket is terminated if the client does not answer in time. */
-  close(code: number, reason: string): void {
+  /**
+   * Sends a close frame; the socket is terminated if the client does not answer in time. A client
+   * closed for misbehaving (1008, or one that provokes replies and does not read them) is not
+   * read from any more: what it keeps sending waits in the kernel (TCP flow control stops it)
+   * instead of being parsed into the relay's memory until the socket is terminated.
+   */
+  close(code: number, reason: string, options: { stopReading?: boolean } = {}): void {
     if (this.state === 'closed') return;
     this.finish(code);
+    if (options.stopReading || code === CloseCode.policyViolation) this.ws.pause();
     this.ws.close(code, closeReason(reason));
     this.clock.setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_MS);
   }

@@ -4,13 +4,17 @@
  * ack progress), and the per-user connection cap (user-connection-cap.ts), enforced through the
  * registry's attach gate so that a connection past it never joins its user's stream.
  *
+ * Before the upgrade, sockets are bounded (upgrade-limits.ts): at most MAX_PENDING_UPGRADES
+ * without a complete request (a new one past it is closed at once), each closed with HTTP 408 when
+ * it has not sent one within UPGRADE_TIMEOUT_MS, and every refusal closes its socket.
+ *
  * Guarantees: after `stopAccepting()` every upgrade is refused with HTTP 503 and the sweeps are
  * stopped; `close()` (idempotent) cuts the sockets still open and closes the listener. The
  * gateway owns its listener, its WebSocket server, its timers and the lag monitor; it never
  * closes the registry or the dependencies it was handed.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
@@ -23,6 +27,7 @@ import { SUBPROTOCOL } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber } from '../delivery/user-stream.js';
 import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
+import { AUTH_FAILURES_REFUSAL, AuthFailureLimiter, type AuthGate } from '../overload/auth-failures.js';
 import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
@@ -30,6 +35,14 @@ import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.
 import { closeReason } from './close-reason.js';
 import type { TokenKeys } from './token-keys.js';
 import { checkUpgrade, refuseUpgrade, type UpgradeCheck } from './upgrade.js';
+import {
+  MAX_SOCKETS_REFUSAL,
+  PENDING_UPGRADES_REFUSAL,
+  PendingUpgrades,
+  UPGRADE_TIMEOUT_REFUSAL,
+  checkIntervalMs,
+  maxSockets,
+} from './upgrade-limits.js';
 import { USER_CAP_CLOSE, USER_CAP_REFUSAL, UserConnectionCap } from './user-connection-cap.js';
 
 /**
@@ -80,6 +93,8 @@ export class Gateway {
   private readonly admission: AdmissionControl;
   private readonly sweeps: TimerHandle[];
   private readonly userCap: UserConnectionCap<ClientConnection>;
+  private readonly pendingUpgrades: PendingUpgrades<Socket>;
+  private readonly authFailures: AuthFailureLimiter;
   private pendingHellos = 0;
   private accepting = true;
   private closing: Promise<void> | undefined;
@@ -88,6 +103,8 @@ export class Gateway {
     const { config, clock } = options;
     this.admission = new AdmissionControl(config.admission, clock.now());
     this.userCap = new UserConnectionCap(config.maxConnectionsPerUser);
+    this.pendingUpgrades = new PendingUpgrades(config.admission.maxPendingUpgrades);
+    this.authFailures = new AuthFailureLimiter(config.authFailureRatePerAddress);
     options.registry.setAttachGate((user, sub) => this.admitToUser(user, sub));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -95,11 +112,23 @@ export class Gateway {
       perMessageDeflate: false,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
-    this.http = createServer((_request: IncomingMessage, response: ServerResponse) => {
-      response.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8' });
-      response.end('this endpoint speaks WebSocket: GET /v1/stream with subprotocol inbox-relay.v1\n');
-    });
-    this.http.on('upgrade', (request: IncomingMessage, socket, head) => this.onUpgrade(request, socket, head));
+    // Node's request deadlines cover a request from the moment its socket is accepted, upgrade
+    // requests included, and end with a clientError (onClientError); an upgraded socket is no
+    // longer watched.
+    const deadline = config.upgradeTimeoutMs;
+    this.http = createServer(
+      { headersTimeout: deadline, requestTimeout: deadline, connectionsCheckingInterval: checkIntervalMs(deadline) },
+      (_request: IncomingMessage, response: ServerResponse) => {
+        // Connection: close, so that a socket that will not upgrade does not stay as a pending one.
+        response.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+        response.end('this endpoint speaks WebSocket: GET /v1/stream with subprotocol inbox-relay.v1\n');
+      },
+    );
+    this.http.maxConnections = maxSockets(config.admission);
+    this.http.on('drop', () => options.events.emit('refused', MAX_SOCKETS_REFUSAL));
+    this.http.on('connection', (socket: Socket) => this.onConnection(socket));
+    this.http.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(error, socket));
+    this.http.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(request, socket, head));
     this.sweeps = [
       clock.setInterval(() => this.heartbeat(), config.heartbeatMs),
       clock.setInterval(() => this.checkAckProgress(), ackSweepIntervalMs(config.ackTimeoutMs)),
@@ -109,6 +138,11 @@ export class Gateway {
   /** Open client connections. */
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Sockets accepted that have not completed their upgrade request. */
+  get pendingUpgradeCount(): number {
+    return this.pendingUpgrades.size;
   }
 
   /** Binds the listener; resolves with the port. */
@@ -158,12 +192,41 @@ export class Gateway {
     for (const connection of [...this.connections]) connection.checkAckProgress(now);
   }
 
-  private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /**
+   * A socket was accepted: it counts as a pending upgrade until its upgrade request is complete or
+   * it closes. Past MAX_PENDING_UPGRADES it is closed at once: it has sent nothing to answer yet,
+   * and closing it costs less than anything else.
+   */
+  private onConnection(socket: Socket): void {
+    if (!this.pendingUpgrades.admit(socket)) {
+      this.options.events.emit('refused', PENDING_UPGRADES_REFUSAL);
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => this.pendingUpgrades.settle(socket));
+  }
+
+  /**
+   * A socket's request failed before it reached a handler: past the deadline (408, counted as a
+   * refusal), or not HTTP. Node leaves answering and closing the socket to this listener.
+   */
+  private onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      this.options.events.emit('refused', UPGRADE_TIMEOUT_REFUSAL);
+      return refuseUpgrade(socket, 408, `no complete request within ${this.options.config.upgradeTimeoutMs} ms`);
+    }
+    if (error.code === 'HPE_HEADER_OVERFLOW') return refuseUpgrade(socket, 431, 'request headers too large');
+    refuseUpgrade(socket, 400, 'bad request');
+  }
+
+  private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
+    this.pendingUpgrades.settle(socket);
     socket.on('error', () => socket.destroy());
     if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
+    const authGate = this.authFailures.gate(socket.remoteAddress, () => this.options.clock.now());
     background(
-      checkUpgrade(request, this.options.config, this.options.tokenKeys).then((check) =>
-        this.completeUpgrade(check, request, socket, head),
+      checkUpgrade(request, this.options.config, this.options.tokenKeys, authGate).then((check) =>
+        this.completeUpgrade(check, authGate, request, socket, head),
       ),
       (error) => {
         this.options.logger.error({ err: errorMessage(error) }, 'upgrade failed');
@@ -173,12 +236,15 @@ export class Gateway {
   }
 
   /** After the checks (the token's key may have been fetched meanwhile): refuse, or upgrade and admit. */
-  private completeUpgrade(check: UpgradeCheck, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  private completeUpgrade(check: UpgradeCheck, authGate: AuthGate, request: IncomingMessage, socket: Socket, head: Buffer): void {
     const { config, events } = this.options;
     if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
     if (!check.ok) {
       events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
-      return refuseUpgrade(socket, check.status, check.message);
+      if (check.status === 429) events.emit('refused', AUTH_FAILURES_REFUSAL);
+      const headers: Record<string, string> = {};
+      if (check.retryAfterMs !== undefined) headers['Retry-After'] = String(Math.max(1, Math.ceil(check.retryAfterMs / 1000)));
+      return refuseUpgrade(socket, check.status, check.message, headers);
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const unavailable = this.options.unavailable();
@@ -194,6 +260,7 @@ export class Gateway {
         logger: this.options.logger,
         headerIdentity: check.identity,
         tokenKeys: this.options.tokenKeys,
+        authGate,
         events,
         retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),
         onHelloSettled: () => {

@@ -38,6 +38,8 @@ export interface Relay {
   readonly bus: NodeBus | undefined;
   /** Open client connections. */
   readonly connectionCount: number;
+  /** Sockets accepted that have not completed their upgrade request (bounded by MAX_PENDING_UPGRADES). */
+  readonly pendingUpgradeCount: number;
   /** Accepting connections: not draining and no breaker open. */
   readonly ready: boolean;
   /** Breaker states by name. */
@@ -208,6 +210,9 @@ async function assemble(
     bus: deps.bus,
     get connectionCount() {
       return gateway.connectionCount;
+    },
+    get pendingUpgradeCount() {
+      return gateway.pendingUpgradeCount;
     },
     get ready() {
       return isReady();

@@ -47,7 +47,8 @@ describe('client SDK in chromium against the relay', () => {
     bundle = await bundleClient();
     server = await servePage(bundle.code);
     browser = await launchChromium();
-    relay = await startTestRelay(testConfig({ WINDOW_DEFAULT: '8' }));
+    // The page's origin is allowed, as an operator allows the origins of their own pages.
+    relay = await startTestRelay(testConfig({ WINDOW_DEFAULT: '8', ALLOWED_ORIGINS: new URL(server.url).origin }));
     relays.push(relay);
     producer = testProducer(relay.config);
   });

@@ -50,10 +50,13 @@ export function configVariables(): Set<string> {
   return names;
 }
 
-/** Replaces compose-style `${VAR:?message}` / `${VAR:-default}` / `${VAR}` references with values. */
+/**
+ * Replaces compose-style `${VAR:?message}` / `${VAR:-default}` / `${VAR}` references with values;
+ * a `${VAR:-default}` with no value given takes its default, as compose does.
+ */
 export function interpolate(value: string, vars: Record<string, string>): string {
-  return value.replace(/\$\{([A-Z0-9_]+)(?::[?-][^}]*)?\}/g, (_match, name: string) => {
-    const found = vars[name];
+  return value.replace(/\$\{([A-Z0-9_]+)(?::([?-])([^}]*))?\}/g, (_match, name: string, kind?: string, rest?: string) => {
+    const found = vars[name] ?? (kind === '-' ? rest : undefined);
     if (found === undefined) throw new Error(`no test value for \${${name}}`);
     return found;
   });

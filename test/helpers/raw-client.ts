@@ -55,7 +55,7 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const client = new RawClient(ws);
       ws.once('open', () => resolve(client));
-      ws.once('unexpected-response', (_request, response) => reject(new HttpRefusal(response.statusCode ?? 0)));
+      ws.once('unexpected-response', (_request, response) => reject(new HttpRefusal(response.statusCode ?? 0, response.headers)));
       ws.once('error', reject);
     });
   }
@@ -105,7 +105,10 @@ export class RawClient {
 }
 
 export class HttpRefusal extends Error {
-  constructor(readonly status: number) {
+  constructor(
+    readonly status: number,
+    readonly headers: Readonly<Record<string, string | string[] | undefined>> = {},
+  ) {
     super(`upgrade refused with HTTP ${status}`);
   }
 }

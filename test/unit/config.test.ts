@@ -127,6 +127,17 @@ describe('config', () => {
       expect(authentication, variable).toContain(`\`${variable}\``);
   });
 
+  it('takes ALLOWED_ORIGINS as origins in the form browsers send them, or * alone for any', () => {
+    const origins = (value: string) => loadConfig({ JWT_SECRET: SECRET, ALLOWED_ORIGINS: value }).allowedOrigins;
+    expect(origins('')).toEqual([]);
+    expect(origins('*')).toBe('*');
+    expect(origins(' * ')).toBe('*');
+    expect(origins('https://App.Example:443, http://127.0.0.1:3000/')).toEqual(['https://app.example', 'http://127.0.0.1:3000']);
+    expect(errorOf({ JWT_SECRET: SECRET, ALLOWED_ORIGINS: '*,https://a.example' })).toMatch(/^ALLOWED_ORIGINS: \* allows every origin/);
+    for (const bad of ['https://a.example/app', 'a.example', 'null', 'https://a.example/?x=1', 'https://user@a.example'])
+      expect(errorOf({ JWT_SECRET: SECRET, ALLOWED_ORIGINS: bad }), bad).toMatch(/^ALLOWED_ORIGINS: .* is not an origin like/);
+  });
+
   it('does not modify the environment it reads', () => {
     const env = Object.freeze({ JWT_SECRET: SECRET, ALLOWED_ORIGINS: 'https://a.example, https://b.example' });
     expect(loadConfig(env).allowedOrigins).toEqual(['https://a.example', 'https://b.example']);

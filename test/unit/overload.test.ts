@@ -14,6 +14,17 @@ describe('TokenBucket', () => {
     expect(bucket.take(499)).toBe(false);
     expect(bucket.take(1_000)).toBe(true);
   });
+
+  it('says when the next token comes and when it is full again, taking nothing', () => {
+    const bucket = new TokenBucket(0.5, 2, 0);
+    expect(bucket.isFull(0)).toBe(true);
+    expect([bucket.take(0), bucket.take(0)]).toEqual([true, true]);
+    expect(bucket.msUntilTokenAt(0)).toBe(2_000);
+    expect(bucket.msUntilTokenAt(1_500)).toBe(500);
+    expect(bucket.msUntilTokenAt(2_000)).toBe(0);
+    expect(bucket.isFull(3_999)).toBe(false);
+    expect(bucket.isFull(4_000)).toBe(true);
+  });
 });
 
 describe('AdmissionControl', () => {

@@ -9,6 +9,8 @@ import { loadConfig } from '../../src/config.js';
 import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { RelayEvents } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
+import { AuthFailureLimiter, type AuthGate } from '../../src/overload/auth-failures.js';
+import { signDevToken } from '../../src/server/auth.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
 import { TokenKeys } from '../../src/server/token-keys.js';
 import { backgroundClock } from '../../src/delivery/background-clock.js';
@@ -19,7 +21,13 @@ class FakeSocket extends EventEmitter {
   readonly sent: string[] = [];
   readonly reasons: string[] = [];
   bufferedAmount = 0;
+  /** Set once the relay stopped reading from this socket (ws `pause`). */
+  paused = false;
   private ended = false;
+
+  pause(): void {
+    this.paused = true;
+  }
 
   ping(payload: string): void {
     this.pings.push(payload);
@@ -64,7 +72,7 @@ const config = loadConfig({
   HELLO_TIMEOUT_MS: '10000',
 });
 
-function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
+function connect(authGate?: AuthGate): { socket: FakeSocket; closes: number[]; removed: ClientConnection[]; connection: ClientConnection } {
   const socket = new FakeSocket();
   const events = new RelayEvents();
   const closes: number[] = [];
@@ -76,6 +84,7 @@ function connect(): { socket: FakeSocket; closes: number[]; removed: ClientConne
     logger: createLogger('silent'),
     headerIdentity: undefined,
     tokenKeys: new TokenKeys(config.jwt),
+    ...(authGate ? { authGate } : {}),
     retryAfterMs: () => 1_000,
     onHelloSettled: () => undefined,
     events,
@@ -130,6 +139,15 @@ describe('ClientConnection', () => {
     expect(closes).toEqual([1006]);
   });
 
+  it('stops reading from a connection it closes for misbehaving (1008), not from one it closes to move it (1012)', () => {
+    const misbehaving = connect();
+    misbehaving.connection.close(1008, 'frame is not valid JSON');
+    expect(misbehaving.socket.paused).toBe(true);
+    const moved = connect();
+    moved.connection.close(1012, 'relay restarting');
+    expect(moved.socket.paused).toBe(false);
+  });
+
   it('closes with a reason of 100 two-byte characters cut to whole characters within 123 bytes', async () => {
     const { socket, closes, connection } = connect();
     expect(() => connection.close(1008, 'é'.repeat(100))).not.toThrow();
@@ -163,5 +181,39 @@ describe('ClientConnection', () => {
     expect(closes).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
     expect(closes).toEqual([4001]);
+  });
+
+  it('counts every failed hello against its address and, once the address has none left, refuses hellos unverified with 1013', async () => {
+    const limiter = new AuthFailureLimiter(2);
+    let failures = 0;
+    const gate = (): AuthGate => {
+      const inner = limiter.gate('203.0.113.7', () => Date.now());
+      return {
+        retryAfterMs: () => inner.retryAfterMs(),
+        failed: () => {
+          failures += 1;
+          inner.failed();
+        },
+      };
+    };
+    const hello = (socket: FakeSocket, token: string) =>
+      socket.emit('message', Buffer.from(JSON.stringify({ type: 'hello', token })), false);
+    for (let i = 0; i < 2; i += 1) {
+      const { socket, closes } = connect(gate());
+      hello(socket, 'not-a-token');
+      await vi.runAllTimersAsync();
+      expect(closes).toEqual([4001]);
+    }
+    expect(failures).toBe(2);
+    // Out of failures: a hello is refused before its token is looked at, valid or not (a bad one
+    // verified would close with 4001 and count a third failure).
+    for (const token of [signDevToken('alice', 'unit-secret-0123456789-abcdefghijklmnopqrstuvwxyz'), 'not-a-token']) {
+      const refused = connect(gate());
+      hello(refused.socket, token);
+      await vi.runAllTimersAsync();
+      expect(refused.closes).toEqual([1013]);
+      expect(refused.socket.reasons[0]).toMatch(/^retry-after=\d+ auth-failures$/);
+    }
+    expect(failures).toBe(2);
   });
 });
