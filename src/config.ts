@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { NODE_ID_PATTERN } from './cluster/bus-message.js';
 import { ErrorCode, RelayError } from './errors.js';
+import { keyFitsAlgorithm, readKeySetFile, SUPPORTED_JWT_ALGORITHMS, type JwtKey, type JwtKeySet } from './jwt-keys.js';
 import { weakSecretReason } from './secret-strength.js';
 
 export const DEFAULTS = {
@@ -78,14 +79,27 @@ export function defaultNodeId(host: string = hostname(), pid: number = process.p
 export type QueueType = 'quorum' | 'classic';
 
 export interface JwtConfig {
-  /** HMAC secret, or a PEM public key, as configured (used to mint development tokens); never logged. */
-  key: string | Buffer;
   /**
-   * The same key as a KeyObject, built once: given a string, jsonwebtoken first tries to parse it
-   * as a public key on every verification, which cost ~390 µs per token in the benchmark.
+   * The single key, as configured: the JWT_SECRET string or the JWT_PUBLIC_KEY_FILE contents
+   * (development tokens are minted with the secret); undefined when only a key set is configured.
+   * Never logged.
    */
-  verifyKey: KeyObject;
+  key: string | Buffer | undefined;
+  /**
+   * The single key as a KeyObject, built once (given a string, jsonwebtoken first tries to parse
+   * it as a public key on every verification, which cost ~390 µs per token in the benchmark),
+   * with the algorithms of JWT_ALGORITHMS that fit it. It verifies tokens without a `kid`, and
+   * every token while no key set is configured.
+   */
+  singleKey: JwtKey | undefined;
+  /** JWT_ALGORITHMS: every algorithm a token may be signed with, whichever key verifies it. */
   algorithms: string[];
+  /** JWT_KEYS_FILE: the key set file, read at start and again on SIGHUP. */
+  keysFile: string | undefined;
+  /** The key set as read at start (the relay's current set may be newer: TokenKeys). */
+  keySet: JwtKeySet | undefined;
+  /** JWT_JWKS_URL: public keys by kid, fetched when a token names a kid not cached. */
+  jwksUrl: string | undefined;
   issuer: string | undefined;
   /** Unset: a token that carries an `aud` claim is refused (it was meant for another service). */
   audience: string | undefined;
@@ -194,8 +208,6 @@ export interface RelayConfig {
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'];
-
 function fail(variable: string, message: string): never {
   throw new RelayError(ErrorCode.config, `${variable}: ${message}`);
 }
@@ -246,6 +258,26 @@ const list = z.string().transform((value) =>
     .filter((item) => item.length > 0),
 );
 
+/** Hosts a JWKS may be fetched from over plain http: this machine only. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** JWT_JWKS_URL: https, or http to this machine (a test issuer); anything else is refused. */
+function readJwksUrl(env: Env): string | undefined {
+  const raw = read(env, 'JWT_JWKS_URL', z.string(), undefined as string | undefined);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    fail('JWT_JWKS_URL', 'must be an https:// URL');
+  }
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname))) return raw;
+  fail(
+    'JWT_JWKS_URL',
+    'must be an https:// URL (http:// only to localhost, 127.0.0.1 or ::1): keys fetched in the clear can be replaced on the way',
+  );
+}
+
 /**
  * An allowed origin, in the form browsers send it (lowercase scheme and host, no default port, no
  * path); `null`, the origin of sandboxed and file pages, is refused: allowing it would allow them all.
@@ -273,33 +305,45 @@ const origins = list.transform((entries, context): '*' | string[] => {
   });
 });
 
-function loadJwt(env: Env): JwtConfig {
+/** JWT_SECRET or JWT_PUBLIC_KEY_FILE as configured (at most one of them), or undefined. */
+function readSingleKey(env: Env, keySetConfigured: boolean): string | Buffer | undefined {
   const secret = env.JWT_SECRET;
   const keyFile = env.JWT_PUBLIC_KEY_FILE;
   if (secret && keyFile) fail('JWT_SECRET', 'set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both');
-  let key: string | Buffer;
   if (keyFile) {
     try {
-      key = readFileSync(keyFile);
+      return readFileSync(keyFile);
     } catch (error) {
       fail('JWT_PUBLIC_KEY_FILE', `cannot read ${keyFile}: ${(error as Error).message}`);
     }
-  } else if (secret) {
+  }
+  if (secret) {
     const weak = weakSecretReason(secret);
     if (weak !== undefined) fail('JWT_SECRET', weak);
-    key = secret;
-  } else {
-    fail('JWT_SECRET', 'required (or JWT_PUBLIC_KEY_FILE for RS*/ES*/PS* tokens)');
+    return secret;
   }
+  if (!keySetConfigured) {
+    fail('JWT_SECRET', 'required (or JWT_PUBLIC_KEY_FILE for RS*/ES*/PS* tokens, or a key set: JWT_KEYS_FILE, JWT_JWKS_URL)');
+  }
+  return undefined;
+}
+
+/**
+ * The single key with the algorithms of JWT_ALGORITHMS that fit it. Alone (no key set), every
+ * algorithm must fit it, as before key sets; beside a key set, JWT_ALGORITHMS also names the
+ * key set's algorithms, and at least one must fit the single key.
+ */
+function singleKeyOf(key: string | Buffer, algorithms: string[], keySetConfigured: boolean): JwtKey {
   const symmetric = typeof key === 'string';
-  const algorithms = read(env, 'JWT_ALGORITHMS', list, [
-    ...(symmetric ? DEFAULTS.jwtAlgorithmsSymmetric : DEFAULTS.jwtAlgorithmsAsymmetric),
-  ]);
-  if (algorithms.length === 0) fail('JWT_ALGORITHMS', 'must name at least one algorithm');
-  for (const algorithm of algorithms) {
-    if (!JWT_ALGORITHMS.includes(algorithm)) fail('JWT_ALGORITHMS', `unsupported algorithm ${algorithm} (none is never allowed)`);
-    if (symmetric !== algorithm.startsWith('HS')) {
-      fail('JWT_ALGORITHMS', `${algorithm} does not fit ${symmetric ? 'JWT_SECRET (HS* only)' : 'JWT_PUBLIC_KEY_FILE (RS*/PS*/ES* only)'}`);
+  const variable = symmetric ? 'JWT_SECRET' : 'JWT_PUBLIC_KEY_FILE';
+  if (!keySetConfigured) {
+    for (const algorithm of algorithms) {
+      if (symmetric !== algorithm.startsWith('HS')) {
+        fail(
+          'JWT_ALGORITHMS',
+          `${algorithm} does not fit ${symmetric ? 'JWT_SECRET (HS* only)' : 'JWT_PUBLIC_KEY_FILE (RS*/PS*/ES* only)'}`,
+        );
+      }
     }
   }
   let verifyKey: KeyObject;
@@ -308,10 +352,43 @@ function loadJwt(env: Env): JwtConfig {
   } catch (error) {
     fail('JWT_PUBLIC_KEY_FILE', `not a PEM public key: ${(error as Error).message}`);
   }
+  const fitting = algorithms.filter((algorithm) => keyFitsAlgorithm(verifyKey, algorithm));
+  if (fitting.length === 0) {
+    fail('JWT_ALGORITHMS', `names no algorithm that fits the key of ${variable} (${verifyKey.asymmetricKeyType ?? 'HMAC'} key)`);
+  }
+  return { kid: undefined, algorithms: fitting, key: verifyKey };
+}
+
+function loadJwt(env: Env): JwtConfig {
+  const keysFile = read(env, 'JWT_KEYS_FILE', z.string(), undefined as string | undefined);
+  const jwksUrl = readJwksUrl(env);
+  const keySetConfigured = keysFile !== undefined || jwksUrl !== undefined;
+  const key = readSingleKey(env, keySetConfigured);
+  const defaults = keySetConfigured
+    ? [...DEFAULTS.jwtAlgorithmsSymmetric, ...DEFAULTS.jwtAlgorithmsAsymmetric]
+    : typeof key === 'string'
+      ? DEFAULTS.jwtAlgorithmsSymmetric
+      : DEFAULTS.jwtAlgorithmsAsymmetric;
+  const algorithms = read(env, 'JWT_ALGORITHMS', list, [...defaults]);
+  if (algorithms.length === 0) fail('JWT_ALGORITHMS', 'must name at least one algorithm');
+  for (const algorithm of algorithms) {
+    if (!SUPPORTED_JWT_ALGORITHMS.includes(algorithm)) fail('JWT_ALGORITHMS', `unsupported algorithm ${algorithm} (none is never allowed)`);
+  }
+  let keySet: JwtKeySet | undefined;
+  if (keysFile !== undefined) {
+    try {
+      keySet = readKeySetFile(keysFile, algorithms);
+    } catch (error) {
+      fail('JWT_KEYS_FILE', (error as Error).message);
+    }
+  }
   return {
     key,
-    verifyKey,
+    singleKey: key === undefined ? undefined : singleKeyOf(key, algorithms, keySetConfigured),
     algorithms,
+    keysFile,
+    keySet,
+    jwksUrl,
     issuer: read(env, 'JWT_ISSUER', z.string(), undefined as string | undefined),
     audience: read(env, 'JWT_AUDIENCE', z.string(), undefined as string | undefined),
     maxAgeS: read(env, 'JWT_MAX_AGE', duration(366 * 86_400), DEFAULTS.jwtMaxAgeS),

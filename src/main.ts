@@ -1,9 +1,12 @@
-/** `npm start`: runs one relay node from the environment until SIGTERM or SIGINT, then drains. */
+/**
+ * `npm start`: runs one relay node from the environment until SIGTERM or SIGINT, then drains.
+ * SIGHUP rereads the JWT key set file (JWT_KEYS_FILE).
+ */
 import { background } from './background.js';
 import { loadConfig } from './config.js';
 import { errorMessage, isRelayError } from './errors.js';
 import { createLogger } from './log.js';
-import { startRelay } from './server/relay.js';
+import { startRelay, type Relay } from './server/relay.js';
 
 async function main(): Promise<void> {
   let config;
@@ -24,7 +27,13 @@ async function main(): Promise<void> {
     logger.fatal({ err: errorMessage(reason), stack: reason instanceof Error ? reason.stack : undefined }, 'unhandled rejection; exiting');
     process.exit(70);
   });
-  let relay;
+  let relay: Relay | undefined;
+  // SIGHUP rereads JWT_KEYS_FILE. The handler goes in before the start, since SIGHUP's default
+  // action ends the process; one that comes during the start is reported and ignored.
+  process.on('SIGHUP', () => {
+    if (relay) relay.reloadKeys();
+    else logger.warn('SIGHUP while starting: ignored (JWT_KEYS_FILE was read at start)');
+  });
   try {
     relay = await startRelay(config, { logger, onDrained: () => process.exit(0) });
   } catch (error) {

@@ -111,9 +111,13 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'token',
     args: ['user'],
-    options: { ttl: { type: 'string' } },
-    summary: 'print a development token for a user, signed with JWT_SECRET',
-    details: ['--ttl <seconds>  lifetime (default 3600)', 'Not for production key management: sign with your issuer there.'],
+    options: { ttl: { type: 'string' }, kid: { type: 'string' } },
+    summary: 'print a development token for a user, signed with JWT_SECRET (or an HS* key of JWT_KEYS_FILE)',
+    details: [
+      '--ttl <seconds>  lifetime (default 3600)',
+      '--kid <kid>      sign with the HS* key of JWT_KEYS_FILE that has this kid, named in the header',
+      'Not for production key management: sign with your issuer there.',
+    ],
   },
   {
     name: 'help',

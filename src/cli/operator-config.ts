@@ -17,6 +17,8 @@ export type OperatorConfig = Omit<RelayConfig, 'jwt'> & {
 const JWT_VARIABLES = [
   'JWT_SECRET',
   'JWT_PUBLIC_KEY_FILE',
+  'JWT_KEYS_FILE',
+  'JWT_JWKS_URL',
   'JWT_ALGORITHMS',
   'JWT_ISSUER',
   'JWT_AUDIENCE',

@@ -1,7 +1,8 @@
 /**
- * `npm run token -- <userId> [ttlSeconds]`: prints a development token signed with JWT_SECRET,
- * so that any WebSocket client can connect. Kept as an entry point of its own; it is
- * `inbox-relay token <userId> --ttl <ttlSeconds>`. Not for production key management.
+ * `npm run token -- <userId> [ttlSeconds] [--kid <kid>]`: prints a development token signed with
+ * JWT_SECRET, or with the HS* key `kid` of JWT_KEYS_FILE, so that any WebSocket client can
+ * connect. Kept as an entry point of its own; it is `inbox-relay token <userId> --ttl <ttlSeconds>
+ * [--kid <kid>]`. Not for production key management.
  */
 import { processIo } from './io.js';
 import { runCli } from './run.js';

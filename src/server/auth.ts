@@ -1,12 +1,17 @@
 /**
  * Token verification for the upgrade, `hello` and `refresh`: one function, so every path applies
- * the same checks. A failure carries a fixed, generic `reason` for the client (the close reason
- * or HTTP body: it tells an attacker nothing about which check failed) and a `detail` for the
- * relay's debug log. Neither ever contains the token or a part of it.
+ * the same checks. The key is chosen by the token's `kid` (token-keys.ts) and pins the
+ * algorithm. A failure carries a fixed, generic `reason` for the client (the close reason or HTTP
+ * body: it tells an attacker nothing about which check failed) and a `detail` for the relay's
+ * debug log. Neither ever contains the token, its claims or its signature; the detail may name
+ * the header's `kid` (cut to 64 characters), which names a key, not a user.
  */
+import type { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { JwtConfig } from '../config.js';
+import type { JwtKey } from '../jwt-keys.js';
 import { isValidUserId } from '../protocol/user-id.js';
+import type { TokenKeys } from './token-keys.js';
 
 export interface Identity {
   user: string;
@@ -76,17 +81,29 @@ export function checkClaims(claims: jwt.JwtPayload & { exp: number }, config: Jw
   return undefined;
 }
 
+/** The header of a compact JWS (its first part), or undefined when it is not a JSON object. */
+function tokenHeader(token: string): Record<string, unknown> | undefined {
+  const dot = token.indexOf('.');
+  if (dot <= 0) return undefined;
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8'));
+    return typeof header === 'object' && header !== null && !Array.isArray(header) ? (header as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Verifies a JWT with the configured key, pinned algorithms, issuer and audience when set, and
- * the claim checks above, at `nowMs` (the system clock by default). `sub` must be a valid user id
- * (else `forbidden`), and `exp` must be present.
+ * Verifies a JWT with `key` and its pinned algorithms, issuer and audience when set, and the
+ * claim checks above, at `nowMs`. `sub` must be a valid user id (else `forbidden`), and `exp`
+ * must be present.
  */
-export function verifyToken(token: string, config: JwtConfig, nowMs: number = Date.now()): AuthResult {
+export function verifyWithKey(token: string, key: JwtKey, config: JwtConfig, nowMs: number): AuthResult {
   const nowS = Math.floor(nowMs / 1000);
   let claims: string | jwt.JwtPayload;
   try {
-    claims = jwt.verify(token, config.verifyKey, {
-      algorithms: config.algorithms as jwt.Algorithm[],
+    claims = jwt.verify(token, key.key, {
+      algorithms: key.algorithms as jwt.Algorithm[],
       clockTimestamp: nowS,
       clockTolerance: config.clockToleranceS,
       ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
@@ -108,16 +125,31 @@ export function verifyToken(token: string, config: JwtConfig, nowMs: number = Da
 }
 
 /**
+ * Verifies a JWT at `nowMs` (the system clock by default) with the key its header's `kid`
+ * selects (token-keys.ts): an unknown kid is refused like any invalid token. Resolves, never
+ * rejects.
+ */
+export async function verifyToken(token: string, keys: TokenKeys, nowMs: number = Date.now()): Promise<AuthResult> {
+  const header = tokenHeader(token);
+  if (header === undefined) return invalid('jwt malformed');
+  const { kid } = header;
+  if (kid !== undefined && typeof kid !== 'string') return invalid('kid is not a string');
+  const selected = await keys.select(kid, nowMs);
+  if (!selected.ok) return invalid(selected.detail);
+  return verifyWithKey(token, selected.key, keys.config, nowMs);
+}
+
+/**
  * Who a hello speaks for: the hello's own token when it has one, else the identity of the
  * upgrade's Authorization header (still unexpired at `now`), else nobody.
  */
-export function authenticateHello(
+export async function authenticateHello(
   token: string | undefined,
   headerIdentity: Identity | undefined,
-  config: JwtConfig,
+  keys: TokenKeys,
   now: number,
-): AuthResult {
-  if (token !== undefined) return verifyToken(token, config, now);
+): Promise<AuthResult> {
+  if (token !== undefined) return verifyToken(token, keys, now);
   if (headerIdentity) {
     if (headerIdentity.expiresAt !== undefined && headerIdentity.expiresAt <= now) return expired('the upgrade token expired before hello');
     return { ok: true, identity: headerIdentity };
@@ -130,15 +162,16 @@ export function authenticateHello(
   };
 }
 
-/** Signs a token for a user with an HMAC secret (development tokens and tests). */
+/** Signs a token for a user with an HMAC secret (development tokens and tests); `keyId` goes into the header as `kid`. */
 export function signDevToken(
   user: string,
-  secret: string,
-  options: { expiresInSeconds?: number; algorithm?: jwt.Algorithm; issuer?: string; audience?: string } = {},
+  secret: string | KeyObject,
+  options: { expiresInSeconds?: number; algorithm?: jwt.Algorithm; issuer?: string; audience?: string; keyId?: string } = {},
 ): string {
   return jwt.sign({ sub: user }, secret, {
     algorithm: options.algorithm ?? 'HS256',
     expiresIn: options.expiresInSeconds ?? 3600,
+    ...(options.keyId === undefined ? {} : { keyid: options.keyId }),
     ...(options.issuer === undefined ? {} : { issuer: options.issuer }),
     ...(options.audience === undefined ? {} : { audience: options.audience }),
   });

@@ -38,6 +38,7 @@ import { closeReason } from './close-reason.js';
 import { PongLiveness } from './heartbeat.js';
 import { rawDataToString } from './raw-data.js';
 import { SocketWriter } from './socket-writer.js';
+import type { TokenKeys } from './token-keys.js';
 
 export interface ClientConnectionOptions {
   config: RelayConfig;
@@ -45,6 +46,8 @@ export interface ClientConnectionOptions {
   logger: Logger;
   /** The identity from the upgrade's Authorization header, if it had one. */
   headerIdentity: Identity | undefined;
+  /** The keys that verify hello and refresh tokens (the relay's one set: reloads reach every connection). */
+  tokenKeys: TokenKeys;
   /**
    * The failed-authentication limit of the connection's address: a hello from an address out of
    * failures is refused before its token is verified, and every failed authentication counts.
@@ -80,6 +83,9 @@ export class ClientConnection implements Subscriber {
   private stream: UserStream | undefined;
   private helloTimer: TimerHandle | undefined;
   private expiryTimer: TimerHandle | undefined;
+  /** Refresh frames received, and the latest of them whose token was applied. */
+  private refreshes = 0;
+  private refreshApplied = 0;
   private readonly liveness = new PongLiveness();
   private readonly clock: BackgroundClock;
   private queued: string[] = [];
@@ -206,7 +212,7 @@ export class ClientConnection implements Subscriber {
       });
       return;
     }
-    if (this.state === 'attaching') {
+    if (this.state === 'authenticating' || this.state === 'attaching') {
       if (frame.type === 'ping') return this.reply(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: frame.id });
       this.queued.push(text);
       return;
@@ -274,7 +280,9 @@ export class ClientConnection implements Subscriber {
       this.options.events?.emit('refused', AUTH_FAILURES_REFUSAL);
       return this.close(CloseCode.overloaded, retryAfterReason(Math.max(wait, this.options.retryAfterMs()), AUTH_FAILURES_REFUSAL));
     }
-    const auth = authenticateHello(hello.token, this.options.headerIdentity, this.options.config.jwt, this.clock.now());
+    this.moveTo('authenticating');
+    const auth = await authenticateHello(hello.token, this.options.headerIdentity, this.options.tokenKeys, this.clock.now());
+    if (this.isClosed()) return;
     if (!auth.ok) return this.closeForAuth(auth);
     const { config } = this.options;
     this.user = auth.identity.user;
@@ -336,9 +344,23 @@ export class ClientConnection implements Subscriber {
   }
 
   private onRefresh(token: string): void {
-    const auth = verifyToken(token, this.options.config.jwt, this.clock.now());
+    this.refreshes += 1;
+    const ticket = this.refreshes;
+    background(this.refresh(token, ticket), (error) => {
+      this.log.error({ err: errorMessage(error) }, 'refresh failed');
+      this.close(CloseCode.internalError, 'internal error');
+    });
+  }
+
+  private async refresh(token: string, ticket: number): Promise<void> {
+    const auth = await verifyToken(token, this.options.tokenKeys, this.clock.now());
+    if (this.isClosed()) return;
     if (!auth.ok) return this.closeForAuth(auth);
     if (auth.identity.user !== this.user) return this.close(CloseCode.forbidden, 'refresh token is for another user');
+    // Refreshes can settle out of order (one may wait for a JWKS fetch): an earlier one never
+    // replaces the expiry a later one set.
+    if (ticket < this.refreshApplied) return;
+    this.refreshApplied = ticket;
     this.armExpiry(auth.identity.expiresAt);
   }
 

@@ -2,20 +2,24 @@
  * The states of one client connection on the relay and the transitions between them.
  *
  * ```
- * awaiting-hello ──valid hello──▶ attaching ──stream attached, welcome sent──▶ open
- *       │                             │                                         │
- *       └── bad hello, hello timeout, auth failure, attach refused, close, ─────┘
- *           terminate, socket closed ──▶ closed (final)
+ * awaiting-hello ──hello──▶ authenticating ──token valid──▶ attaching ──stream attached, welcome sent──▶ open
+ *       │                         │                            │                                         │
+ *       └── bad hello, hello timeout, auth failure, attach refused, close, terminate, socket closed ─────┘
+ *                                    ──▶ closed (final)
  * ```
+ *
+ * `authenticating` lasts while the token's key is looked up (a JWKS fetch for a kid not cached);
+ * frames that arrive meanwhile wait, as in `attaching`.
  *
  * `closed` is entered exactly once, whatever ends the connection; that transition is where the
  * connection detaches from its stream and reports `connection-closed`.
  */
 
-export type ConnectionState = 'awaiting-hello' | 'attaching' | 'open' | 'closed';
+export type ConnectionState = 'awaiting-hello' | 'authenticating' | 'attaching' | 'open' | 'closed';
 
 const TRANSITIONS: Readonly<Record<ConnectionState, readonly ConnectionState[]>> = {
-  'awaiting-hello': ['attaching', 'closed'],
+  'awaiting-hello': ['authenticating', 'closed'],
+  authenticating: ['attaching', 'closed'],
   attaching: ['open', 'closed'],
   open: ['closed'],
   closed: [],

@@ -18,6 +18,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { RelayConfig } from '../config.js';
+import { background } from '../background.js';
+import { errorMessage } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { CloseCode, retryAfterReason } from '../protocol/close-codes.js';
@@ -25,13 +27,14 @@ import { SUBPROTOCOL } from '../protocol/frames.js';
 import type { StreamRegistry } from '../delivery/stream-registry.js';
 import type { Subscriber } from '../delivery/user-stream.js';
 import { AdmissionControl, jitteredRetryAfter, type AdmissionReason } from '../overload/admission.js';
-import { AUTH_FAILURES_REFUSAL, AuthFailureLimiter } from '../overload/auth-failures.js';
+import { AUTH_FAILURES_REFUSAL, AuthFailureLimiter, type AuthGate } from '../overload/auth-failures.js';
 import { LagMonitor } from '../overload/lag-monitor.js';
 import { ackSweepIntervalMs } from './ack-progress.js';
 import { ClientConnection } from './client-connection.js';
 import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 import { closeReason } from './close-reason.js';
-import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+import type { TokenKeys } from './token-keys.js';
+import { checkUpgrade, refuseUpgrade, type UpgradeCheck } from './upgrade.js';
 import {
   MAX_SOCKETS_REFUSAL,
   PENDING_UPGRADES_REFUSAL,
@@ -78,6 +81,8 @@ export interface GatewayOptions {
   unavailable: () => string | undefined;
   /** A node-wide reason delivery is paused, told to each connection after its welcome. */
   nodeDegraded: () => string | undefined;
+  /** The keys that verify tokens, at the upgrade and in every connection. */
+  tokenKeys: TokenKeys;
 }
 
 export class Gateway {
@@ -215,12 +220,25 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
-    const { config, events } = this.options;
     this.pendingUpgrades.settle(socket);
     socket.on('error', () => socket.destroy());
     if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
     const authGate = this.authFailures.gate(socket.remoteAddress, () => this.options.clock.now());
-    const check = checkUpgrade(request, config, authGate);
+    background(
+      checkUpgrade(request, this.options.config, this.options.tokenKeys, authGate).then((check) =>
+        this.completeUpgrade(check, authGate, request, socket, head),
+      ),
+      (error) => {
+        this.options.logger.error({ err: errorMessage(error) }, 'upgrade failed');
+        socket.destroy();
+      },
+    );
+  }
+
+  /** After the checks (the token's key may have been fetched meanwhile): refuse, or upgrade and admit. */
+  private completeUpgrade(check: UpgradeCheck, authGate: AuthGate, request: IncomingMessage, socket: Socket, head: Buffer): void {
+    const { config, events } = this.options;
+    if (!this.accepting) return refuseUpgrade(socket, 503, 'relay is draining; reconnect to another node', { 'Retry-After': '1' });
     if (!check.ok) {
       events.emit('handshake', check.status === 401 ? 'unauthenticated' : check.status === 403 ? 'forbidden' : 'refused');
       if (check.status === 429) events.emit('refused', AUTH_FAILURES_REFUSAL);
@@ -241,6 +259,7 @@ export class Gateway {
         registry: this.options.registry,
         logger: this.options.logger,
         headerIdentity: check.identity,
+        tokenKeys: this.options.tokenKeys,
         authGate,
         events,
         retryAfterMs: () => jitteredRetryAfter('dependency-unavailable'),

@@ -23,6 +23,7 @@ import { startDependencies, type Dependencies } from './dependencies.js';
 import { Gateway, closeServer, listen } from './gateway.js';
 import { ResourceStack } from './resource-stack.js';
 import { securityWarnings } from './security-warnings.js';
+import { TokenKeys, type KeyReload } from './token-keys.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
@@ -45,6 +46,12 @@ export interface Relay {
   breakers(): Record<string, 'open' | 'half-open' | 'closed'>;
   /** Graceful shutdown (see the module comment). Idempotent. */
   drain(): Promise<void>;
+  /**
+   * Reads JWT_KEYS_FILE again (main.ts on SIGHUP) and logs the kids now in use, or the error and
+   * the kids kept: a file that does not parse leaves the key set as it was. Connections already
+   * open are not checked again; each keeps its token until `exp`.
+   */
+  reloadKeys(): KeyReload;
 }
 
 export interface RelayDependencies {
@@ -85,6 +92,13 @@ async function assemble(
   started: ResourceStack,
 ): Promise<Relay> {
   const { logger } = options;
+  const tokenKeys = new TokenKeys(config.jwt, { logger });
+  if (config.jwt.keysFile !== undefined) logger.info({ file: config.jwt.keysFile, kids: tokenKeys.fileKids }, 'JWT key set loaded');
+  if (config.jwt.jwksUrl !== undefined) {
+    // Origin and path only: credentials or a query string in the URL stay out of the log.
+    const { origin, pathname } = new URL(config.jwt.jwksUrl);
+    logger.info({ jwks: `${origin}${pathname}` }, 'JWT keys from the JWKS, by kid');
+  }
   const registry = new StreamRegistry({
     store: deps.store,
     consumers: deps.consumers,
@@ -106,6 +120,7 @@ async function assemble(
     clock,
     unavailable: () => deps.openGuard()?.name,
     nodeDegraded: () => deps.nodeDegraded(),
+    tokenKeys,
   });
   started.add('gateway', () => gateway.close());
   events.on('breaker', (_name, state) => {
@@ -204,5 +219,23 @@ async function assemble(
     },
     breakers: () => Object.fromEntries(deps.guards.map((guard) => [guard.name, guard.state])),
     drain,
+    reloadKeys: () => {
+      const reload = tokenKeys.reloadKeysFile();
+      switch (reload.outcome) {
+        case 'reloaded':
+          logger.info({ file: reload.file, kids: reload.kids }, 'JWT key set reloaded');
+          break;
+        case 'failed':
+          logger.error(
+            { file: reload.file, err: reload.error, kids: reload.keptKids },
+            'JWT key set not reloaded; the previous keys stay in use',
+          );
+          break;
+        case 'no-file':
+          logger.info('no JWT_KEYS_FILE to reload');
+          break;
+      }
+      return reload;
+    },
   };
 }

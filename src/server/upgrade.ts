@@ -1,8 +1,9 @@
 /**
  * Checks of an HTTP upgrade request before the WebSocket handshake: path, subprotocol, origin,
  * the failed authentications of its address (before any token is verified) and, when the
- * Authorization header carries a token, the token. Refusals are plain HTTP responses, so a client
- * can tell them apart from a close code.
+ * Authorization header carries a token, the token (asynchronous: its key may have to be fetched,
+ * token-keys.ts). Refusals are plain HTTP responses, so a client can tell them apart from a close
+ * code.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -10,6 +11,7 @@ import type { RelayConfig } from '../config.js';
 import { STREAM_PATH, SUBPROTOCOL } from '../protocol/frames.js';
 import { OPEN_AUTH_GATE, type AuthGate } from '../overload/auth-failures.js';
 import { verifyToken, type Identity } from './auth.js';
+import type { TokenKeys } from './token-keys.js';
 
 export type UpgradeCheck =
   { ok: true; identity: Identity | undefined } | { ok: false; status: number; message: string; retryAfterMs?: number };
@@ -31,7 +33,12 @@ export function originAllowed(origin: string | undefined, allowed: RelayConfig['
   return origin === undefined || allowed === '*' || allowed.includes(origin);
 }
 
-export function checkUpgrade(request: IncomingMessage, config: RelayConfig, authGate: AuthGate = OPEN_AUTH_GATE): UpgradeCheck {
+export async function checkUpgrade(
+  request: IncomingMessage,
+  config: RelayConfig,
+  tokenKeys: TokenKeys,
+  authGate: AuthGate = OPEN_AUTH_GATE,
+): Promise<UpgradeCheck> {
   const path = (request.url ?? '').split('?')[0];
   if (path !== STREAM_PATH) return { ok: false, status: 404, message: `not found: the stream is at ${STREAM_PATH}` };
   if (!offeredProtocols(request).includes(SUBPROTOCOL)) {
@@ -49,7 +56,7 @@ export function checkUpgrade(request: IncomingMessage, config: RelayConfig, auth
     authGate.failed();
     return { ok: false, status: 401, message: 'Authorization header must be: Bearer <token>' };
   }
-  const result = verifyToken(match[1], config.jwt);
+  const result = await verifyToken(match[1], tokenKeys);
   if (!result.ok) {
     authGate.failed();
     return { ok: false, status: result.failure === 'forbidden' ? 403 : 401, message: result.reason };

@@ -15,6 +15,7 @@ import type { StreamRegistry } from '../../src/delivery/stream-registry.js';
 import { createLogger } from '../../src/log.js';
 import { SUBPROTOCOL } from '../../src/protocol/frames.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
+import { TokenKeys } from '../../src/server/token-keys.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { startTestRelay, testConfig, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -222,12 +223,14 @@ describe('close reasons', () => {
     await once(server, 'listening');
     const connections: ClientConnection[] = [];
     server.on('connection', (ws) => {
+      const config = loadConfig({ JWT_SECRET: 'close-reason-secret-0123456789-abcdefghijklmnop' });
       connections.push(
         new ClientConnection(ws, {
-          config: loadConfig({ JWT_SECRET: 'close-reason-secret-0123456789-abcdefghijklmnop' }),
+          config,
           registry: {} as StreamRegistry,
           logger: createLogger('silent'),
           headerIdentity: undefined,
+          tokenKeys: new TokenKeys(config.jwt),
           retryAfterMs: () => 1_000,
           onHelloSettled: () => undefined,
           onClose: () => undefined,

@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { AuthFailureLimiter, type AuthGate } from '../../src/overload/auth-failures.js';
 import { signDevToken } from '../../src/server/auth.js';
 import { ClientConnection } from '../../src/server/client-connection.js';
+import { TokenKeys } from '../../src/server/token-keys.js';
 import { backgroundClock } from '../../src/delivery/background-clock.js';
 
 /** The parts of a `ws` socket ClientConnection uses; `terminate` and `close` end it as ws does. */
@@ -82,6 +83,7 @@ function connect(authGate?: AuthGate): { socket: FakeSocket; closes: number[]; r
     registry: {} as StreamRegistry,
     logger: createLogger('silent'),
     headerIdentity: undefined,
+    tokenKeys: new TokenKeys(config.jwt),
     ...(authGate ? { authGate } : {}),
     retryAfterMs: () => 1_000,
     onHelloSettled: () => undefined,
