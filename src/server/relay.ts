@@ -23,6 +23,7 @@ import { startDependencies, type Dependencies } from './dependencies.js';
 import { Gateway, closeServer, listen } from './gateway.js';
 import { ResourceStack } from './resource-stack.js';
 import { securityWarnings } from './security-warnings.js';
+import { ReplaySeal } from '../delivery/replay-seal.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
@@ -91,6 +92,7 @@ async function assemble(
     prefetch: config.windowMax,
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
+    replaySeal: config.replayKeys.length > 0 ? new ReplaySeal(config.replayKeys) : undefined,
     lingerMs: config.streamLingerMs,
     storeAckIntervalMs: config.storeAckIntervalMs,
     logger,

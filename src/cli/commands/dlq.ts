@@ -8,12 +8,17 @@
  * or reordered. Taking them all matters for quorum queues, which put returned messages behind
  * messages returned earlier: returning only the first N of a queue that was listed before would
  * move them behind the rest.
+ *
+ * replay seals each copy with REPLAY_KEY (replay-seal.ts), the relays' key: without it the relays
+ * take a copy of a message they numbered before for that message and do not deliver it again,
+ * so replay refuses to run without the key.
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
 import { waitUntil } from '../../wait-until.js';
+import { ReplaySeal } from '../../delivery/replay-seal.js';
 import { failure, usageError } from '../cli-error.js';
 import { checkQueue, withBroker, type BrokerSession } from '../broker.js';
 import { flag, intOption, stringOption, type Invocation } from '../commands.js';
@@ -145,6 +150,7 @@ async function replay(
   queue: string,
   limit: number,
   onlyUser: string | undefined,
+  seal: ReplaySeal,
 ): Promise<ReplayReport> {
   const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [], warnings: [] };
   const depth = await depthOf(session, queue);
@@ -184,7 +190,7 @@ async function replay(
           await provisionInbox(() => session.channel(), user, settings);
           provisioned.add(user);
         }
-        await publishConfirmed(channel, user, message, replayProperties(message.properties), config.publishTimeoutMs);
+        await publishConfirmed(channel, user, message, replayProperties(message, user, seal), config.publishTimeoutMs);
       } catch (error) {
         report.failed = { messageId, user, error: errorMessage(error) };
         continue;
@@ -208,7 +214,14 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
   if (onlyUser !== undefined && !isValidUserId(onlyUser))
     throw usageError('dlq replay: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
   const config = loadOperatorConfig(env);
-  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser));
+  if (config.replayKeys.length === 0) {
+    throw usageError(
+      "dlq replay: REPLAY_KEY is not set; set it to the relays' REPLAY_KEY (without a seal made with it, the relays take a copy " +
+        'of a message they numbered before for that message and do not deliver it again)',
+    );
+  }
+  const seal = new ReplaySeal(config.replayKeys);
+  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
   output.result({ ok: report.failed === undefined, ...report }, () => [
     ...report.warnings.map((warning) => `warning: ${warning}`),
     `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
