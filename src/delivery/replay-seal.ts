@@ -53,6 +53,15 @@ export class ReplaySeal {
     this.keys = keys.map((key) => Buffer.from(key, 'utf8'));
   }
 
+  /**
+   * Names the sealing key without giving it away (a MAC over a fixed text), so that an operator
+   * can check that the CLI and the relays hold the same key: relays log it at start, `dlq replay`
+   * prints it.
+   */
+  fingerprint(): string {
+    return createHmac('sha256', this.keys[0]!).update(`${DOMAIN}\nfingerprint`).digest('base64url').slice(0, 12);
+  }
+
   seal(claim: ReplayClaim): string {
     return mac(this.keys[0]!, claim).toString('base64url');
   }

@@ -86,13 +86,19 @@ async function assemble(
   started: ResourceStack,
 ): Promise<Relay> {
   const { logger } = options;
+  const replaySeal = config.replayKeys.length > 0 ? new ReplaySeal(config.replayKeys) : undefined;
+  if (replaySeal)
+    logger.info(
+      { keyFingerprint: replaySeal.fingerprint(), keys: config.replayKeys.length },
+      'replays of dead letters are checked with REPLAY_KEY',
+    );
   const registry = new StreamRegistry({
     store: deps.store,
     consumers: deps.consumers,
     prefetch: config.windowMax,
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
-    replaySeal: config.replayKeys.length > 0 ? new ReplaySeal(config.replayKeys) : undefined,
+    replaySeal,
     lingerMs: config.streamLingerMs,
     storeAckIntervalMs: config.storeAckIntervalMs,
     logger,

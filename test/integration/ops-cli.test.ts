@@ -388,6 +388,7 @@ describe('inbox-relay CLI', () => {
       expect(run.code, run.stderr).toBe(0);
       expect(run.json()).toMatchObject({
         ok: true,
+        keyFingerprint: new ReplaySeal([TEST_REPLAY_KEY]).fingerprint(),
         scanned: 4,
         replayed: [
           { messageId: 'r-1', user: alice },

@@ -104,6 +104,10 @@ describe('message codec', () => {
       const claim = { user: 'alice', messageId: 'm1', count: 1, body };
       expect(rotating.seal(claim)).toBe(seal.seal(claim));
       expect(() => new ReplaySeal([])).toThrow();
+      // The fingerprint names the sealing key, and only that one.
+      expect(rotating.fingerprint()).toBe(seal.fingerprint());
+      expect(new ReplaySeal([OLD_KEY]).fingerprint()).not.toBe(seal.fingerprint());
+      expect(seal.fingerprint()).toMatch(/^[A-Za-z0-9_-]{12}$/);
     });
   });
 });

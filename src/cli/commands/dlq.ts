@@ -113,6 +113,8 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
 
 interface ReplayReport {
   queue: string;
+  /** Names REPLAY_KEY (replay-seal.ts): the relays log the same value at start when they hold the same key. */
+  keyFingerprint: string;
   scanned: number;
   replayed: { messageId: string; user: string }[];
   /** Left in the queue because they cannot be replayed. */
@@ -152,7 +154,7 @@ async function replay(
   onlyUser: string | undefined,
   seal: ReplaySeal,
 ): Promise<ReplayReport> {
-  const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [], warnings: [] };
+  const report: ReplayReport = { queue, keyFingerprint: seal.fingerprint(), scanned: 0, replayed: [], skipped: [], warnings: [] };
   const depth = await depthOf(session, queue);
   const warning = deliveryLimitWarning(session.serverVersion);
   if (warning) report.warnings.push(warning);
@@ -224,7 +226,8 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
   const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
   output.result({ ok: report.failed === undefined, ...report }, () => [
     ...report.warnings.map((warning) => `warning: ${warning}`),
-    `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
+    `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}` +
+      ` (sealed with REPLAY_KEY ${report.keyFingerprint})`,
     ...report.replayed.map((r) => `replayed id=${r.messageId} user=${r.user}`),
     ...report.skipped.map((s) => `skipped #${s.position} id=${s.messageId ?? '-'}: ${s.reason}`),
     ...(report.failed
