@@ -64,6 +64,9 @@ export const DEFAULTS = {
   frameRatePerSec: 50,
   frameBurst: 200,
   redisCommandTimeoutMs: 2_000,
+  // A queue declaration is among the most expensive things a producer can make the broker do
+  // (a quorum queue starts a Raft group): 20 a second is 72,000 an hour at most.
+  unroutedProvisionRatePerSec: 20,
 } as const;
 
 /**
@@ -203,6 +206,14 @@ export interface RelayConfig {
   frameRatePerSec: number;
   frameBurst: number;
   redisCommandTimeoutMs: number;
+  /**
+   * REPLAY_KEY, then REPLAY_KEY_PREVIOUS when set: the keys of the seal on operator replays of
+   * dead letters (replay-seal.ts). The first seals (CLI), all are accepted (relay). Empty: no
+   * replay header is honoured, and `dlq replay` refuses to run. Never logged.
+   */
+  replayKeys: string[];
+  /** Inboxes the unrouted mover may declare per second (and at once): a cap on queue creations. */
+  unroutedProvisionRatePerSec: number;
   logLevel: string;
 }
 
@@ -406,6 +417,21 @@ function loadAdminToken(env: Env): string | undefined {
   return token;
 }
 
+/** REPLAY_KEY and REPLAY_KEY_PREVIOUS, held to the same floor as JWT_SECRET (secret-strength.ts). */
+function loadReplayKeys(env: Env): string[] {
+  const strong = (variable: string, value: string | undefined): string | undefined => {
+    const weak = value === undefined ? undefined : weakSecretReason(value);
+    if (weak !== undefined) fail(variable, weak);
+    return value;
+  };
+  const current = strong('REPLAY_KEY', read(env, 'REPLAY_KEY', z.string(), undefined as string | undefined));
+  const previous = strong('REPLAY_KEY_PREVIOUS', read(env, 'REPLAY_KEY_PREVIOUS', z.string(), undefined as string | undefined));
+  if (previous === undefined) return current === undefined ? [] : [current];
+  if (current === undefined) fail('REPLAY_KEY_PREVIOUS', 'needs REPLAY_KEY (the key replays are sealed with)');
+  if (previous === current) fail('REPLAY_KEY_PREVIOUS', 'is the same as REPLAY_KEY');
+  return [current, previous];
+}
+
 /** Reads and validates the configuration from environment variables. Does not modify `env`. */
 export function loadConfig(env: Env = process.env): RelayConfig {
   const config: RelayConfig = {
@@ -469,6 +495,8 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     frameRatePerSec: read(env, 'FRAME_RATE_PER_SEC', int(1), DEFAULTS.frameRatePerSec),
     frameBurst: read(env, 'FRAME_BURST', int(1), DEFAULTS.frameBurst),
     redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),
+    replayKeys: loadReplayKeys(env),
+    unroutedProvisionRatePerSec: read(env, 'UNROUTED_PROVISION_RATE_PER_SEC', int(1, 100_000), DEFAULTS.unroutedProvisionRatePerSec),
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);

@@ -3,6 +3,7 @@
  * path waits for a listener. Every refusal and breaker transition carries a reason.
  */
 import { EventEmitter } from 'node:events';
+import type { ReplayRefusal } from './delivery/replay-seal.js';
 
 export type HandshakeOutcome =
   'new' | 'resumed' | 'not-recovered' | 'reset' | 'unauthenticated' | 'expired' | 'forbidden' | 'unavailable' | 'refused';
@@ -21,6 +22,12 @@ export interface RelayEventMap {
   'consumer-lost': [reason: string];
   'epoch-lost': [];
   'unrouted-moved': [];
+  /** A message carried the replay header without a valid seal (REPLAY_KEY): it was deduplicated as usual. */
+  'replay-refused': [reason: ReplayRefusal];
+  /** The unrouted mover declared a user's inbox. */
+  'unrouted-provisioned': [];
+  /** The unrouted mover waits this long for UNROUTED_PROVISION_RATE_PER_SEC before declaring an inbox. */
+  'unrouted-provision-wait': [ms: number];
   breaker: [name: string, state: BreakerState];
   refused: [reason: string];
   'amqp-connection': [state: 'connected' | 'disconnected'];

@@ -4,6 +4,8 @@
  * `RELAY_ERR_PUBLISH_NACKED` when the broker refused it (the inbox is full: its length limit
  * rejects new messages instead of dropping old ones), `RELAY_ERR_BROKER_BLOCKED` at once while a
  * resource alarm blocks publishing, `RELAY_ERR_PUBLISH_TIMEOUT` when no confirm came in time.
+ * `publish` never sets a header of the relay and its operators (`x-inbox-relay-*`, such as the
+ * replay mark of dead letters): it refuses a message that asks for one.
  */
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
@@ -12,7 +14,7 @@ import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import { ConnectionPool } from './connection-pool.js';
-import { INBOX_EXCHANGE, provisionInbox, type QueueSettings } from './topology.js';
+import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, provisionInbox, type QueueSettings } from './topology.js';
 
 export interface ProducerOptions {
   url: string;
@@ -33,6 +35,7 @@ export interface PublishOptions {
   contentType?: string;
   /** Milliseconds since the epoch; default: now. */
   timestamp?: number;
+  /** Not delivered to clients. Names starting with `x-inbox-relay-` are the relay's: refused (RELAY_ERR_INVALID_MESSAGE). */
   headers?: Record<string, unknown>;
 }
 
@@ -45,6 +48,17 @@ function encode(data: unknown, contentType: string | undefined): { body: Buffer;
   const text = JSON.stringify(data);
   if (text === undefined) throw new RelayError(ErrorCode.invalidMessage, 'data cannot be encoded as JSON');
   return { body: Buffer.from(text), contentType: contentType ?? 'application/json' };
+}
+
+/** Refuses the relay's own headers: the replay mark, for one, is the operator's alone (docs/PROTOCOL.md 2.6). */
+function checkHeaders(headers: Record<string, unknown> | undefined): void {
+  const reserved = Object.keys(headers ?? {}).find((name) => name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX));
+  if (reserved !== undefined) {
+    throw new RelayError(
+      ErrorCode.invalidMessage,
+      `header ${reserved} is reserved for the relay and its operators (${RESERVED_HEADER_PREFIX}*)`,
+    );
+  }
 }
 
 export class Producer {
@@ -72,6 +86,7 @@ export class Producer {
   async publish(userId: string, data: unknown, options: PublishOptions = {}): Promise<PublishReceipt> {
     if (this.closing) throw new RelayError(ErrorCode.closed, 'producer is closed');
     if (!isValidUserId(userId)) throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
+    checkHeaders(options.headers);
     const { body, contentType } = encode(data, options.contentType);
     const messageId = options.messageId ?? randomUUID();
     return this.publishRaw(INBOX_EXCHANGE, userId, body, {
@@ -82,7 +97,10 @@ export class Producer {
     }).then(() => ({ messageId }));
   }
 
-  /** Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm. */
+  /**
+   * Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm.
+   * The relay's own path (moving and dead-lettering messages): headers go as given.
+   */
   async publishRaw(
     exchange: string,
     routingKey: string,

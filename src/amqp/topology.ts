@@ -16,6 +16,15 @@ export const UNROUTED_QUEUE = 'inbox.unrouted';
 /** Dead letters of every inbox (fanout), collected in `inbox.dead`. */
 export const DEAD_LETTER_EXCHANGE = 'inbox.dlx';
 export const DEAD_LETTER_QUEUE = 'inbox.dead';
+/**
+ * On a dead letter the relay published itself (rather than rejected into the dead-letter
+ * exchange, which records `x-death`): why, and whose inbox it was meant for. The unrouted mover
+ * writes them when the user's inbox refuses the message.
+ */
+export const DEAD_LETTER_REASON_HEADER = 'x-inbox-relay-reason';
+export const DEAD_LETTER_USER_HEADER = 'x-inbox-relay-user';
+/** Headers of the relay and its operators (prefix): the producer library refuses to set them. */
+export const RESERVED_HEADER_PREFIX = 'x-inbox-relay-';
 
 export interface QueueSettings {
   queueType: QueueType;

@@ -78,8 +78,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       '--limit <n>    replay at most n messages (default: all)',
       "--user <id>    only this user's messages; the others stay in place, in order",
       '--queue <name> another dead-letter queue than inbox.dead',
-      'Each copy keeps its messageId and properties, gets x-inbox-relay-replay = previous + 1 (so the',
-      'relay gives it a new seq) and is removed from the queue only after RabbitMQ confirmed the copy.',
+      'Each copy keeps its messageId and properties, gets x-inbox-relay-replay = previous + 1 and a seal',
+      'made with REPLAY_KEY (required: the relays give a copy a new seq only with a valid seal), and is',
+      'removed from the queue only after RabbitMQ confirmed the copy.',
     ],
   },
   {

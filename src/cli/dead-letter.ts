@@ -8,12 +8,15 @@
  *   must start a fresh history;
  * - `expiration` is dropped (a message that expired would expire again at once) and `userId`
  *   (RabbitMQ refuses a userId other than the publishing connection's user);
- * - `x-inbox-relay-replay` becomes the previous count + 1, so the relay gives it a new seq
- *   instead of treating it as the delivery it already numbered (see message-codec.ts).
+ * - the relay's own dead-letter headers (`x-inbox-relay-reason`, `x-inbox-relay-user`) are
+ *   dropped for the same reason;
+ * - `x-inbox-relay-replay` becomes the previous count + 1 and `x-inbox-relay-replay-seal` its
+ *   seal with REPLAY_KEY (replay-seal.ts), so the relay gives it a new seq instead of treating it
+ *   as the delivery it already numbered (see message-codec.ts).
  */
 import type { MessageProperties, Options } from 'amqplib';
-import { REPLAY_HEADER } from '../delivery/message-codec.js';
-import { userIdOfQueue } from '../amqp/topology.js';
+import { REPLAY_HEADER, REPLAY_SEAL_HEADER, replayCountOf, type ReplaySeal } from '../delivery/replay-seal.js';
+import { DEAD_LETTER_REASON_HEADER, DEAD_LETTER_USER_HEADER, userIdOfQueue } from '../amqp/topology.js';
 import { isValidUserId } from '../protocol/user-id.js';
 
 interface XDeathEntry {
@@ -26,6 +29,7 @@ interface XDeathEntry {
 }
 
 const BROKER_HEADERS = /^x-(death|first-death-.*|last-death-.*|delivery-count)$/;
+const RELAY_DEATH_HEADERS: ReadonlySet<string> = new Set([DEAD_LETTER_REASON_HEADER, DEAD_LETTER_USER_HEADER]);
 
 function deaths(properties: Pick<MessageProperties, 'headers'>): XDeathEntry[] {
   const value: unknown = properties.headers?.['x-death'];
@@ -34,8 +38,9 @@ function deaths(properties: Pick<MessageProperties, 'headers'>): XDeathEntry[] {
 
 /**
  * The user a dead letter belongs to: the inbox queue it died in (from `x-death`, newest first,
- * or `x-first-death-queue`), else the first valid user id among its `x-death` routing keys.
- * Undefined when none names a user. The message's own routing key is not used: a message put
+ * or `x-first-death-queue`), else the first valid user id among its `x-death` routing keys, else
+ * the user the relay named when it dead-lettered the message itself (`x-inbox-relay-user`, read
+ * only without `x-death`). Undefined when none names a user. The message's own routing key is not used: a message put
  * into the queue directly carries the queue's name there, which could pass for a user id.
  */
 export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>): string | undefined {
@@ -53,22 +58,36 @@ export function deadLetterUser(properties: Pick<MessageProperties, 'headers'>): 
     const user = keys.find((key): key is string => isValidUserId(key));
     if (user) return user;
   }
-  return undefined;
+  const named: unknown = properties.headers?.[DEAD_LETTER_USER_HEADER];
+  return entries.length === 0 && typeof named === 'string' && isValidUserId(named) ? named : undefined;
 }
 
 /** The replay count a message carries (0 when never replayed). */
 export function replayCount(properties: Pick<MessageProperties, 'headers'>): number {
-  const value: unknown = properties.headers?.[REPLAY_HEADER];
-  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : 0;
+  return replayCountOf(properties.headers?.[REPLAY_HEADER]);
 }
 
-/** The properties of the replayed copy (see the module comment). */
-export function replayProperties(properties: MessageProperties): Options.Publish {
+/**
+ * The properties of the replayed copy of `message` for `user` (see the module comment). The seal
+ * covers the user, the messageId, the new count and the body, all as the copy carries them.
+ */
+export function replayProperties(
+  message: { content: Buffer; properties: MessageProperties },
+  user: string,
+  seal: ReplaySeal,
+): Options.Publish {
+  const { properties } = message;
   const headers: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(properties.headers ?? {})) {
-    if (!BROKER_HEADERS.test(key)) headers[key] = value;
+    if (!BROKER_HEADERS.test(key) && !RELAY_DEATH_HEADERS.has(key)) headers[key] = value;
   }
-  headers[REPLAY_HEADER] = replayCount(properties) + 1;
+  const count = replayCount(properties) + 1;
+  headers[REPLAY_HEADER] = count;
+  if (typeof properties.messageId === 'string') {
+    headers[REPLAY_SEAL_HEADER] = seal.seal({ user, messageId: properties.messageId, count, body: message.content });
+  } else {
+    delete headers[REPLAY_SEAL_HEADER];
+  }
   const options: Options.Publish = { persistent: true, headers };
   if (typeof properties.messageId === 'string') options.messageId = properties.messageId;
   if (typeof properties.contentType === 'string') options.contentType = properties.contentType;
@@ -99,7 +118,10 @@ export interface DeadLetterSummary {
   position: number;
   messageId: string | null;
   user: string | null;
-  /** Why it died the last time: rejected (a client nack or the relay), delivery_limit, expired, maxlen. */
+  /**
+   * Why it died the last time: rejected (a client nack or the relay), delivery_limit, expired,
+   * maxlen; or the relay's own reason (`x-inbox-relay-reason`, e.g. unroutable-inbox-full).
+   */
   reason: string | null;
   /** The queue it died in the last time. */
   queue: string | null;
@@ -130,11 +152,12 @@ export function summarize(
   const count = last?.count;
   const deliveryCount: unknown = properties.headers?.['x-delivery-count'];
   const firstReason: unknown = properties.headers?.['x-first-death-reason'];
+  const relayReason: unknown = last === undefined ? properties.headers?.[DEAD_LETTER_REASON_HEADER] : undefined;
   const summary: DeadLetterSummary = {
     position,
     messageId: typeof properties.messageId === 'string' ? properties.messageId : null,
     user: deadLetterUser(properties) ?? null,
-    reason: typeof last?.reason === 'string' ? last.reason : null,
+    reason: typeof last?.reason === 'string' ? last.reason : typeof relayReason === 'string' ? relayReason : null,
     queue: typeof last?.queue === 'string' ? last.queue : null,
     deaths: typeof count === 'number' ? count : 0,
     diedAt: timeOf(last?.time) ?? null,

@@ -23,6 +23,7 @@ import { DeadLetterIntents } from './dead-letter-intents.js';
 import type { NumberedEntry } from '../cluster/bus-message.js';
 import type { HeldMessage } from './inflight-ledger.js';
 import { NumberingIntake, type Numbered } from './numbering-intake.js';
+import type { ReplayRefusal, ReplaySeal } from './replay-seal.js';
 
 /** The stream's numbering, as this side reads and extends it. */
 export interface StreamNumbering {
@@ -39,6 +40,8 @@ export interface BrokerSideOptions {
   consumers: ConsumerFactory;
   prefetch: number;
   maxMessageBytes: number;
+  /** Checks the seal of replayed dead letters; undefined: no replay header is honoured. */
+  replaySeal: ReplaySeal | undefined;
   logger: Logger;
   clock: Clock;
   events: RelayEvents | undefined;
@@ -210,14 +213,16 @@ export class BrokerSide {
 
   /** Wires a new consumer: its own intake numbers its deliveries. */
   private wire(session: ConsumerSession): ConsumerCallbacks {
-    const { user, store, maxMessageBytes, logger, clock, numbering } = this.options;
+    const { user, store, maxMessageBytes, replaySeal, logger, clock, numbering } = this.options;
     const intake = new NumberingIntake(
       {
         user,
         store,
         maxMessageBytes,
+        replaySeal,
         logger,
         clock,
+        onReplayRefused: (delivery, reason) => this.replayRefused(delivery, reason),
         position: () => ({ epoch: numbering.epoch, seen: numbering.head }),
         onNumbered: (batch) => this.accept(session, batch),
         onInvalid: (delivery, reason) => this.rejectInvalid(session, delivery, reason),
@@ -279,6 +284,17 @@ export class BrokerSide {
     session.handle?.reject(delivery.tag, false);
     this.options.events?.emit('dead-lettered', 'invalid-message');
     this.options.logger.warn({ user: this.options.user, reason }, 'invalid message dead-lettered');
+  }
+
+  /**
+   * A message claimed to be an operator's replay without a valid seal: it is numbered by its
+   * messageId (a copy of one the user got is not delivered again). Counted and logged, since it
+   * is either a producer setting a header it must not set or relays and CLI with different keys.
+   */
+  private replayRefused(delivery: Delivery, reason: ReplayRefusal): void {
+    this.options.events?.emit('replay-refused', reason);
+    const messageId = typeof delivery.messageId === 'string' ? delivery.messageId : undefined;
+    this.options.logger.warn({ user: this.options.user, messageId, reason }, 'replay header without a valid seal ignored');
   }
 
   /** Rejects a message whose dead-letter request is in the store, if the consumer holds it now. */

@@ -2,21 +2,55 @@
  * Turns a RabbitMQ message into the parts of a `msg` frame, once, when it first arrives: the
  * JSON body is validated here and then copied into frames as the producer wrote it, so the
  * relay never parses and re-serialises it per connection.
+ *
+ * The idempotency key is the messageId, except for an operator's replay of a dead letter
+ * (`x-inbox-relay-replay`, a count): its key includes the count, so it gets a new seq instead of
+ * the one it had before it was dead-lettered. The relay takes a replay header only with a valid
+ * seal (replay-seal.ts); without one the header is ignored and reported, and the message is
+ * deduplicated by its messageId like any other.
  */
 import type { MessageProperties } from 'amqplib';
+import { REPLAY_HEADER, REPLAY_SEAL_HEADER, replayCountOf, type ReplayRefusal, type ReplaySeal } from './replay-seal.js';
+
+export { REPLAY_HEADER, REPLAY_SEAL_HEADER } from './replay-seal.js';
 
 export const DEFAULT_CONTENT_TYPE = 'application/json';
-/**
- * Set by `inbox-relay dlq replay` (a count). A replayed message keeps its messageId but is a new
- * delivery: its idempotency key includes the count, so it gets a new seq instead of the one it
- * had before it was dead-lettered.
- */
-export const REPLAY_HEADER = 'x-inbox-relay-replay';
 // A message id must not contain control characters (C0 and DEL): matching them is the point here.
 // eslint-disable-next-line no-control-regex -- the control characters in this class are deliberate
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,255}$/;
 
-export type DecodedMessage = { ok: true; id: string; key: string; ts: number; fragment: string } | { ok: false; reason: string };
+export type DecodedMessage =
+  | {
+      ok: true;
+      id: string;
+      /** The idempotency key: the messageId, or `<messageId>#replay<n>` for a sealed replay. */
+      key: string;
+      ts: number;
+      fragment: string;
+      /** Set when the message carried a replay header that was not honoured, and why. */
+      replayRefused?: ReplayRefusal;
+    }
+  | { ok: false; reason: string };
+
+/** What checking a replay header needs: the user whose queue the message came from, and the keys. */
+export interface ReplayContext {
+  user: string;
+  /** Undefined when REPLAY_KEY is not set: no replay header is honoured. */
+  seal: ReplaySeal | undefined;
+}
+
+type Replay = { key: string; refused?: ReplayRefusal };
+
+/** The idempotency key of a message, honouring its replay header only with a valid seal. */
+function replayKey(id: string, content: Buffer, headers: Record<string, unknown> | undefined, replay: ReplayContext | undefined): Replay {
+  const count = replayCountOf(headers?.[REPLAY_HEADER]);
+  if (count === 0) return { key: id };
+  if (replay?.seal === undefined) return { key: id, refused: 'no-key' };
+  const seal: unknown = headers?.[REPLAY_SEAL_HEADER];
+  if (seal === undefined) return { key: id, refused: 'no-seal' };
+  if (!replay.seal.verify({ user: replay.user, messageId: id, count, body: content }, seal)) return { key: id, refused: 'bad-seal' };
+  return { key: `${id}#replay${count}` };
+}
 
 function isJsonType(contentType: string): boolean {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
@@ -34,6 +68,7 @@ export function decodeMessage(
   properties: Pick<MessageProperties, 'messageId' | 'contentType' | 'timestamp' | 'headers'>,
   maxBytes: number,
   now = Date.now(),
+  replay?: ReplayContext,
 ): DecodedMessage {
   const id: unknown = properties.messageId;
   if (typeof id !== 'string' || !MESSAGE_ID.test(id)) {
@@ -55,14 +90,14 @@ export function decodeMessage(
     data = JSON.stringify(content.toString('base64'));
   }
   const ts = timestampMs(properties.timestamp, now);
-  const replay: unknown = properties.headers?.[REPLAY_HEADER];
-  const key = typeof replay === 'number' && Number.isInteger(replay) && replay > 0 ? `${id}#replay${replay}` : id;
+  const { key, refused } = replayKey(id, content, properties.headers, replay);
   return {
     ok: true,
     id,
     key,
     ts,
     fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},"data":${data}`,
+    ...(refused === undefined ? {} : { replayRefused: refused }),
   };
 }
 

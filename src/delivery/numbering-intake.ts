@@ -11,6 +11,8 @@
  * - a store reply that does not give exactly one number per message is a failure (logged as an
  *   error, retried), never a partial result: a missing seq read as 0 would look processed and
  *   the message would be acked without being sent.
+ * - a replay header counts only with a valid seal (message-codec.ts, replay-seal.ts): one
+ *   without is numbered by its messageId, as any copy, and reported through `onReplayRefused`.
  * Deliveries parsed from one socket read arrive in one turn and are numbered in one store call.
  */
 import { background } from '../background.js';
@@ -20,6 +22,7 @@ import type { Assigned, SeqStore } from '../store/store.js';
 import { backgroundClock, type Clock, type TimerHandle } from './background-clock.js';
 import type { Delivery } from './consumer.js';
 import { decodeMessage } from './message-codec.js';
+import type { ReplayRefusal, ReplaySeal } from './replay-seal.js';
 
 /** A delivery decoded into the parts of a `msg` frame. */
 interface Decoded {
@@ -38,8 +41,12 @@ export interface NumberingIntakeOptions {
   user: string;
   store: SeqStore;
   maxMessageBytes: number;
+  /** Checks the seal of replayed dead letters (REPLAY_KEY); undefined: no replay header is honoured. */
+  replaySeal?: ReplaySeal | undefined;
   logger: Logger;
   clock?: Clock;
+  /** A delivery carried a replay header without a valid seal: it is numbered by its messageId. */
+  onReplayRefused?(delivery: Delivery, reason: ReplayRefusal): void;
   /** The numbering deliveries are assigned in: its epoch and the highest seq seen handed out. */
   position(): { epoch: string; seen: number };
   /** A batch was numbered (in queue order). */
@@ -146,9 +153,15 @@ export class NumberingIntake {
               headers: delivery.headers,
             },
             this.options.maxMessageBytes,
+            Date.now(),
+            { user: this.options.user, seal: this.options.replaySeal },
           );
-          if (decoded.ok) accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
-          else this.options.onInvalid(delivery, decoded.reason);
+          if (!decoded.ok) {
+            this.options.onInvalid(delivery, decoded.reason);
+            continue;
+          }
+          if (decoded.replayRefused !== undefined) this.options.onReplayRefused?.(delivery, decoded.replayRefused);
+          accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
         }
         if (accepted.length === 0) continue;
         const { epoch, seen } = this.options.position();

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
+import type { ReplaySeal } from './replay-seal.js';
 import type { NodeBus } from '../cluster/node-bus.js';
 import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber } from './user-stream.js';
 
@@ -13,6 +14,8 @@ export interface StreamRegistryOptions {
   prefetch: number;
   nackLimit: number;
   maxMessageBytes: number;
+  /** See UserStreamOptions.replaySeal. */
+  replaySeal?: ReplaySeal | undefined;
   /** See UserStreamOptions.lingerMs. */
   lingerMs?: number;
   /** See UserStreamOptions.storeAckIntervalMs. */

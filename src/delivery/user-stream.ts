@@ -75,6 +75,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       consumers: options.consumers,
       prefetch: options.prefetch,
       maxMessageBytes: options.maxMessageBytes,
+      replaySeal: options.replaySeal,
       logger,
       clock: this.clock,
       events: options.events,

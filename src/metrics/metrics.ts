@@ -182,6 +182,22 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     help: 'Messages moved from inbox.unrouted into a newly provisioned inbox.',
     registers,
   });
+  const unroutedProvisioned = new Counter({
+    name: name('unrouted_provisioned_total'),
+    help: 'Inboxes the unrouted mover declared (capped by UNROUTED_PROVISION_RATE_PER_SEC).',
+    registers,
+  });
+  const unroutedProvisionWaits = new Counter({
+    name: name('unrouted_provision_waits_total'),
+    help: 'Times the unrouted mover waited for UNROUTED_PROVISION_RATE_PER_SEC before declaring an inbox (the messages stay queued).',
+    registers,
+  });
+  const replayRefused = new Counter({
+    name: name('replay_headers_refused_total'),
+    help: 'Messages with the replay header but no valid seal (REPLAY_KEY), numbered by their messageId instead, by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
   const refusalReasons = new BoundedLabel(16);
   const refusals = new Counter({
     name: name('admission_refusals_total'),
@@ -298,6 +314,9 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
     'unrouted-moved': () => unroutedMoved.inc(),
+    'unrouted-provisioned': () => unroutedProvisioned.inc(),
+    'unrouted-provision-wait': () => unroutedProvisionWaits.inc(),
+    'replay-refused': (reason) => replayRefused.inc({ reason }),
     breaker: (breaker, state) => {
       const label = breakerNames.value(breaker);
       breakerTransitions.inc({ breaker: label, state });

@@ -12,7 +12,7 @@
  */
 import { background } from '../background.js';
 import type { RelayConfig } from '../config.js';
-import { ErrorCode, RelayError, errorMessage } from '../errors.js';
+import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
@@ -183,11 +183,28 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   );
   const mover = new UnroutedMover({
     pool: consumers,
-    publish: (exchange, routingKey, body, properties) => brokerGuard.run(() => producer.publishRaw(exchange, routingKey, body, properties)),
+    publish: async (exchange, routingKey, body, properties) => {
+      // A negative confirm is about one inbox (full), not the broker's health: it goes past the
+      // breaker as a result, so that a run of full inboxes cannot open it for every user.
+      const refused = await brokerGuard.run(async () => {
+        try {
+          await producer.publishRaw(exchange, routingKey, body, properties);
+          return undefined;
+        } catch (error) {
+          if (isRelayError(error, ErrorCode.publishNacked)) return error;
+          throw error;
+        }
+      });
+      if (refused !== undefined) throw refused;
+    },
     settings,
+    provisionRatePerSec: config.unroutedProvisionRatePerSec,
     logger,
+    clock,
     onMoved: () => events.emit('unrouted-moved'),
     onDeadLettered: (reason) => events.emit('dead-lettered', reason),
+    onProvisioned: () => events.emit('unrouted-provisioned'),
+    onProvisionWait: (ms) => events.emit('unrouted-provision-wait', ms),
   });
   // Registered before it starts: a start that fails half-way still has its channel closed.
   stack.add('unrouted mover', () => mover.stop());

@@ -24,6 +24,7 @@ import { Gateway, closeServer, listen } from './gateway.js';
 import { ResourceStack } from './resource-stack.js';
 import { securityWarnings } from './security-warnings.js';
 import { TokenKeys, type KeyReload } from './token-keys.js';
+import { ReplaySeal } from '../delivery/replay-seal.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
@@ -99,12 +100,19 @@ async function assemble(
     const { origin, pathname } = new URL(config.jwt.jwksUrl);
     logger.info({ jwks: `${origin}${pathname}` }, 'JWT keys from the JWKS, by kid');
   }
+  const replaySeal = config.replayKeys.length > 0 ? new ReplaySeal(config.replayKeys) : undefined;
+  if (replaySeal)
+    logger.info(
+      { keyFingerprint: replaySeal.fingerprint(), keys: config.replayKeys.length },
+      'replays of dead letters are checked with REPLAY_KEY',
+    );
   const registry = new StreamRegistry({
     store: deps.store,
     consumers: deps.consumers,
     prefetch: config.windowMax,
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
+    replaySeal,
     lingerMs: config.streamLingerMs,
     storeAckIntervalMs: config.storeAckIntervalMs,
     logger,

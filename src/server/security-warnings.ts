@@ -41,5 +41,12 @@ export function securityWarnings(config: RelayConfig): SecurityWarning[] {
       message: `ADMIN_TOKEN is not set and the admin port listens on ${config.adminHost}: anyone who reaches it can drain this node`,
     });
   }
+  if (config.replayKeys.length === 0) {
+    warnings.push({
+      settings: ['REPLAY_KEY'],
+      message:
+        'REPLAY_KEY is not set: replays of dead letters (inbox-relay dlq replay) are deduplicated like any copy, so a message a client dead-lettered is not delivered again',
+    });
+  }
   return warnings;
 }

@@ -13,6 +13,8 @@ import { isRelayError } from '../../src/errors.js';
 import type { SeqStore } from '../../src/store/store.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+/** The relays' and the operator CLI's REPLAY_KEY in tests (replays of dead letters are sealed with it). */
+export const TEST_REPLAY_KEY = 'test-replay-9876543210-zyxwvutsrqponmlkjihgfedcba';
 
 /**
  * A unique name for a user, a key prefix or a connection. Under the global setup (integration and
@@ -41,6 +43,7 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     REDIS_URL: redisUrl(),
     REDIS_KEY_PREFIX: `${uid('test')}:`,
     JWT_SECRET: TEST_SECRET,
+    REPLAY_KEY: TEST_REPLAY_KEY,
     PORT: '0',
     ADMIN_PORT: '0',
     HOST: '127.0.0.1',

@@ -13,11 +13,13 @@ import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inboxQueueArguments, inboxQueueName } from '../../src/amqp/topology.js';
 import { RelayProcess } from '../../src/process/relay-process.js';
-import { REPLAY_HEADER } from '../../src/delivery/message-codec.js';
+import { REPLAY_HEADER, REPLAY_SEAL_HEADER } from '../../src/delivery/message-codec.js';
+import { ReplaySeal } from '../../src/delivery/replay-seal.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { AmqpFixture, buildDist, cli, runCompiled, runNpm, xDeath } from '../helpers/ops-cli.js';
 import { RawClient } from '../helpers/raw-client.js';
 import {
+  TEST_REPLAY_KEY,
   TEST_SECRET,
   rabbitmqUrl,
   redisUrl,
@@ -386,6 +388,7 @@ describe('inbox-relay CLI', () => {
       expect(run.code, run.stderr).toBe(0);
       expect(run.json()).toMatchObject({
         ok: true,
+        keyFingerprint: new ReplaySeal([TEST_REPLAY_KEY]).fingerprint(),
         scanned: 4,
         replayed: [
           { messageId: 'r-1', user: alice },
@@ -396,6 +399,13 @@ describe('inbox-relay CLI', () => {
       const copies = await fixture.drainQueue(inboxQueueName(alice));
       expect(copies.map((m) => m.properties.messageId)).toEqual(['r-1', 'r-3']);
       expect(copies.map((m) => m.properties.headers?.[REPLAY_HEADER])).toEqual([1, 2]);
+      // Each copy is sealed with REPLAY_KEY for its user, messageId, count and body.
+      const seal = new ReplaySeal([TEST_REPLAY_KEY]);
+      expect(copies.map((m) => m.properties.headers?.[REPLAY_SEAL_HEADER])).toEqual(
+        copies.map((m, index) =>
+          seal.seal({ user: alice, messageId: m.properties.messageId as string, count: index + 1, body: m.content }),
+        ),
+      );
       const [first] = copies;
       expect(first?.content.toString()).toBe('{"id":"r-1"}');
       expect(first?.properties).toMatchObject({
@@ -422,6 +432,17 @@ describe('inbox-relay CLI', () => {
       });
       expect((await fixture.drainQueue(inboxQueueName(bob))).map((m) => m.properties.messageId)).toEqual(['r-2']);
       expect((await fixture.drainQueue(queue)).map((m) => m.properties.messageId)).toEqual(['r-4']);
+    });
+
+    it('refuses to replay without REPLAY_KEY, before touching the queue', async () => {
+      const queue = await fixture.privateQueue(uid('ops-dead'));
+      cleanup.push(queue);
+      const user = uid('nokey');
+      await fixture.put(queue, '{}', { messageId: 'k-1', headers: xDeath(`inbox.${user}`, user) });
+      const run = await cli(['dlq', 'replay', '--queue', queue], opsEnv({ REPLAY_KEY: undefined }));
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(/REPLAY_KEY is not set/);
+      expect(await fixture.depth(queue)).toBe(1);
     });
 
     it('stops at a copy RabbitMQ refuses and keeps it and the rest queued, in order', async () => {

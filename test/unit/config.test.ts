@@ -108,6 +108,27 @@ describe('config', () => {
     expect([long.length, long.endsWith('-1234567')]).toEqual([64, true]);
   });
 
+  it('reads REPLAY_KEY (and REPLAY_KEY_PREVIOUS while rotating) under the secret floor, never echoing a value', () => {
+    const key = 'replay-0123456789-abcdefghijklmnopq';
+    const old = 'replay-9876543210-qponmlkjihgfedcba';
+    expect(loadConfig({ JWT_SECRET: SECRET }).replayKeys).toEqual([]);
+    expect(loadConfig({ JWT_SECRET: SECRET, REPLAY_KEY: key }).replayKeys).toEqual([key]);
+    expect(loadConfig({ JWT_SECRET: SECRET, REPLAY_KEY: key, REPLAY_KEY_PREVIOUS: old }).replayKeys).toEqual([key, old]);
+    expect(errorOf({ JWT_SECRET: SECRET, REPLAY_KEY: 'changeme-changeme' })).toMatch(/^REPLAY_KEY: must be at least 32/);
+    expect(errorOf({ JWT_SECRET: SECRET, REPLAY_KEY: key, REPLAY_KEY_PREVIOUS: 'ab'.repeat(20) })).toMatch(
+      /^REPLAY_KEY_PREVIOUS: is one piece repeated/,
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, REPLAY_KEY_PREVIOUS: old })).toMatch(/^REPLAY_KEY_PREVIOUS: needs REPLAY_KEY/);
+    expect(errorOf({ JWT_SECRET: SECRET, REPLAY_KEY: key, REPLAY_KEY_PREVIOUS: key })).toMatch(/^REPLAY_KEY_PREVIOUS: is the same/);
+    expect(errorOf({ JWT_SECRET: SECRET, REPLAY_KEY: `${key}-example` })).not.toContain(key);
+  });
+
+  it('caps queue creations by the unrouted mover at UNROUTED_PROVISION_RATE_PER_SEC', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).unroutedProvisionRatePerSec).toBe(20);
+    expect(loadConfig({ JWT_SECRET: SECRET, UNROUTED_PROVISION_RATE_PER_SEC: '3' }).unroutedProvisionRatePerSec).toBe(3);
+    expect(errorOf({ JWT_SECRET: SECRET, UNROUTED_PROVISION_RATE_PER_SEC: '0' })).toMatch(/^UNROUTED_PROVISION_RATE_PER_SEC: must be >= 1/);
+  });
+
   it('takes MAX_CONNECTIONS_PER_USER as given, 0 (no limit) included', () => {
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '3' }).maxConnectionsPerUser).toBe(3);
     expect(loadConfig({ JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '0' }).maxConnectionsPerUser).toBe(0);

@@ -5,6 +5,7 @@ import type { Logger } from '../../src/log.js';
 import type { MemoryStore } from '../../src/store/memory-store.js';
 import type { AssignInput, Assigned } from '../../src/store/store.js';
 import { capturingLogger, jsonDelivery, newMemory, storeWith } from '../helpers/delivery-fakes.js';
+import { REPLAY_HEADER, REPLAY_SEAL_HEADER, ReplaySeal } from '../../src/delivery/replay-seal.js';
 
 type Reply = 'store' | 'fail' | 'short' | 'null' | Error;
 
@@ -47,18 +48,30 @@ interface Harness {
   epochGone: number;
   seen: number;
   lines: { level: number; msg: string }[];
+  replayRefused: { tag: number; reason: string }[];
 }
 
-async function harness(options: { ready?: Promise<unknown>; logger?: Logger } = {}): Promise<Harness> {
+async function harness(options: { ready?: Promise<unknown>; logger?: Logger; replaySeal?: ReplaySeal } = {}): Promise<Harness> {
   const numbering = new Numbering();
   const { epoch } = await numbering.memory.meta('u1');
   const captured = capturingLogger();
-  const h: Omit<Harness, 'intake'> = { numbering, batches: [], invalid: [], health: [], epochGone: 0, seen: 0, lines: captured.lines };
+  const h: Omit<Harness, 'intake'> = {
+    numbering,
+    batches: [],
+    invalid: [],
+    health: [],
+    epochGone: 0,
+    seen: 0,
+    lines: captured.lines,
+    replayRefused: [],
+  };
   const intake = new NumberingIntake(
     {
       user: 'u1',
       store: numbering.store,
       maxMessageBytes: 1024,
+      replaySeal: options.replaySeal,
+      onReplayRefused: (delivery, reason) => h.replayRefused.push({ tag: delivery.tag, reason }),
       logger: options.logger ?? captured.logger,
       position: () => ({ epoch, seen: h.seen }),
       onNumbered: (batch) => {
@@ -129,6 +142,51 @@ describe('NumberingIntake', () => {
     expect(h.numbering.calls.map((call) => call.seen)).toEqual([0, 2]);
     expect(numbered(h).map(([, seq]) => seq)).toEqual([1, 2, 3, 4]);
     expect(h.batches.map((batch) => batch.length)).toEqual([2, 2]);
+  });
+
+  it('numbers a sealed replay as a new message, and a forged one as the message it copies (reported)', async () => {
+    const seal = new ReplaySeal(['replay-0123456789-abcdefghijklmnopq']);
+    const h = await harness({ replaySeal: seal });
+    const original = jsonDelivery(1, 'm1');
+    const sealed = (tag: number, count: number) =>
+      jsonDelivery(tag, 'm1', {
+        content: original.content,
+        headers: {
+          [REPLAY_HEADER]: count,
+          [REPLAY_SEAL_HEADER]: seal.seal({ user: 'u1', messageId: 'm1', count, body: original.content }),
+        },
+      });
+    h.intake.push(original);
+    h.intake.push(jsonDelivery(2, 'm1', { content: original.content, headers: { [REPLAY_HEADER]: 1 } }));
+    h.intake.push(sealed(3, 1));
+    h.intake.push(jsonDelivery(4, 'm1', { content: original.content, headers: { [REPLAY_HEADER]: 2, [REPLAY_SEAL_HEADER]: 'x' } }));
+    // A copy of a sealed replay is a copy of that replay.
+    h.intake.push(sealed(5, 1));
+    await flush();
+    expect(h.numbering.calls.map((call) => call.ids)).toEqual([['m1', 'm1', 'm1#replay1', 'm1', 'm1#replay1']]);
+    expect(numbered(h)).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 2],
+      [4, 1],
+      [5, 2],
+    ]);
+    expect(h.replayRefused).toEqual([
+      { tag: 2, reason: 'no-seal' },
+      { tag: 4, reason: 'bad-seal' },
+    ]);
+  });
+
+  it('honours no replay header without a key', async () => {
+    const h = await harness();
+    h.intake.push(jsonDelivery(1, 'm1'));
+    h.intake.push(jsonDelivery(2, 'm1', { headers: { [REPLAY_HEADER]: 1, [REPLAY_SEAL_HEADER]: 'anything' } }));
+    await flush();
+    expect(numbered(h)).toEqual([
+      [1, 1],
+      [2, 1],
+    ]);
+    expect(h.replayRefused).toEqual([{ tag: 2, reason: 'no-key' }]);
   });
 
   it('sends at most 200 messages per store call', async () => {

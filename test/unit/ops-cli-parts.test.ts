@@ -5,7 +5,10 @@ import { deliveryLimitWarning } from '../../src/cli/commands/dlq.js';
 import { deadLetterUser, replayCount, replayProperties, summarize } from '../../src/cli/dead-letter.js';
 import { defaultManagementUrl, loadOperatorConfig, vhostOf } from '../../src/cli/operator-config.js';
 import { redactUrl } from '../../src/cli/io.js';
-import { REPLAY_HEADER } from '../../src/delivery/message-codec.js';
+import { REPLAY_HEADER, REPLAY_SEAL_HEADER } from '../../src/delivery/message-codec.js';
+import { ReplaySeal } from '../../src/delivery/replay-seal.js';
+
+const seal = new ReplaySeal(['replay-key-4f9c1e7a2b8d6f0319a5c7e2d4b6f8a0']);
 
 function props(overrides: Partial<MessageProperties> = {}): MessageProperties {
   return {
@@ -48,6 +51,12 @@ describe('deadLetterUser', () => {
     expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.unrouted', ['bad key!', 'erin'])] } }))).toBe('erin');
   });
 
+  it('takes the user the relay named on a dead letter it published itself, only when there is no x-death', () => {
+    expect(deadLetterUser(props({ headers: { 'x-inbox-relay-user': 'frank' } }))).toBe('frank');
+    expect(deadLetterUser(props({ headers: { 'x-inbox-relay-user': 'not valid' } }))).toBeUndefined();
+    expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.dead', [])], 'x-inbox-relay-user': 'frank' } }))).toBeUndefined();
+  });
+
   it('finds no user for a message that died in the unrouted queue with an invalid key, or has no x-death', () => {
     expect(deadLetterUser(props({ headers: { 'x-death': [death('inbox.unrouted', ['not valid'])] } }))).toBeUndefined();
     expect(deadLetterUser(props({ headers: {} }))).toBeUndefined();
@@ -77,10 +86,14 @@ describe('replayProperties', () => {
         'x-last-death-queue': 'inbox.bob',
         'x-delivery-count': 4,
         'x-custom': 'kept',
+        'x-inbox-relay-reason': 'unroutable-inbox-full',
+        'x-inbox-relay-user': 'bob',
         [REPLAY_HEADER]: 2,
+        [REPLAY_SEAL_HEADER]: 'the seal of replay 2',
       },
     });
-    expect(replayProperties(original)).toEqual({
+    const content = Buffer.from('{"n":9}');
+    expect(replayProperties({ content, properties: original }, 'bob', seal)).toEqual({
       persistent: true,
       messageId: 'm-9',
       contentType: 'application/json',
@@ -91,12 +104,20 @@ describe('replayProperties', () => {
       appId: 'app',
       priority: 3,
       timestamp: 1_700_000_000_000,
-      headers: { 'x-custom': 'kept', [REPLAY_HEADER]: 3 },
+      headers: {
+        'x-custom': 'kept',
+        [REPLAY_HEADER]: 3,
+        [REPLAY_SEAL_HEADER]: seal.seal({ user: 'bob', messageId: 'm-9', count: 3, body: content }),
+      },
     });
   });
 
   it('starts the replay count at 1 and ignores a count that is not a positive whole number', () => {
-    expect(replayProperties(props()).headers).toEqual({ [REPLAY_HEADER]: 1 });
+    const content = Buffer.from('{}');
+    expect(replayProperties({ content, properties: props() }, 'bob', seal).headers).toEqual({
+      [REPLAY_HEADER]: 1,
+      [REPLAY_SEAL_HEADER]: seal.seal({ user: 'bob', messageId: 'm-1', count: 1, body: content }),
+    });
     expect(replayCount(props({ headers: { [REPLAY_HEADER]: 'x' } }))).toBe(0);
     expect(replayCount(props({ headers: { [REPLAY_HEADER]: -2 } }))).toBe(0);
     expect(replayCount(props({ headers: { [REPLAY_HEADER]: 5 } }))).toBe(5);

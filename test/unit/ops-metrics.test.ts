@@ -53,6 +53,23 @@ describe('createMetrics', () => {
     expect(sampleValue(text, 'inbox_relay_messages_dead_lettered_total', { reason: 'nack-limit' })).toBe(1);
   });
 
+  it("counts refused replay headers by reason, and the unrouted mover's declarations and waits on its cap", async () => {
+    const events = start();
+    events.emit('replay-refused', 'no-seal');
+    events.emit('replay-refused', 'bad-seal');
+    events.emit('replay-refused', 'bad-seal');
+    events.emit('unrouted-provisioned');
+    events.emit('unrouted-provisioned');
+    events.emit('unrouted-provision-wait', 250);
+    events.emit('dead-lettered', 'unroutable-inbox-full');
+    const text = await metrics!.render();
+    expect(sampleValue(text, 'inbox_relay_replay_headers_refused_total', { reason: 'no-seal' })).toBe(1);
+    expect(sampleValue(text, 'inbox_relay_replay_headers_refused_total', { reason: 'bad-seal' })).toBe(2);
+    expect(sampleValue(text, 'inbox_relay_unrouted_provisioned_total')).toBe(2);
+    expect(sampleValue(text, 'inbox_relay_unrouted_provision_waits_total')).toBe(1);
+    expect(sampleValue(text, 'inbox_relay_messages_dead_lettered_total', { reason: 'unroutable-inbox-full' })).toBe(1);
+  });
+
   it('observes delivery latency in seconds, clamping clock skew to zero', async () => {
     const events = start();
     events.emit('delivery-latency', 40);

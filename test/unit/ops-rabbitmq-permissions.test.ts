@@ -197,6 +197,7 @@ async function relayChecks(): Promise<Check[]> {
         return producer.publishRaw(exchange, routingKey, body, properties);
       },
       settings,
+      provisionRatePerSec: 1_000,
       logger: silentLogger(),
     });
     await mover.start();

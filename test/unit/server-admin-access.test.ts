@@ -59,7 +59,8 @@ describe('admin access', () => {
 });
 
 describe('security warnings', () => {
-  const warningsOf = (env: Record<string, string>) => securityWarnings(loadConfig({ JWT_SECRET: SECRET, ...env }));
+  const REPLAY_KEY = 'replay-0123456789-abcdefghijklmnopq';
+  const warningsOf = (env: Record<string, string>) => securityWarnings(loadConfig({ JWT_SECRET: SECRET, REPLAY_KEY, ...env }));
 
   it('names JWT_AUDIENCE and JWT_ISSUER when they are unset', () => {
     expect(warningsOf({})).toEqual([
@@ -81,6 +82,13 @@ describe('security warnings', () => {
     expect(warningsOf({ ...quiet, ADMIN_HOST: '127.0.0.1' })).toEqual([]);
     expect(warningsOf({ ...quiet, JWT_MAX_AGE: '0' }).map((w) => w.settings)).toEqual([['JWT_MAX_AGE']]);
     for (const warning of warningsOf({ ADMIN_HOST: '::', JWT_MAX_AGE: '0' })) expect(warning.message).not.toContain(SECRET);
+  });
+
+  it('warns that replays of dead letters are deduplicated without REPLAY_KEY', () => {
+    const quiet = { JWT_AUDIENCE: 'inbox-relay', JWT_ISSUER: 'https://issuer.example' };
+    const [warning, ...rest] = securityWarnings(loadConfig({ JWT_SECRET: SECRET, ...quiet }));
+    expect(rest).toEqual([]);
+    expect(warning).toMatchObject({ settings: ['REPLAY_KEY'], message: expect.stringMatching(/dlq replay/) as unknown });
   });
 
   it('tells loopback addresses apart', () => {

@@ -8,12 +8,17 @@
  * or reordered. Taking them all matters for quorum queues, which put returned messages behind
  * messages returned earlier: returning only the first N of a queue that was listed before would
  * move them behind the rest.
+ *
+ * replay seals each copy with REPLAY_KEY (replay-seal.ts), the relays' key: without it the relays
+ * take a copy of a message they numbered before for that message and do not deliver it again,
+ * so replay refuses to run without the key.
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
 import { waitUntil } from '../../wait-until.js';
+import { ReplaySeal } from '../../delivery/replay-seal.js';
 import { failure, usageError } from '../cli-error.js';
 import { checkQueue, withBroker, type BrokerSession } from '../broker.js';
 import { flag, intOption, stringOption, type Invocation } from '../commands.js';
@@ -108,6 +113,8 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
 
 interface ReplayReport {
   queue: string;
+  /** Names REPLAY_KEY (replay-seal.ts): the relays log the same value at start when they hold the same key. */
+  keyFingerprint: string;
   scanned: number;
   replayed: { messageId: string; user: string }[];
   /** Left in the queue because they cannot be replayed. */
@@ -145,8 +152,9 @@ async function replay(
   queue: string,
   limit: number,
   onlyUser: string | undefined,
+  seal: ReplaySeal,
 ): Promise<ReplayReport> {
-  const report: ReplayReport = { queue, scanned: 0, replayed: [], skipped: [], warnings: [] };
+  const report: ReplayReport = { queue, keyFingerprint: seal.fingerprint(), scanned: 0, replayed: [], skipped: [], warnings: [] };
   const depth = await depthOf(session, queue);
   const warning = deliveryLimitWarning(session.serverVersion);
   if (warning) report.warnings.push(warning);
@@ -184,7 +192,7 @@ async function replay(
           await provisionInbox(() => session.channel(), user, settings);
           provisioned.add(user);
         }
-        await publishConfirmed(channel, user, message, replayProperties(message.properties), config.publishTimeoutMs);
+        await publishConfirmed(channel, user, message, replayProperties(message, user, seal), config.publishTimeoutMs);
       } catch (error) {
         report.failed = { messageId, user, error: errorMessage(error) };
         continue;
@@ -208,10 +216,18 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
   if (onlyUser !== undefined && !isValidUserId(onlyUser))
     throw usageError('dlq replay: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
   const config = loadOperatorConfig(env);
-  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser));
+  if (config.replayKeys.length === 0) {
+    throw usageError(
+      "dlq replay: REPLAY_KEY is not set; set it to the relays' REPLAY_KEY (without a seal made with it, the relays take a copy " +
+        'of a message they numbered before for that message and do not deliver it again)',
+    );
+  }
+  const seal = new ReplaySeal(config.replayKeys);
+  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
   output.result({ ok: report.failed === undefined, ...report }, () => [
     ...report.warnings.map((warning) => `warning: ${warning}`),
-    `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}`,
+    `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}` +
+      ` (sealed with REPLAY_KEY ${report.keyFingerprint})`,
     ...report.replayed.map((r) => `replayed id=${r.messageId} user=${r.user}`),
     ...report.skipped.map((s) => `skipped #${s.position} id=${s.messageId ?? '-'}: ${s.reason}`),
     ...(report.failed
