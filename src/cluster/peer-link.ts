@@ -40,6 +40,8 @@ export interface LinkedStream {
   readonly epoch: string;
   readonly head: number;
   readonly ackedMark: number;
+  /** The acked mark peers may act on (never past a dead-letter request the store does not hold yet). */
+  readonly forwardableAck: number;
   /** Seqs up to `seq` are numbered (by a peer): connections may send them. */
   peerHead(seq: number): void;
   /** A connection on a peer acked every seq up to `seq`. */
@@ -108,9 +110,9 @@ export class PeerLink {
 
   /** The stream knows its numbering: peers are greeted (they answer with their heads). */
   hello(): void {
-    const { epoch, head, ackedMark } = this.options.stream;
+    const { epoch, head, forwardableAck } = this.options.stream;
     if (this.closed || !epoch) return;
-    this.publish({ kind: 'head', epoch, seq: head, acked: ackedMark, hello: true });
+    this.publish({ kind: 'head', epoch, seq: head, acked: forwardableAck, hello: true });
   }
 
   /** The message a peer numbered for `seq`, if it is kept here. */
@@ -225,9 +227,9 @@ export class PeerLink {
   }
 
   private heartbeat(): void {
-    const { epoch, head, ackedMark } = this.options.stream;
+    const { epoch, head, forwardableAck } = this.options.stream;
     if (this.closed || !epoch) return;
-    this.publish({ kind: 'head', epoch, seq: head, acked: ackedMark });
+    this.publish({ kind: 'head', epoch, seq: head, acked: forwardableAck });
   }
 
   /**

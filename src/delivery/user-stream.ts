@@ -204,7 +204,8 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       this.loaded = true;
       this.link?.hello();
     } else {
-      this.head = Math.max(this.head, meta.seq);
+      // Numbered elsewhere and not heard of (a lost notification): every connection may go on.
+      if (meta.seq > this.head) this.peerHead(meta.seq);
       if (meta.acked > this.acked) {
         // A connection on another node acked further: finish those messages here too.
         this.markWriter.known(meta.acked);
@@ -488,7 +489,12 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
    */
   private forwardAck(): void {
     if (this.broker.isOwner) return;
-    this.link?.acked(Math.min(this.acked, this.broker.intents.markCeiling()));
+    this.link?.acked(this.forwardableAck);
+  }
+
+  /** The acked mark other nodes may act on: below any dead-letter request the store does not hold yet. */
+  get forwardableAck(): number {
+    return Math.min(this.acked, this.broker.intents.markCeiling());
   }
 
   /** Tells every connection that delivery paused (the first reason counts) or goes on. */

@@ -23,6 +23,9 @@ class StreamDouble implements LinkedStream {
   epoch = 'e1';
   head = 0;
   ackedMark = 0;
+  get forwardableAck(): number {
+    return this.ackedMark;
+  }
   readonly calls: string[] = [];
   polls = 0;
   peerHead(seq: number): void {
