@@ -84,6 +84,11 @@ export class PeerLink {
 
   constructor(private readonly options: PeerLinkOptions) {}
 
+  /** Whether another node of this user was heard from recently. */
+  get hasPeers(): boolean {
+    return this.peers.size > 0;
+  }
+
   /** Peers heard from recently (diagnostics). */
   get peerIds(): string[] {
     return [...this.peers.keys()];

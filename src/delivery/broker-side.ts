@@ -30,8 +30,11 @@ export interface StreamNumbering {
   readonly epoch: string;
   /** The highest seq numbered so far (raised here as deliveries are numbered). */
   head: number;
-  /** The highest seq some client acked. */
-  readonly ackedMark: number;
+  /**
+   * The highest seq RabbitMQ may be acked up to: some client acked it, and (with other nodes) the
+   * store was asked for dead-letter requests up to it (see UserStream.raiseBrokerMark).
+   */
+  readonly brokerAckMark: number;
 }
 
 export interface BrokerSideOptions {
@@ -173,7 +176,7 @@ export class BrokerSide {
   ackUpToMark(): void {
     const session = this.supervisor.session;
     if (!session?.handle) return;
-    const settled = session.ledger.settleUpTo(this.options.numbering.ackedMark, (seq) => this.intents.has(seq));
+    const settled = session.ledger.settleUpTo(this.options.numbering.brokerAckMark, (seq) => this.intents.has(seq));
     if (!settled.ack) return;
     if (settled.ack.multiple) session.handle.ack(settled.ack.tag, true);
     else for (const tag of settled.ack.tags) session.handle.ack(tag, false);
@@ -266,7 +269,7 @@ export class BrokerSide {
         if (this.intents.isStored(seq)) this.rejectHeld(seq);
         continue;
       }
-      if (seq <= numbering.ackedMark) {
+      if (seq <= numbering.brokerAckMark) {
         // A client already processed this seq in this epoch: finish it without sending it again.
         session.ledger.settled(delivery.tag);
         session.handle?.ack(delivery.tag, false);

@@ -38,6 +38,8 @@ export { StreamClosedError };
 const NUMBERING_WAIT_MS = 3_000;
 /** How long a closing stream waits for the store to take its acked mark. */
 const MARK_WAIT_MS = 2_000;
+/** How soon a failed question to the store about dead-letter requests is asked again. */
+const BROKER_CHECK_RETRY_MS = 1_000;
 /** See UserStreamOptions.clusterHeartbeatMs. */
 export const DEFAULT_CLUSTER_HEARTBEAT_MS = 1_000;
 
@@ -60,9 +62,10 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   /** The link to this user's streams on other nodes (only with a node bus). */
   private link: PeerLink | undefined;
   private linkOpening: Promise<void> | undefined;
-  /** The highest acked mark other nodes reported, and whether it is being checked against the store. */
-  private peerAckTarget = 0;
-  private peerAckChecking = false;
+  /** What RabbitMQ may be acked up to, the mark waiting for the store's answer, and whether it is asked. */
+  private brokerMark = 0;
+  private brokerTarget = 0;
+  private brokerChecking = false;
   private epochChecking = false;
 
   constructor(private readonly options: UserStreamOptions) {
@@ -200,6 +203,9 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       this.epoch = meta.epoch;
       this.head = meta.seq;
       this.acked = meta.acked;
+      // Nothing is held yet, and what the consumer numbers at or below it the store answers for.
+      this.brokerMark = meta.acked;
+      this.brokerTarget = meta.acked;
       this.markWriter.known(meta.acked);
       this.loaded = true;
       this.link?.hello();
@@ -369,40 +375,49 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
     for (const cursor of this.connections.values()) cursor.pump();
   }
 
-  /**
-   * A connection on another node acked up to `seq`: RabbitMQ is acked here as for a local ack
-   * (if this node's consumer holds those messages). A dead-letter request for one of them may
-   * not have reached this node (the bus loses messages when it reconnects), so the store is asked
-   * first: those are rejected, not acked. While it answers, later marks wait and are merged.
-   */
+  /** A connection on another node acked up to `seq`: as a local ack, without forwarding it. */
   peerAcked(seq: number): void {
     if (this.closed || seq <= this.acked) return;
-    if (seq > this.peerAckTarget) this.peerAckTarget = seq;
-    if (!this.peerAckChecking) this.settlePeerAcks();
+    this.advanceAcked(seq, false);
   }
 
-  private settlePeerAcks(): void {
-    const target = this.peerAckTarget;
-    if (this.closed || target <= this.acked) return;
-    const held = this.broker.heldBetween(this.acked, target);
+  /** The highest seq RabbitMQ may be acked up to (see raiseBrokerMark). */
+  get brokerAckMark(): number {
+    return this.brokerMark;
+  }
+
+  /**
+   * Lets RabbitMQ be acked up to `target`. With other nodes of this user, a client there may have
+   * asked to dead-letter one of those messages and the bus lost the request (it reconnected), so
+   * the store, which every request reaches first, is asked before: those are rejected, not
+   * acked. Targets that come while it answers wait and are merged into one question.
+   */
+  private raiseBrokerMark(target: number): void {
+    if (target > this.brokerTarget) this.brokerTarget = target;
+    if (this.brokerChecking || this.closed || this.brokerTarget <= this.brokerMark) return;
+    const next = this.brokerTarget;
+    const held = this.link?.hasPeers ? this.broker.heldBetween(this.brokerMark, next) : [];
     if (held.length === 0) {
-      this.advanceAcked(target, false);
+      this.brokerMark = next;
+      this.broker.scheduleAck();
       return;
     }
-    this.peerAckChecking = true;
+    this.brokerChecking = true;
     this.options.store.deadLetterRequests(this.user, this.epoch, held).then(
       (requested) => {
-        this.peerAckChecking = false;
+        this.brokerChecking = false;
         if (this.closed) return;
         if (requested === null) return this.epochLost();
         for (const requestedSeq of requested) this.broker.peerDeadLetter(requestedSeq, 'client-nack');
-        if (target > this.acked) this.advanceAcked(target, false);
-        if (this.peerAckTarget > this.acked) this.settlePeerAcks();
+        if (next > this.brokerMark) this.brokerMark = next;
+        this.broker.scheduleAck();
+        this.raiseBrokerMark(this.brokerTarget);
       },
       (error: unknown) => {
-        // The next ack or heartbeat of that node brings the mark again.
-        this.peerAckChecking = false;
+        // The messages stay unacked meanwhile (the prefetch may be full): asked again shortly.
+        this.brokerChecking = false;
         this.options.logger.warn({ user: this.user, err: errorMessage(error) }, 'could not check dead-letter requests; ack waits');
+        this.clock.setTimeout(() => this.raiseBrokerMark(this.brokerTarget), BROKER_CHECK_RETRY_MS);
       },
     );
   }
@@ -476,7 +491,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
    */
   private advanceAcked(seq: number, local = true): void {
     this.acked = seq;
-    this.broker.scheduleAck();
+    this.raiseBrokerMark(seq);
     this.markWriter.moved(seq);
     this.link?.prune(seq);
     if (local) this.forwardAck();

@@ -30,12 +30,14 @@
  * exactly once (acked, or dead-lettered at a client's request); the queue is empty and stays empty
  * once every device left; every connected device has processed up to the head.
  *
- * Bugs these properties found are let through here (so that the suite stays green) and shown in
- * user-stream-model.wip.ts, with the strict properties: a dead-letter request the store has not
- * taken yet is protected only in the stream that took it (A: lost when it closes; C: another node
- * acks on a heartbeat's acked mark); a requeue nack the relay ignores leaves the client waiting
- * (B); a connection on a node that is not the owner can miss what a later attach on its node
- * found (D); the owner overrides a stored request whose bus forward was lost (E).
+ * Bugs these properties found and that are not fixed yet are let through here (so that the suite
+ * stays green) and shown in user-stream-model.wip.ts, with the strict properties: a dead-letter
+ * request the store has not taken yet is lost when its stream closes (A); a requeue nack the
+ * relay ignores leaves the client waiting (B). Fixed since, and checked here: a heartbeat's acked
+ * mark past a request the store has not taken (C), a connection on a node that is not the owner
+ * missing what a later attach on its node found (D), the owner overriding a stored request whose
+ * bus forward was lost (E). The model's tolerance of the owner acking a request made on another
+ * node stays for A's sake (strictDeadLetters).
  *
  * FC_SEED=<seed> FC_PATH=<path> replays a failure fast-check printed; FC_NUM_RUNS=<n> runs longer.
  */
@@ -67,6 +69,6 @@ describe('user streams against a model of their clients (fast-check)', () => {
   });
 
   it('two nodes sharing the user: the same guarantees, with the owner handing over on a lost consumer', async () => {
-    await fc.assert(property({ nodes: 2, nudgeStalledPeers: true }, 60), runs(300));
+    await fc.assert(property({ nodes: 2, nudgeStalledPeers: false }, 60), runs(300));
   });
 });
