@@ -50,6 +50,14 @@ async function connect(node: TestRelay, user: string, extra: Record<string, unkn
   return client;
 }
 
+/** Connects `user` on `node` and makes that node the owner: its consumer is active once it delivered a first message. */
+async function connectOwner(node: TestRelay, user: string): Promise<RawClient> {
+  const owner = await connect(node, user);
+  await publish(user, 1);
+  await received(owner, 1, 'the owner got the first message');
+  return owner;
+}
+
 async function received(client: RawClient, count: number, what: string): Promise<Msg[]> {
   await waitUntil(() => msgs(client.frames).length >= count, { timeoutMs: 15_000, what });
   return msgs(client.frames);
@@ -84,9 +92,7 @@ describe('a user on several nodes', () => {
   it('acks RabbitMQ for messages acked only by a connection on the node that does not own the queue', async () => {
     const [a, b] = await cluster(2);
     const user = uid('cl');
-    const owner = await connect(a!, user);
-    await publish(user, 1);
-    await received(owner, 1, 'the owner got the first message');
+    const owner = await connectOwner(a!, user);
     // a's consumer is now the active one; the laptop on b gets the rest through the bus.
     const laptop = await connect(b!, user);
     await publish(user, 9, 1);
@@ -102,9 +108,7 @@ describe('a user on several nodes', () => {
   it('dead-letters on the owner a message a client on another node refused, and acks the rest', async () => {
     const [a, b] = await cluster(2);
     const user = uid('cl');
-    const owner = await connect(a!, user);
-    await publish(user, 1);
-    await received(owner, 1, 'the owner got the first message');
+    const owner = await connectOwner(a!, user);
     const deadLettered: string[] = [];
     a!.relay.events.on('dead-lettered', (reason) => deadLettered.push(reason));
     const laptop = await connect(b!, user);
@@ -125,9 +129,7 @@ describe('a user on several nodes', () => {
   it('hands the user over when the owner lets go, and the other node goes on from where it was', async () => {
     const [a, b] = await cluster(2);
     const user = uid('cl');
-    const owner = await connect(a!, user);
-    await publish(user, 1);
-    await received(owner, 1, 'the owner got the first message');
+    const owner = await connectOwner(a!, user);
     const laptop = await connect(b!, user);
     await publish(user, 5, 1);
     const before = await received(laptop, 6, 'the laptop got 6');
@@ -174,9 +176,7 @@ describe('a user on several nodes', () => {
   it('shows in `inbox-relay inspect` which node owns the user and which nodes wait to take over', async () => {
     const [a, b] = await cluster(2);
     const user = uid('cl');
-    const owner = await connect(a!, user);
-    await publish(user, 1);
-    await received(owner, 1, 'the owner got the first message');
+    await connectOwner(a!, user);
     await connect(b!, user);
     // The management API URL is derived from RABBITMQ_URL (port 15672, same credentials).
     const env = { ...testEnv(), REDIS_KEY_PREFIX: a!.config.redisKeyPrefix };
@@ -204,9 +204,7 @@ describe('a user on several nodes', () => {
   it('says so in readiness and status frames while its link to the other nodes is down, and delivers from history meanwhile', async () => {
     const [a, b] = await cluster(2);
     const user = uid('cl');
-    const owner = await connect(a!, user);
-    await publish(user, 1);
-    await received(owner, 1, 'the owner got the first message');
+    await connectOwner(a!, user);
     const laptop = await connect(b!, user);
     await received(laptop, 1, 'the laptop got the first message');
     const bus = b!.relay.bus as RedisNodeBus;
