@@ -45,7 +45,11 @@ export interface DisconnectEvent {
   readonly delayMs: number | undefined;
 }
 
-/** A message was dead-lettered by the nack policy. */
+/**
+ * The nack policy gave the message up: the relay dead-lettered it, or (at the relay's nack limit)
+ * left it as processed because another connection of the user had acked it; `error` (the relay's
+ * RELAY_ERR_NACK_LIMIT) says which.
+ */
 export interface DeadLetterEvent {
   readonly message: InboxMessage;
   readonly error: unknown;

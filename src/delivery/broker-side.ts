@@ -6,8 +6,8 @@
  * - a delivery is held (and sent to connections) only once the store numbered it in the
  *   stream's epoch; one at or below the acked mark is acked at once without being held;
  * - RabbitMQ is acked exactly for the held messages at or below the acked mark, once per turn
- *   of the event loop, never for a message with a dead-letter request (that one is rejected once
- *   the request is in the store);
+ *   of the event loop, never for a message with a dead-letter request (that one is rejected as
+ *   soon as the consumer holds it);
  * - a lost consumer's messages and numbering are dropped with it (its delivery tags name
  *   nothing on another channel): RabbitMQ delivers them again to the next consumer.
  */
@@ -143,6 +143,9 @@ export class BrokerSide {
   /** A client asked to dead-letter `seq` (kept until RabbitMQ took it; see DeadLetterIntents). */
   deadLetter(seq: number, reason: string): void {
     this.intents.add(seq, reason);
+    // Held here: rejected now, whether or not the store took the request yet (it is kept here
+    // until the reject is confirmed, and the store's copy covers a channel lost before that).
+    this.rejectHeld(seq);
   }
 
   /**
@@ -264,9 +267,9 @@ export class BrokerSide {
       const message = { fragment, redelivered: delivery.redelivered, ts };
       if (deadLetter) this.intents.known(seq);
       if (this.intents.has(seq)) {
-        // Held until the request is in the store, then rejected (never acked, whatever the mark).
+        // Rejected, never acked, whatever the mark.
         session.ledger.hold(seq, delivery.tag, message);
-        if (this.intents.isStored(seq)) this.rejectHeld(seq);
+        this.rejectHeld(seq);
         continue;
       }
       if (seq <= numbering.brokerAckMark) {
@@ -300,7 +303,7 @@ export class BrokerSide {
     this.options.logger.warn({ user: this.options.user, messageId, reason }, 'replay header without a valid seal ignored');
   }
 
-  /** Rejects a message whose dead-letter request is in the store, if the consumer holds it now. */
+  /** Rejects a message a client asked to dead-letter, if the consumer holds it now. */
   private rejectHeld(seq: number): void {
     const session = this.supervisor.session;
     const handle = session?.handle;
@@ -310,7 +313,11 @@ export class BrokerSide {
     this.options.events?.emit('dead-lettered', reason);
     this.options.logger.info({ user: this.options.user, seq, reason }, 'message dead-lettered');
     handle.sync().then(
-      () => this.intents.done(seq),
+      () => {
+        this.intents.done(seq);
+        // A request the store had not taken no longer holds the store's acked mark back.
+        this.options.onRequestStored();
+      },
       // The channel died under the reject: RabbitMQ has the message back and delivers it again,
       // and the request (still in the store) rejects it then.
       (error: unknown) =>

@@ -5,12 +5,14 @@
  * This module guarantees:
  * - an intent outlives the client's later cumulative acks: the stream never acks a message with
  *   an intent to RabbitMQ (its ledger keeps it), it rejects it;
- * - an intent is written to the store before the message is rejected, so it survives a lost
- *   channel and a relay restart: when RabbitMQ delivers the message again, the store's `assign`
- *   says so, and it is rejected then;
+ * - an intent is written to the store (retried every second), so that it survives a lost channel,
+ *   a relay restart and a move to another node: when RabbitMQ delivers the message again, the
+ *   store's `assign` says so, and it is rejected then. The consumer that holds the message does
+ *   not wait for the store: it rejects at once;
  * - an intent is cleared (here and in the store) only once a reject was followed by a round trip
  *   on the same channel (`ConsumerHandle.sync`): a reject sent on a channel that was already
- *   dead is not taken for done.
+ *   dead is not taken for done. One the store has not taken when the stream closes is handed to
+ *   the user's next stream on this node (`unrecorded`, see DeadLetterHandover).
  */
 import { background } from '../background.js';
 import { errorMessage } from '../errors.js';
@@ -25,7 +27,7 @@ export interface DeadLetterIntentsOptions {
   clock?: Clock;
   /** The numbering intents are recorded in. */
   epoch(): string;
-  /** The intent for `seq` is in the store: reject the message if the consumer holds it. */
+  /** The intent for `seq` is in the store: other nodes may be told (and the message rejected if held). */
   onStored(seq: number): void;
   /** History no longer holds `seq` (a client processed it): it is settled like any acked seq. */
   onDropped(seq: number): void;
@@ -57,11 +59,6 @@ export class DeadLetterIntents {
     return this.intents.has(seq);
   }
 
-  /** Whether the store holds the intent for `seq` (the message may be rejected now). */
-  isStored(seq: number): boolean {
-    return this.intents.get(seq)?.stored === true;
-  }
-
   /**
    * The highest acked mark the store may be given now: below the lowest request it does not hold
    * yet. A stream that starts from the store's mark (after a restart) would otherwise take that
@@ -75,6 +72,19 @@ export class DeadLetterIntents {
 
   reason(seq: number): string {
     return this.intents.get(seq)?.reason ?? 'client-nack';
+  }
+
+  /** Whether the store holds the intent for `seq`. */
+  isStored(seq: number): boolean {
+    return this.intents.get(seq)?.stored === true;
+  }
+
+  /** The intents the store does not hold yet, lowest seq first (for the user's next stream). */
+  unrecorded(): { seq: number; reason: string }[] {
+    return [...this.intents]
+      .filter(([, intent]) => !intent.stored)
+      .map(([seq, { reason }]) => ({ seq, reason }))
+      .sort((a, b) => a.seq - b.seq);
   }
 
   /** A client asked to dead-letter `seq`: the intent is written to the store (retried until it is). */

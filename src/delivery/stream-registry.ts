@@ -6,6 +6,7 @@ import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
 import type { ReplaySeal } from './replay-seal.js';
 import type { NodeBus } from '../cluster/node-bus.js';
+import { DeadLetterHandover } from './dead-letter-handover.js';
 import { StreamClosedError, UserStream, type AttachResult, type ResumeRequest, type Subscriber } from './user-stream.js';
 
 export interface StreamRegistryOptions {
@@ -42,8 +43,12 @@ const CLOSING_WAIT_MS = 10_000;
 export class StreamRegistry {
   private readonly streams = new Map<string, UserStream>();
   private gate: AttachGate | undefined;
+  /** Dead-letter requests a closed stream left unrecorded, for the user's next stream. */
+  private readonly handover: DeadLetterHandover;
 
-  constructor(private readonly options: StreamRegistryOptions) {}
+  constructor(private readonly options: StreamRegistryOptions) {
+    this.handover = new DeadLetterHandover({ store: options.store, logger: options.logger });
+  }
 
   get size(): number {
     return this.streams.size;
@@ -92,6 +97,7 @@ export class StreamRegistry {
         const created = new UserStream({
           ...this.options,
           user,
+          handover: this.handover,
           onIdle: () => {
             if (this.streams.get(user) === created) this.streams.delete(user);
           },

@@ -6,6 +6,7 @@ import type { Clock } from './background-clock.js';
 import type { ReplaySeal } from './replay-seal.js';
 import type { ConsumerFactory } from './consumer.js';
 import type { NodeBus } from '../cluster/node-bus.js';
+import type { DeadLetterHandover } from './dead-letter-handover.js';
 
 export interface UserStreamOptions {
   user: string;
@@ -36,6 +37,11 @@ export interface UserStreamOptions {
   bus?: NodeBus;
   /** How often a stream that shares its user with other nodes sends them its head (CLUSTER_HEARTBEAT_MS). */
   clusterHeartbeatMs?: number;
+  /**
+   * Where a closing stream leaves the dead-letter requests the store has not taken, and where the
+   * user's next stream on this node finds them (none: they are lost with the stream).
+   */
+  handover?: DeadLetterHandover;
   /** Called once the stream has no connection left and has released its consumer. */
   onIdle?: () => void;
 }

@@ -65,6 +65,8 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   /** What RabbitMQ may be acked up to, the mark waiting for the store's answer, and whether it is asked. */
   private brokerMark = 0;
   private brokerTarget = 0;
+  /** Up to where raising the broker mark asks the store first (see raiseBrokerMark). */
+  private brokerCheckUpTo = 0;
   private brokerChecking = false;
   private epochChecking = false;
 
@@ -208,6 +210,9 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       this.brokerTarget = meta.acked;
       this.markWriter.known(meta.acked);
       this.loaded = true;
+      // Requests the user's previous stream here could not record: binding before any position
+      // (the client's, below) can take their messages for processed.
+      for (const { seq, reason } of this.options.handover?.take(this.user, this.epoch) ?? []) this.broker.deadLetter(seq, reason);
       this.link?.hello();
     } else {
       // Numbered elsewhere and not heard of (a lost notification): every connection may go on.
@@ -295,7 +300,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
     if (!cursor) return 'unknown';
     const outcome = cursor.ack(seq);
     if (outcome !== 'ok') return outcome;
-    if (seq > this.acked) this.advanceAcked(seq);
+    if (seq > this.acked) this.advanceAcked(seq, { clientAck: true });
     cursor.pump();
     return 'ok';
   }
@@ -303,9 +308,11 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   /**
    * A client could not process one seq. `requeue`: the connection is rewound and the seq sent
    * again (then everything after it, in order), `nackLimit` times; past that, or without
-   * `requeue`, the message is dead-lettered and the client goes on after it.
+   * `requeue`, the message is dead-lettered and the client goes on after it. A seq another
+   * connection already acked counts as processed: nothing is dead-lettered ('stale'; past the
+   * nack limit 'processed', which the client must be told, as it waits for the seq again).
    */
-  nack(sub: Subscriber, seq: number, requeue: boolean): AckOutcome | 'dead-lettered' {
+  nack(sub: Subscriber, seq: number, requeue: boolean): AckOutcome | 'dead-lettered' | 'processed' {
     const cursor = this.connections.get(sub);
     if (!cursor?.isProgress(seq)) return 'unknown';
     this.options.events?.emit('nacked', requeue);
@@ -314,14 +321,14 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       cursor.pump();
       return 'ok';
     }
-    // At or below the acked mark another connection processed it: nothing to dead-letter.
-    if (seq <= this.acked) return 'stale';
-    this.broker.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
+    const processed = seq <= this.acked;
+    if (!processed) this.broker.deadLetter(seq, requeue ? 'nack-limit' : 'client-nack');
     if (requeue) {
       // The client dropped what followed the seq it asked to see again: send that again.
       cursor.rewindTo(seq);
       cursor.pump();
     }
+    if (processed) return requeue ? 'processed' : 'stale';
     return 'dead-lettered';
   }
 
@@ -378,7 +385,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   /** A connection on another node acked up to `seq`: as a local ack, without forwarding it. */
   peerAcked(seq: number): void {
     if (this.closed || seq <= this.acked) return;
-    this.advanceAcked(seq, false);
+    this.advanceAcked(seq, { forward: false });
   }
 
   /** The highest seq RabbitMQ may be acked up to (see raiseBrokerMark). */
@@ -387,16 +394,21 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
   }
 
   /**
-   * Lets RabbitMQ be acked up to `target`. With other nodes of this user, a client there may have
-   * asked to dead-letter one of those messages and the bus lost the request (it reconnected), so
-   * the store, which every request reaches first, is asked before: those are rejected, not
-   * acked. Targets that come while it answers wait and are merged into one question.
+   * Lets RabbitMQ be acked up to `target`. A client on another node may have asked to
+   * dead-letter one of those messages and the bus lost the request (it reconnected, or this node
+   * never heard of that one), so the store, which every request reaches first, is asked before:
+   * those are rejected, not acked. It is asked while this stream has peers, and for a mark that
+   * does not come from an ack of one of its own connections (`unverified`: another node's ack, the
+   * store's mark, a resume position) on any node of a cluster. Targets that come while it answers
+   * wait and are merged into one question.
    */
-  private raiseBrokerMark(target: number): void {
+  private raiseBrokerMark(target: number, unverified = false): void {
     if (target > this.brokerTarget) this.brokerTarget = target;
+    if (unverified && this.options.bus && target > this.brokerCheckUpTo) this.brokerCheckUpTo = target;
     if (this.brokerChecking || this.closed || this.brokerTarget <= this.brokerMark) return;
     const next = this.brokerTarget;
-    const held = this.link?.hasPeers ? this.broker.heldBetween(this.brokerMark, next) : [];
+    const checkTo = this.link?.hasPeers ? next : Math.min(next, this.brokerCheckUpTo);
+    const held = checkTo > this.brokerMark ? this.broker.heldBetween(this.brokerMark, checkTo) : [];
     if (held.length === 0) {
       this.brokerMark = next;
       this.broker.scheduleAck();
@@ -489,12 +501,12 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
    * trip. Until RabbitMQ is acked the messages stay in flight; a crash in between redelivers them
    * with the same seqs, and a resuming client is past them.
    */
-  private advanceAcked(seq: number, local = true): void {
+  private advanceAcked(seq: number, { forward = true, clientAck = false } = {}): void {
     this.acked = seq;
-    this.raiseBrokerMark(seq);
+    this.raiseBrokerMark(seq, !clientAck);
     this.markWriter.moved(seq);
     this.link?.prune(seq);
-    if (local) this.forwardAck();
+    if (forward) this.forwardAck();
   }
 
   /**
@@ -557,6 +569,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       for (const cursor of this.connections.values()) cursor.detach();
       this.connections.clear();
       await this.broker.close();
+      if (!this.epochGone) this.options.handover?.put(this.user, this.epoch, this.broker.intents.unrecorded());
       await this.link?.close();
       this.options.onIdle?.();
     })();

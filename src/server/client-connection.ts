@@ -239,6 +239,10 @@ export class ClientConnection implements Subscriber {
         if (outcome === 'dead-lettered' && frame.requeue) {
           this.error(ErrorFrameCode.nackLimit, `seq ${frame.seq} was nacked too often and is dead-lettered`, frame.seq);
         }
+        if (outcome === 'processed') {
+          const detail = `seq ${frame.seq} was nacked too often; another connection of this user already processed it, so it is not dead-lettered`;
+          this.error(ErrorFrameCode.nackLimit, detail, frame.seq);
+        }
         return;
       }
       case 'refresh':

@@ -30,18 +30,6 @@ export interface ModelOptions {
   nackLimit: number;
   lingerMs: number;
   storeAckIntervalMs: number;
-  /**
-   * Hold every dead-letter request binding, also where known bugs break it (A, C, E in
-   * test/unit/user-stream-model.wip.ts); else those cases are let through.
-   */
-  strictDeadLetters: boolean;
-  /** The client is not told that a requeue nack was ignored, as on the wire (bug B in the .wip.ts file); else the model tells it. */
-  clientWaitsOnSilentNack: boolean;
-  /**
-   * A device that stopped getting what a peer node numbered is nudged by one more message at the
-   * end of the run (bug D in the .wip.ts file, on a node that is not the owner).
-   */
-  nudgeStalledPeers: boolean;
 }
 
 // Connections and devices --------------------------------------------------------------------
@@ -241,8 +229,6 @@ export class World {
    */
   private readonly deadLetterRequested = new Map<string, Request>();
   private readonly deadLetterAsked = new Set<string>();
-  /** node:epoch:seq of every dead-letter request forwarded to a node over the bus. */
-  private readonly forwarded = new Set<string>();
   /** Each consumer's node and the stream that started it. */
   private readonly consumerOf = new Map<number, { node: number; stream: UserStream | undefined }>();
   /** Those of them whose request reached the store. */
@@ -268,11 +254,6 @@ export class World {
       this.openRecording(user, prefetch, callbacks, consumer),
     );
     const hub = new MemoryBusHub();
-    const publish = hub.publish.bind(hub);
-    hub.publish = (channel, payload) => {
-      this.noteForward(payload);
-      publish(channel, payload);
-    };
     this.registries = Array.from(
       { length: options.nodes },
       (_, node) =>
@@ -298,15 +279,6 @@ export class World {
       connection: undefined,
       seen: new Map(),
     }));
-  }
-
-  /** Notes which nodes a dead-letter request sent over the bus reaches (those whose link is up). */
-  private noteForward(payload: string): void {
-    const message = JSON.parse(payload) as { kind: string; from: string; epoch: string; seq: number };
-    if (message.kind !== 'dead-letter') return;
-    this.buses.forEach((bus, node) => {
-      if (`node${node}` !== message.from && bus.state === 'connected') this.forwarded.add(`${node}:${message.epoch}:${message.seq}`);
-    });
   }
 
   private bus(hub: MemoryBusHub, node: number): MemoryNodeBus {
@@ -375,41 +347,27 @@ export class World {
     const asked = `${request.device} on node${request.node} asked to dead-letter it`;
     const others = ackers.filter((device) => device.name !== request.device).map((device) => device.name);
     if (others.length > 0) {
-      // Processed by another device after the request. The stream that took the request rejects
-      // the message all the same; another node's stream may ack it (bug E in the .wip.ts file).
-      if (this.options.strictDeadLetters || acking?.stream === request.stream) {
+      // Processed by another device after the request: acking it is right (the user processed it
+      // once), but the stream that took the request rejects the message all the same.
+      if (acking?.stream === request.stream) {
         this.problems.push(`${id} acked to RabbitMQ by ${by}: ${asked} before ${others.join(', ')} processed it`);
       }
     } else if (this.recordedRequests.has(id)) {
-      if (this.options.strictDeadLetters || !this.unheardRequest(request, consumer)) {
-        this.problems.push(`${id} acked to RabbitMQ by ${by}, unprocessed: ${asked}, and the store holds the request`);
-      }
-    } else if (this.options.strictDeadLetters || !this.unprotectedRequest(request, consumer)) {
+      this.problems.push(`${id} acked to RabbitMQ by ${by}, unprocessed: ${asked}, and the store holds the request`);
+    } else if (!this.unrecordedElsewhere(request, consumer)) {
       this.problems.push(`${id} acked to RabbitMQ by ${by}, unprocessed: ${asked} (the store has not taken the request yet)`);
     }
   }
 
   /**
-   * Bugs A and C (test/unit/user-stream-model.wip.ts): a dead-letter request the store has not taken
-   * yet is protected only inside the stream that took it. Another stream acks the message: the
-   * next stream on the node (the first one closed) on the client's resume position, or the owner
-   * on another node on the acked mark of this node's heartbeat. The stream that took the request
-   * never acks the message.
+   * The one known limit (README, Limits; PROTOCOL 1.2 item 8): a request the store has not taken
+   * is known only on the node that took it (kept there, past its connection, until the store
+   * takes it). A client that resumes past the seq on another node meanwhile is taken at its word
+   * there: that node acks the message. On the node that took it, the request always binds.
    */
-  private unprotectedRequest(request: { stream: UserStream }, consumer: number): boolean {
+  private unrecordedElsewhere(request: Request, consumer: number): boolean {
     const acking = this.consumerOf.get(consumer);
-    return acking !== undefined && acking.stream !== request.stream;
-  }
-
-  /**
-   * Bug E (test/unit/user-stream-model.wip.ts): the owner consults the store's dead-letter
-   * requests only when another node's ack reaches it over the bus, not when it takes the acked
-   * mark from the store (an attach) or from an ack or resume position of its own connections. A
-   * request made on another node whose forward the bus lost is overridden there.
-   */
-  private unheardRequest(request: Request, consumer: number): boolean {
-    const acking = this.consumerOf.get(consumer);
-    return acking !== undefined && acking.node !== request.node && !this.forwarded.has(`${acking.node}:${request.epoch}:${request.seq}`);
+    return acking !== undefined && acking.node !== request.node;
   }
 
   private markClientAck(device: Device, node: number, epoch: string, seq: number): void {
@@ -522,12 +480,15 @@ export class World {
     const next = connection.inbox[0];
     if (device.connection !== connection || next?.seq !== position.lastSeq + 1) return;
     const seq = next.seq;
+    // The relay rejects a message it holds within the nack: asked before the answer comes.
+    const askedBefore = this.deadLetterAsked.has(next.id);
+    this.deadLetterAsked.add(next.id);
     const outcome = connection.stream.nack(connection.sub, seq, requeue);
+    if (outcome !== 'dead-lettered' && !askedBefore) this.deadLetterAsked.delete(next.id);
     this.log.push(`${device.name} nacks ${seq} (${requeue ? 'requeue' : 'dead-letter'}): ${outcome}`);
     if (outcome === 'unknown') this.fail(`${device.name}'s nack of received seq ${seq} was answered 'unknown'`);
     connection.inbox.shift();
     if (outcome === 'dead-lettered') {
-      this.deadLetterAsked.add(next.id);
       // A seq some client acked before counts as processed (PROTOCOL 3.4): the request may be moot.
       const processed = (this.clientMark.get(connection.epoch) ?? 0) >= seq;
       if (!processed) {
@@ -540,20 +501,21 @@ export class World {
         });
       }
     }
-    // A requeue nack of a seq another connection acked, past the nack limit ('stale'), is answered
-    // with nothing on the wire: a real client cannot tell it from a rewind and waits for the seq.
-    const waits = outcome === 'stale' && this.options.clientWaitsOnSilentNack;
-    if (requeue && (outcome === 'ok' || waits)) {
+    // A requeue nack answered with nothing on the wire: a real client cannot tell it from a
+    // rewind and waits for the seq, which never comes.
+    if (requeue && outcome === 'stale') this.fail(`${device.name}'s requeue nack of ${seq} was answered with nothing`);
+    if (requeue && outcome === 'ok') {
       connection.inbox = connection.inbox.filter((frame) => frame.seq < seq);
       connection.rewinding = seq;
-      if (outcome === 'ok') connection.expectedNext = seq;
+      connection.expectedNext = seq;
       return;
     }
     // Dead-lettered (or processed elsewhere): done, the client goes on after it.
     position.lastSeq = seq;
     if (ackAfter) this.ack(device, 0);
-    if (outcome === 'dead-lettered' && requeue) {
-      // The nack limit: the relay sends what followed again, since the client dropped it.
+    if (requeue) {
+      // The nack limit (dead-lettered, or processed by another connection): the relay sends
+      // what followed again, since the client dropped it.
       connection.inbox = connection.inbox.filter((frame) => frame.seq < seq);
       connection.expectedNext = Math.min(connection.expectedNext, seq + 1);
     }
@@ -649,11 +611,6 @@ export class World {
     if (this.pendingNotice) this.noticeNow();
     if (this.devices.every((device) => !device.position)) await this.connect(this.devices[0]!, 0, false, this.options.prefetch);
     await this.catchUp();
-    if (this.options.nudgeStalledPeers && !this.idle()) {
-      this.log.push('a stalled device is nudged by one more message');
-      this.publish(1);
-      await this.catchUp();
-    }
     this.checkProblems();
   }
 
@@ -793,9 +750,6 @@ export function scenario(fixed: Partial<ModelOptions>, maxSteps: number): fc.Arb
     nackLimit: fc.integer({ min: 1, max: 3 }),
     lingerMs: fc.constantFrom(0, 3_000),
     storeAckIntervalMs: fc.constantFrom(0, 1_000),
-    strictDeadLetters: fc.constant(false),
-    clientWaitsOnSilentNack: fc.constant(false),
-    nudgeStalledPeers: fc.constant(false),
   });
   return options
     .map((chosen) => ({ ...chosen, ...fixed }))

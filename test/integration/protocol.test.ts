@@ -233,6 +233,31 @@ describe('wire protocol', () => {
       client.close();
     });
 
+    it('answers a requeue nack past the limit of a seq another connection processed, and goes on after it', async () => {
+      const user = uid('nackdone');
+      await producer.publish(user, { n: 1 });
+      await producer.publish(user, { n: 2 });
+      const phone = await helloed(relay, user);
+      const laptop = await helloed(relay, user);
+      for (const client of [phone, laptop]) expect([(await client.next('msg')).seq, (await client.next('msg')).seq]).toEqual([1, 2]);
+      for (let nack = 1; nack <= relay.config.queueDeliveryLimit; nack += 1) {
+        laptop.send({ type: 'nack', seq: 1, requeue: true });
+        expect([(await laptop.next('msg')).seq, (await laptop.next('msg')).seq]).toEqual([1, 2]);
+      }
+      // The phone processed both; its pong proves the relay took the ack before the last nack.
+      phone.send({ type: 'ack', seq: 2 });
+      phone.send({ type: 'ping', id: 'acked' });
+      await phone.next('pong');
+      laptop.send({ type: 'nack', seq: 1, requeue: true });
+      const answer = await laptop.next('error');
+      expect(answer).toMatchObject({ code: 'RELAY_ERR_NACK_LIMIT', seq: 1 });
+      expect(answer.message).toContain('already processed');
+      // What followed 1 comes again (the client dropped it when it asked for 1 again).
+      expect(await laptop.next('msg')).toMatchObject({ seq: 2, redelivered: true });
+      phone.close();
+      laptop.close();
+    });
+
     it('dead-letters a message nacked without requeue and goes on after it', async () => {
       const user = uid('dlx');
       for (let n = 1; n <= 3; n += 1) await producer.publish(user, { n });

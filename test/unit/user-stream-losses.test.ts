@@ -179,7 +179,7 @@ describe('UserStream dead-letter requests', () => {
     expect(queue.unacked.size).toBe(0);
   });
 
-  it('never acks a message with a dead-letter request while the store cannot record it', async () => {
+  it('rejects a message a client asked to dead-letter at once, while the store cannot record the request', async () => {
     const memory = newMemory();
     let down = true;
     const store = Object.assign(Object.create(memory) as MemoryStore, {
@@ -187,19 +187,40 @@ describe('UserStream dead-letter requests', () => {
         down ? Promise.reject(new Error('store down')) : memory.deadLetter(user, epoch, seq),
     });
     const { queue, stream, sub } = await three('dl4', store);
-    stream.nack(sub, 2, false);
+    expect(stream.nack(sub, 2, false)).toBe('dead-lettered');
+    // Rejected before any ack: the held message does not wait for the store.
+    expect(queue.rejected).toEqual([{ id: 'b', requeue: false }]);
     stream.ack(sub, 3);
     await settle();
-    // 1 and 3 are acked to RabbitMQ; 2 stays unacked until the request is recorded, and the
-    // store's acked mark stays below it (a relay restarted from that mark must not take 2 for processed).
-    expect([...queue.unacked.keys()]).toEqual([2]);
-    expect(queue.rejected).toEqual([]);
-    expect((await memory.peek('dl4'))?.acked).toBe(1);
+    // RabbitMQ took the reject (a round trip on its channel confirmed it): the request is done,
+    // never written, and the store's acked mark passes 2.
+    expect(queue.unacked.size).toBe(0);
+    expect((await memory.peek('dl4'))?.acked).toBe(3);
     down = false;
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(await memory.deadLetterRequests('dl4', stream.epoch, [2])).toEqual([]);
+    expect(queue.rejected).toHaveLength(1);
+  });
+
+  it('keeps the acked mark below a request whose reject RabbitMQ has not confirmed, and rejects the message when it comes back', async () => {
+    const memory = newMemory();
+    const store = storeWith(memory, { deadLetter: () => Promise.reject(new Error('store down')) });
+    const { queue, stream, sub } = await three('dl5', store);
+    // The channel dies unnoticed: the reject goes nowhere and its round trip fails.
+    queue.cut();
+    expect(stream.nack(sub, 2, false)).toBe('dead-lettered');
+    stream.ack(sub, 3);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(queue.rejected).toEqual([]);
+    // A relay restarted from the store's mark must not take 2 for processed.
+    expect((await memory.peek('dl5'))?.acked).toBe(1);
+    // The next consumer gets 1-3 again: 1 and 3 are acked, 2 rejected (the request is kept here).
+    queue.noticeLoss();
     await vi.advanceTimersByTimeAsync(1_000);
     await settle();
     expect(queue.rejected).toEqual([{ id: 'b', requeue: false }]);
     expect(queue.unacked.size).toBe(0);
-    expect((await memory.peek('dl4'))?.acked).toBe(3);
+    expect(queue.ready).toEqual([]);
+    expect((await memory.peek('dl5'))?.acked).toBe(3);
   });
 });
