@@ -5,7 +5,7 @@ import { defineConfig, globalIgnores } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  globalIgnores(['dist/', 'coverage/', 'node_modules/', 'bench/results/']),
+  globalIgnores(['dist/', 'packages/*/dist/', 'coverage/', 'node_modules/', 'bench/results/']),
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {
@@ -43,6 +43,11 @@ export default defineConfig(
             {
               regex: '^\\.\\./(?!protocol/)',
               message: 'src/client may import only src/protocol from the rest of src (it ships to browsers).',
+            },
+            {
+              // frames.ts holds the relay's zod schemas and index.ts re-exports them: zod alone is 20 times the SDK's size.
+              regex: '^\\.\\./protocol/(frames|index)\\.js$',
+              message: 'src/client imports the zod-free protocol modules (frame-types, server-frames, close-codes, user-id).',
             },
           ],
         },

@@ -2,7 +2,7 @@
  * What the client does after a connection closed, by close code. Pure: the one place that maps
  * the contract's close-code table to client behaviour.
  */
-import { CloseCode, TERMINAL_CLOSE_CODES, TOKEN_CLOSE_CODES, parseRetryAfterMs } from '../protocol/index.js';
+import { CloseCode, TERMINAL_CLOSE_CODES, TOKEN_CLOSE_CODES, parseRetryAfterMs } from '../protocol/close-codes.js';
 import type { TokenReason } from './token.js';
 
 export type CloseAction =

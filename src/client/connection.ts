@@ -9,7 +9,6 @@
  */
 import {
   SUBPROTOCOL,
-  decodeServerFrame,
   encodeFrame,
   type ClientFrame,
   type ErrorFrame,
@@ -18,7 +17,8 @@ import {
   type ResetFrame,
   type StatusFrame,
   type WelcomeFrame,
-} from '../protocol/index.js';
+} from '../protocol/frame-types.js';
+import { decodeServerFrame } from '../protocol/server-frames.js';
 import { AckCoalescer } from './ack-coalescer.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { ClientErrorCode, InboxClientError } from './errors.js';

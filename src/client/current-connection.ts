@@ -7,7 +7,7 @@
  * connection; `closed` reaches them while it is current, and also when the connection failed
  * inside its constructor, before it could become current (the handler then gets `undefined`).
  */
-import type { ErrorFrame, MsgFrame, ResetFrame, StatusFrame, WelcomeFrame } from '../protocol/index.js';
+import type { ErrorFrame, MsgFrame, ResetFrame, StatusFrame, WelcomeFrame } from '../protocol/frame-types.js';
 import type { Connection, ConnectionListener } from './connection.js';
 import type { InboxClientError } from './errors.js';
 

@@ -11,7 +11,7 @@
  * - a seq ahead of the position that no replay explains replaces the connection (the relay
  *   then resumes from the position), so a lost frame cannot stall delivery.
  */
-import { ErrorFrameCode, type MsgFrame } from '../protocol/index.js';
+import { ErrorFrameCode, type MsgFrame } from '../protocol/frame-types.js';
 import type { Connection } from './connection.js';
 import { DeliveryPump, type Consumer } from './delivery-pump.js';
 import type { TypedEmitter } from './emitter.js';

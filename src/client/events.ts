@@ -1,5 +1,5 @@
 /** The events an {@link InboxClient} emits, and their payloads. */
-import type { WelcomeFrame } from '../protocol/index.js';
+import type { WelcomeFrame } from '../protocol/frame-types.js';
 import type { ClientState } from './client-state.js';
 import type { InboxClientError } from './errors.js';
 import type { InboxMessage } from './message.js';

@@ -6,7 +6,7 @@
  * reports a new epoch as a `reset` once per connection (not again when a `reset` frame on that
  * connection already did), and reports a `gap` only for loss within the epoch the client held.
  */
-import type { HelloFrame, WelcomeFrame } from '../protocol/index.js';
+import type { HelloFrame, WelcomeFrame } from '../protocol/frame-types.js';
 import type { GapEvent, OpenEvent, ResetEvent } from './events.js';
 import type { Position } from './position-store.js';
 import type { Adoption } from './position-tracker.js';

@@ -13,7 +13,8 @@
  * - A connection silent for two heartbeats is abandoned and replaced.
  * - `close()` leaves no timer or socket behind.
  */
-import { CloseCode, type ErrorFrame, type ResetFrame, type WelcomeFrame } from '../protocol/index.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import type { ErrorFrame, ResetFrame, WelcomeFrame } from '../protocol/frame-types.js';
 import { Backoff } from './backoff.js';
 import { canTransition, type ClientState } from './client-state.js';
 import type { TimerHandle } from './clock.js';

@@ -1,5 +1,5 @@
 /** A message as the client hands it to consumers. */
-import type { MsgFrame } from '../protocol/index.js';
+import type { MsgFrame } from '../protocol/frame-types.js';
 
 /**
  * One delivered message. Within an epoch, consumers see seqs in increasing order, each at most

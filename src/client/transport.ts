@@ -3,7 +3,7 @@
  * on Node 20 the `ws` package is loaded lazily, through a specifier bundlers cannot see, so a
  * browser bundle never contains it. Callers may pass any constructor with the browser's API.
  */
-import { STREAM_PATH } from '../protocol/index.js';
+import { STREAM_PATH } from '../protocol/frame-types.js';
 import { ClientErrorCode, InboxClientError } from './errors.js';
 
 /** The subset of the browser WebSocket API the client uses (also implemented by `ws`). */

@@ -1,12 +1,35 @@
 /**
- * Frames of the inbox-relay v1 wire protocol: one JSON object per WebSocket text frame.
+ * The relay's schemas for the inbox-relay v1 frames (one JSON object per WebSocket text frame).
  * Decoding validates every client frame against a schema and never throws: it returns either
  * the typed frame or a reason the relay can put in its close frame.
+ *
+ * The frame types are declared without zod in frame-types.ts, so the client SDK can ship them to
+ * browsers; the schemas here must parse to exactly those types (test/unit/frames-properties.test.ts
+ * checks it at compile time). `serverFrameSchema` is the reference for the SDK's hand-written
+ * check of server frames (server-frames.ts): the same test checks that both agree on every value.
+ * This module re-exports the zod-free ones, so that server code keeps importing frames from here.
  */
 import { z } from 'zod';
+import { parseFrameJson, type ClientFrame, type DecodeResult } from './frame-types.js';
 
-export const SUBPROTOCOL = 'inbox-relay.v1';
-export const STREAM_PATH = '/v1/stream';
+export { SUBPROTOCOL, STREAM_PATH, ErrorFrameCode, encodeFrame } from './frame-types.js';
+export type {
+  AckFrame,
+  ClientFrame,
+  DecodeResult,
+  ErrorFrame,
+  HelloFrame,
+  MsgFrame,
+  NackFrame,
+  PingFrame,
+  PongFrame,
+  RefreshFrame,
+  ResetFrame,
+  ServerFrame,
+  StatusFrame,
+  WelcomeFrame,
+} from './frame-types.js';
+export { decodeServerFrame } from './server-frames.js';
 
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const token = z.string().min(1).max(16_384);
@@ -30,60 +53,6 @@ export const pingSchema = z.object({ type: z.literal('ping'), id: z.union([z.str
 
 export const clientFrameSchema = z.discriminatedUnion('type', [helloSchema, ackSchema, nackSchema, refreshSchema, pingSchema]);
 
-export type HelloFrame = z.infer<typeof helloSchema>;
-export type AckFrame = z.infer<typeof ackSchema>;
-export type NackFrame = z.infer<typeof nackSchema>;
-export type RefreshFrame = z.infer<typeof refreshSchema>;
-export type PingFrame = z.infer<typeof pingSchema>;
-export type ClientFrame = z.infer<typeof clientFrameSchema>;
-
-export interface WelcomeFrame {
-  type: 'welcome';
-  session: string;
-  user: string;
-  epoch: string;
-  /** The seq after which this connection's delivery continues. */
-  lastSeq: number;
-  resumed: boolean;
-  recovered: boolean;
-  window: number;
-  heartbeatMs: number;
-}
-export interface MsgFrame {
-  type: 'msg';
-  seq: number;
-  id: string;
-  ts: number;
-  redelivered: boolean;
-  contentType: string;
-  data: unknown;
-}
-export interface ResetFrame {
-  type: 'reset';
-  epoch: string;
-  lastSeq: number;
-  reason: string;
-}
-export interface StatusFrame {
-  type: 'status';
-  state: 'ok' | 'degraded';
-  reason?: string;
-}
-export interface ErrorFrame {
-  type: 'error';
-  code: string;
-  message: string;
-  /** The seq the error is about, when it is about one (an extension of v1; clients ignore it if unknown). */
-  seq?: number;
-}
-export interface PongFrame {
-  type: 'pong';
-  id?: unknown;
-}
-export type ServerFrame = WelcomeFrame | MsgFrame | ResetFrame | StatusFrame | ErrorFrame | PongFrame;
-
-export type DecodeResult<T> = { ok: true; frame: T } | { ok: false; reason: string };
-
 function describeIssues(error: z.ZodError): string {
   const first = error.issues[0];
   if (!first) return 'invalid frame';
@@ -91,23 +60,19 @@ function describeIssues(error: z.ZodError): string {
   return `${path}: ${first.message}`.slice(0, 100);
 }
 
-function parseJson(text: string): DecodeResult<unknown> {
-  try {
-    return { ok: true, frame: JSON.parse(text) as unknown };
-  } catch {
-    return { ok: false, reason: 'frame is not valid JSON' };
-  }
-}
-
 /** Decodes one client frame. Unknown fields are dropped; unknown frame types are refused. */
 export function decodeClientFrame(text: string): DecodeResult<ClientFrame> {
-  const json = parseJson(text);
+  const json = parseFrameJson(text);
   if (!json.ok) return json;
   const parsed = clientFrameSchema.safeParse(json.frame);
   return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
 }
 
-const serverFrameSchema = z.discriminatedUnion('type', [
+/**
+ * The server frames as a schema (PROTOCOL 3.5): the reference the SDK's hand-written check
+ * (server-frames.ts) is tested against. The relay builds these frames and never parses them.
+ */
+export const serverFrameSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('welcome'),
     session: z.string(),
@@ -133,24 +98,3 @@ const serverFrameSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('error'), code: z.string(), message: z.string(), seq: z.number().int().optional() }),
   z.object({ type: z.literal('pong'), id: z.unknown().optional() }),
 ]);
-
-/** Decodes one server frame (used by the client SDK and the tests). */
-export function decodeServerFrame(text: string): DecodeResult<ServerFrame> {
-  const json = parseJson(text);
-  if (!json.ok) return json;
-  const parsed = serverFrameSchema.safeParse(json.frame);
-  return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
-}
-
-/** Encodes a server or client frame. `msg` frames are built by the relay from pre-encoded parts. */
-export function encodeFrame(frame: ServerFrame | ClientFrame): string {
-  return JSON.stringify(frame);
-}
-
-/** Error codes carried by `error` frames (non-fatal). */
-export const ErrorFrameCode = {
-  unknownSeq: 'RELAY_ERR_UNKNOWN_SEQ',
-  duplicateHello: 'RELAY_ERR_DUPLICATE_HELLO',
-  resumeAhead: 'RELAY_ERR_RESUME_AHEAD',
-  nackLimit: 'RELAY_ERR_NACK_LIMIT',
-} as const;

@@ -1,5 +1,11 @@
-/** The protocol layer: frames, codec, close codes and validation. No I/O. */
-export { SUBPROTOCOL, STREAM_PATH, decodeClientFrame, decodeServerFrame, encodeFrame, ErrorFrameCode } from './frames.js';
+/**
+ * The protocol layer (`inbox-relay/protocol`): frames, codec, close codes and validation. No I/O.
+ * The client SDK imports the zod-free modules it needs directly (frame-types, server-frames,
+ * close-codes), never this file: `decodeClientFrame` brings in zod.
+ */
+export { decodeClientFrame } from './frames.js';
+export { SUBPROTOCOL, STREAM_PATH, encodeFrame, ErrorFrameCode } from './frame-types.js';
+export { decodeServerFrame } from './server-frames.js';
 export type {
   AckFrame,
   ClientFrame,
@@ -15,7 +21,7 @@ export type {
   ServerFrame,
   StatusFrame,
   WelcomeFrame,
-} from './frames.js';
+} from './frame-types.js';
 export {
   CloseCode,
   RECOVERABLE_CLOSE_CODES,

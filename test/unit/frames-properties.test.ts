@@ -1,10 +1,14 @@
 /**
- * Properties of the frame codec (src/protocol/frames.ts), checked against an oracle written from
- * docs/PROTOCOL.md 3.3-3.5 without the zod schemas:
+ * Properties of the frame codec (src/protocol/frames.ts, frame-types.ts, server-frames.ts),
+ * checked against an oracle written from docs/PROTOCOL.md 3.3-3.5 without the zod schemas:
  * - decodeClientFrame (the relay) and decodeServerFrame (the SDK) never throw, whatever the text;
  * - a text that is not JSON is refused as such; a JSON value is accepted exactly when the oracle
  *   accepts it, as the value reduced to the fields the frame type knows (unknown fields dropped),
  *   a fresh plain object; Object.prototype is never touched;
+ * - the SDK's hand-written check of server frames (server-frames.ts, no zod, so that browsers do
+ *   not download it) accepts and refuses exactly what the relay's zod schema for server frames
+ *   (`serverFrameSchema`) does, with the same frame: every server-frame property below checks both;
+ * - the zod schemas parse to exactly the frame types the SDK declares without zod (at compile time);
  * - a refusal names the problem in at most 100 characters (it becomes the close reason) and never
  *   repeats a token the client sent;
  * - every valid frame round-trips through encodeFrame and its decoder, and its text survives
@@ -18,12 +22,15 @@
  * limits count characters (code points), as zod does: an emoji is one character of two UTF-16 units.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { z } from 'zod';
 import { decodeMessage, msgFrame } from '../../src/delivery/message-codec.js';
+import type { clientFrameSchema } from '../../src/protocol/frames.js';
 import {
   decodeClientFrame,
   decodeServerFrame,
   encodeFrame,
+  serverFrameSchema,
   type ClientFrame,
   type DecodeResult,
   type ServerFrame,
@@ -231,7 +238,27 @@ function expectAgreement<T extends { type: string }>(
 }
 
 const agreesClient = (text: string) => expectAgreement(decodeClientFrame, clientOracle, text);
-const agreesServer = (text: string) => expectAgreement(decodeServerFrame, serverOracle, text);
+/**
+ * Checks the SDK's hand-written decoder against the relay's zod schema for server frames: the
+ * same verdict on every text and, when both accept, the same frame. `compareFrames` is false
+ * for values nested too deep to compare by recursion.
+ */
+function expectSameAsSchema(text: string, compareFrames = true): void {
+  const result = decodeServerFrame(text);
+  const parsed = parseJson(text);
+  if (parsed === NOT_JSON) {
+    expect(result.ok).toBe(false);
+    return;
+  }
+  const reference = serverFrameSchema.safeParse(parsed);
+  expect(result.ok).toBe(reference.success);
+  if (compareFrames && result.ok && reference.success) expect(result.frame).toEqual(reference.data);
+}
+
+const agreesServer = (text: string) => {
+  expectAgreement(decodeServerFrame, serverOracle, text);
+  expectSameAsSchema(text);
+};
 
 /** Whether a text crosses UTF-8 unchanged: true unless it holds a lone surrogate. */
 const survivesUtf8 = (text: string) => Buffer.from(text, 'utf8').toString('utf8') === text;
@@ -607,6 +634,13 @@ const hostileTexts = [
 
 // Properties ---------------------------------------------------------------------------------
 
+describe('the frame types declared without zod (frame-types.ts)', () => {
+  it('are exactly what the zod schemas parse to (checked by the compiler)', () => {
+    expectTypeOf<z.output<typeof clientFrameSchema>>().toEqualTypeOf<ClientFrame>();
+    expectTypeOf<z.output<typeof serverFrameSchema>>().toEqualTypeOf<ServerFrame>();
+  });
+});
+
 describe('decodeClientFrame (the relay reads client frames)', () => {
   it('never throws on any text, and refuses what is not a valid frame', () => {
     fc.assert(fc.property(anyText, agreesClient), runs(400));
@@ -723,6 +757,7 @@ describe('decodeServerFrame (the SDK reads relay frames)', () => {
     for (const hostile of hostileTexts) {
       const result = decodeServerFrame(hostile);
       expectPrototypeUntouched();
+      expectSameAsSchema(hostile, false);
       const expected = serverOracle(parseJson(hostile));
       expect(result.ok).toBe(expected !== undefined);
       // Values nested this deep are too deep to compare by recursion; the type says enough.

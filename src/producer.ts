@@ -1,0 +1,12 @@
+/**
+ * `inbox-relay/producer`: publish to a user's inbox from another Node.js process. Publishing
+ * rejects with a RelayError whose `code` says why (ErrorCode: `RELAY_ERR_PUBLISH_NACKED`,
+ * `RELAY_ERR_BROKER_BLOCKED`, `RELAY_ERR_PUBLISH_TIMEOUT`, ...), so callers branch on
+ * `isRelayError(error, ErrorCode.publishNacked)` instead of comparing strings.
+ */
+export { Producer } from './amqp/producer.js';
+export type { ProducerOptions, PublishOptions, PublishReceipt } from './amqp/producer.js';
+export type { QueueSettings } from './amqp/topology.js';
+export type { QueueType } from './config.js';
+export { ErrorCode, RelayError, isRelayError } from './errors.js';
+export type { ErrorCodeValue, RelayErrorOptions } from './errors.js';
