@@ -16,6 +16,8 @@
 # Nodes irN@<short hostname>, N = 1..3:
 #   AMQP 127.0.0.1:568N, Erlang distribution 2568N, management 1568N, Prometheus 1579N,
 #   data and logs in $INBOX_RELAY_CLUSTER_DIR/rabbitmq/irN (default /tmp/inbox-relay-cluster).
+#   New quorum queue leaders: INBOX_RELAY_CLUSTER_LEADER_LOCATOR (client-local, the default, or
+#   balanced), read when a node starts.
 # None of these ports is one of the machine's own broker (5672, 15672, 15692, 25672), whose node
 # this script never stops, kills or reconfigures: every process it signals is found by a marker
 # that only its own nodes carry on their command line.
@@ -31,6 +33,8 @@ HOST=$(hostname -s)
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 RABBIT_HOME=/var/lib/rabbitmq
 NODES=(1 2 3)
+# queue_leader_locator of every node (see write_node_files).
+LEADER_LOCATOR=${INBOX_RELAY_CLUSTER_LEADER_LOCATOR:-client-local}
 # How long `up` and `start` wait for a node to boot and for the cluster to form.
 WAIT_S=${INBOX_RELAY_CLUSTER_WAIT_S:-120}
 
@@ -119,9 +123,10 @@ cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = $(node_name 1)
 ## A node cut off from the majority pauses rather than going on alone (3-node production setting).
 cluster_partition_handling = pause_minority
-## Quorum queue leaders land on the node of the declaring client unless a policy or the
-## x-queue-leader-locator argument says otherwise (the default, written out).
-queue_leader_locator = client-local
+## Where new quorum queue leaders go: client-local (RabbitMQ's default: the node the declaring
+## client is connected to) or balanced (the node leading the fewest), unless the queue's
+## x-queue-leader-locator argument or a policy says otherwise.
+queue_leader_locator = $LEADER_LOCATOR
 log.file.level = info
 log.console = false
 EOF
@@ -141,6 +146,9 @@ node_pid() {
     fi
   done
 }
+
+# Whether PID still runs: a killed daemon stays a zombie until init reaps it, which can take a second.
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -241,7 +249,7 @@ stop_node() {
   [ -n "$pid" ] || return 0
   log "stopping $(node_name "$n")"
   CLI_TIMEOUT_S=60 ctl "$n" stop >/dev/null 2>&1 || kill_node "$n"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  while alive "$pid"; do sleep 0.2; done
 }
 
 kill_node() {
@@ -252,7 +260,7 @@ kill_node() {
     return 0
   fi
   kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  while alive "$pid"; do sleep 0.05; done
   log "killed $(node_name "$n") (pid $pid)"
 }
 
@@ -262,6 +270,7 @@ cmd_down() {
   for n in "${NODES[@]}"; do stop_node "$n" & done
   wait
   rm -rf "$BASE"
+  rmdir "$(dirname "$BASE")" 2>/dev/null || true
   log "cluster down, data removed"
 }
 
@@ -313,7 +322,8 @@ case "$command" in
     cli rabbitmq-queues "$n" "$@"
     ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     [ "$command" = help ] || exit 2
     ;;
 esac

@@ -61,6 +61,9 @@ pid_of() {
   fi
 }
 
+# Whether PID still runs: a killed daemon stays a zombie until init reaps it, which can take a second.
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 write_server_conf() {
@@ -120,7 +123,7 @@ kill_process() {
     return 0
   fi
   kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  while alive "$pid"; do sleep 0.05; done
   log "killed $what (127.0.0.1:$port, pid $pid)"
 }
 
@@ -215,6 +218,7 @@ cmd_down() {
   for n in "${SENTINELS[@]}"; do kill_process "$(sentinel_port "$n")" "sentinel-$n" 2>/dev/null; done
   for n in "${SERVERS[@]}"; do kill_process "$(server_port "$n")" "server-$n" 2>/dev/null; done
   rm -rf "$BASE"
+  rmdir "$(dirname "$BASE")" 2>/dev/null || true
   log "down, files removed"
 }
 
@@ -275,7 +279,8 @@ case "$command" in
     start_sentinel "$1"
     ;;
   *)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     [ "$command" = help ] || exit 2
     ;;
 esac
