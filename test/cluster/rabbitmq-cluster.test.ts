@@ -8,7 +8,15 @@ import { performance } from 'node:perf_hooks';
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../src/wait-until.js';
-import { amqpUrl, NODE_NUMBERS, nodeName, nodeNumber, rabbitCluster, type NodeNumber } from '../helpers/local-cluster.js';
+import {
+  amqpUrl,
+  clusterRabbitmqUrls,
+  NODE_NUMBERS,
+  nodeName,
+  nodeNumber,
+  rabbitCluster,
+  type NodeNumber,
+} from '../helpers/local-cluster.js';
 import { uid } from '../helpers/relay.js';
 
 const MESSAGES = 500;
@@ -43,8 +51,9 @@ afterAll(async () => {
 });
 
 describe('local RabbitMQ cluster', () => {
-  it('runs three nodes, each of which sees all three running', async () => {
+  it('runs three nodes, each of which sees all three running, at the URLs the setup gives', async () => {
     for (const n of NODE_NUMBERS) expect(await rabbitCluster.runningNodes(n), nodeName(n)).toEqual(allNodes);
+    expect(clusterRabbitmqUrls().split(',')).toEqual(NODE_NUMBERS.map(amqpUrl));
   });
 
   it('keeps a quorum queue through the SIGKILL of its leader, and the node rejoins', async () => {
@@ -110,6 +119,8 @@ describe('local RabbitMQ cluster', () => {
       what: `the restarted ${nodeName(killed)}'s member of ${queue} back online`,
     });
     const rejoinedMs = performance.now() - restartedAt;
+    const leaders = await rabbitCluster.leaderCounts(killed, new RegExp(`^${queue}$`));
+    expect([...leaders.values()].reduce((sum, count) => sum + count, 0)).toBe(1);
     console.log(
       `[cluster] quorum queue leader ${nodeName(killed)} SIGKILLed: new leader reported after ${(electedMs / 1000).toFixed(1)} s ` +
         `(polled through rabbitmqctl, ~1 s a call), first publish confirmed after ${(writableMs / 1000).toFixed(1)} s; ` +

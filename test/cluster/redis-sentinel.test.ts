@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../src/wait-until.js';
-import { SENTINEL_NAME, sentinelSet } from '../helpers/local-cluster.js';
+import { clusterRedisSentinels, SENTINEL_NAME, sentinelSet } from '../helpers/local-cluster.js';
 import { uid } from '../helpers/relay.js';
 
 const KEYS = 200;
@@ -17,7 +17,10 @@ const clients: Redis[] = [];
 
 function sentinelClient(): Redis {
   const client = new Redis({
-    sentinels: sentinelSet.sentinels,
+    // As the global setup found them (host:port,...), which are the script's.
+    sentinels: clusterRedisSentinels()
+      .split(',')
+      .map((address) => ({ host: address.split(':')[0]!, port: Number(address.split(':')[1]) })),
     name: SENTINEL_NAME,
     // Commands wait through the failover (queued while ioredis reconnects) instead of failing
     // after 20 reconnection attempts: the test measures how long that wait is.
@@ -66,6 +69,7 @@ afterAll(() => {
 
 describe('local Redis Sentinel set', () => {
   it('fails over to the replica on a SIGKILL of the primary, and the old primary rejoins as a replica', async () => {
+    expect(clusterRedisSentinels()).toBe(sentinelSet.sentinels.map(({ host, port }) => `${host}:${port}`).join(','));
     const prefix = uid('cluster-redis');
     const client = sentinelClient();
     const oldPrimary = await sentinelSet.primary();

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { hostname } from 'node:os';
 import { promisify } from 'node:util';
+import { inject } from 'vitest';
 
 const run = promisify(execFile);
 
@@ -53,6 +54,16 @@ export function amqpUrl(n: NodeNumber): string {
   return `amqp://guest:guest@127.0.0.1:${5680 + n}`;
 }
 
+/** The cluster's AMQP URLs, comma-separated (RABBITMQ_URL's list form), as the global setup found them. */
+export function clusterRabbitmqUrls(): string {
+  return inject('clusterRabbitmqUrls');
+}
+
+/** The sentinels, `host:port` comma-separated (REDIS_SENTINELS' form), as the global setup found them. */
+export function clusterRedisSentinels(): string {
+  return inject('clusterRedisSentinels');
+}
+
 /** A quorum queue as a node's `rabbitmqctl list_queues` reports it. */
 export interface QuorumQueueInfo {
   name: string;
@@ -78,15 +89,30 @@ export const rabbitCluster = {
       .sort();
   },
 
-  /** One queue as node `via` reports it; undefined when that node does not list it. */
-  async queue(name: string, via: NodeNumber): Promise<QuorumQueueInfo | undefined> {
+  /** Every queue of the default vhost as node `via` reports it (one rabbitmqctl call, about a second). */
+  async queues(via: NodeNumber): Promise<QuorumQueueInfo[]> {
     const out = await script(
       RABBITMQ_SCRIPT,
       ['ctl', String(via), 'list_queues', '--quiet', '--formatter', 'json', 'name', 'type', 'leader', 'members', 'online'],
       60_000,
     );
-    const queues = JSON.parse(out) as QuorumQueueInfo[];
-    return queues.find((queue) => queue.name === name);
+    return JSON.parse(out) as QuorumQueueInfo[];
+  },
+
+  /** One queue as node `via` reports it; undefined when that node does not list it. */
+  async queue(name: string, via: NodeNumber): Promise<QuorumQueueInfo | undefined> {
+    return (await rabbitCluster.queues(via)).find((queue) => queue.name === name);
+  },
+
+  /** How many of the quorum queues whose names match `pattern` each node leads (nodes leading none included). */
+  async leaderCounts(via: NodeNumber, pattern: RegExp): Promise<Map<NodeNumber, number>> {
+    const counts = new Map<NodeNumber, number>(NODE_NUMBERS.map((n) => [n, 0]));
+    for (const queue of await rabbitCluster.queues(via)) {
+      if (queue.type !== 'quorum' || !pattern.test(queue.name) || queue.leader === '') continue;
+      const n = nodeNumber(queue.leader);
+      counts.set(n, counts.get(n)! + 1);
+    }
+    return counts;
   },
 };
 
