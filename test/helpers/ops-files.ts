@@ -62,6 +62,29 @@ export function interpolate(value: string, vars: Record<string, string>): string
   });
 }
 
+/** Compose volume mounts (`source:target[:mode]`) as target -> source. */
+export function mountsOf(volumes: string[]): Map<string, string> {
+  return new Map(
+    volumes.map((volume) => {
+      const [source = '', target = ''] = volume.split(':');
+      return [target, source];
+    }),
+  );
+}
+
+/** The `key = value` lines of a rabbitmq.conf-style file, comments (`#`) and blank lines skipped. */
+export function rabbitmqConf(path: string): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const line of text(path).split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const match = /^([a-z0-9_.]+)\s*=\s*(.+)$/.exec(trimmed);
+    if (!match) throw new Error(`${path}: cannot read line "${trimmed}"`);
+    entries.set(match[1]!, match[2]!.trim());
+  }
+  return entries;
+}
+
 /** One section of an HAProxy configuration: `backend relays` is { kind: 'backend', name: 'relays' }; each line split into words. */
 export interface HaproxySection {
   kind: string;

@@ -3,9 +3,10 @@
  * - `sh` blocks: inbox-relay CLI commands, each run against the real RabbitMQ and Redis
  *   (placeholders filled with a fresh user; dead-letter commands pointed at a private copy of
  *   inbox.dead with --queue; drain at a relay started for it) and expected to succeed;
- * - `sh external` blocks: rabbitmqctl, redis-cli, kubectl and curl, whose subcommands are checked
- *   against the installed tool (or a known list where it is not installed); a CLI command run
- *   through `kubectl exec` is checked by the CLI's parser;
+ * - `sh external` blocks: rabbitmqctl, rabbitmq-queues, rabbitmq-diagnostics, redis-cli, kubectl
+ *   and curl, whose subcommands are checked against the installed tool (or a known list where it
+ *   is not installed; Sentinel's subcommands always against a list); a CLI command run through
+ *   `kubectl exec` is checked by the CLI's parser;
  * - inline `inbox-relay ...` code in the text: checked by the CLI's parser.
  */
 import { execFileSync } from 'node:child_process';
@@ -24,7 +25,7 @@ const external = commands.filter((command) => command.kind === 'external');
 const inline = commands.filter((command) => command.kind === 'inline');
 const where = (command: RunbookCommand) => `${command.file}:${command.line}: ${command.source}`;
 
-const EXTERNAL_TOOLS = new Set(['rabbitmqctl', 'redis-cli', 'kubectl', 'curl']);
+const EXTERNAL_TOOLS = new Set(['rabbitmqctl', 'rabbitmq-queues', 'rabbitmq-diagnostics', 'redis-cli', 'kubectl', 'curl']);
 const ADMIN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/drain']);
 /** Used where the tool is not installed; checked against the installed tool otherwise. */
 const KUBECTL_VERBS = new Set(['get', 'describe', 'logs', 'exec', 'rollout', 'patch', 'delete', 'top', 'port-forward', 'scale', 'apply']);
@@ -36,6 +37,37 @@ const RABBITMQCTL_COMMANDS = new Set([
   'set_disk_free_limit',
   'set_vm_memory_high_watermark',
   'close_connection',
+]);
+
+/** Used where the RabbitMQ CLI tools are not installed; checked against the installed tools otherwise. */
+const RABBITMQ_TOOL_COMMANDS: Record<string, Set<string>> = {
+  'rabbitmq-queues': new Set([
+    'quorum_status',
+    'rebalance',
+    'grow',
+    'shrink',
+    'add_member',
+    'delete_member',
+    'check_if_node_is_quorum_critical',
+  ]),
+  'rabbitmq-diagnostics': new Set(['status', 'check_running', 'cluster_status', 'check_if_node_is_quorum_critical', 'log_tail']),
+};
+/**
+ * Subcommands of SENTINEL, for redis-cli commands sent to a sentinel: the test's Redis is no
+ * sentinel, and COMMAND INFO there does not list them.
+ */
+const SENTINEL_SUBCOMMANDS = new Set([
+  'get-master-addr-by-name',
+  'master',
+  'masters',
+  'replicas',
+  'slaves',
+  'sentinels',
+  'ckquorum',
+  'failover',
+  'myid',
+  'info-cache',
+  'is-master-down-by-addr',
 ]);
 
 function installed(tool: string, args: string[]): string | undefined {
@@ -142,6 +174,20 @@ describe('runbook commands', () => {
       }
     });
 
+    it('use rabbitmq-queues and rabbitmq-diagnostics commands that exist', () => {
+      const used = external.filter((c) => c.program in RABBITMQ_TOOL_COMMANDS);
+      expect(used.length).toBeGreaterThan(0);
+      for (const [tool, fallback] of Object.entries(RABBITMQ_TOOL_COMMANDS)) {
+        const help = installed(tool, ['help']);
+        const known = help === undefined ? fallback : new Set([...help.matchAll(/^\s{3}([a-z_]+)\s/gm)].map((match) => match[1]!));
+        if (help !== undefined) expect(known.size, tool).toBeGreaterThan(5);
+        for (const command of used.filter((c) => c.program === tool)) {
+          const { word } = firstWord(command.args, new Set(['-n', '--node', '-t', '--timeout']));
+          expect(word && known.has(word), where(command)).toBe(true);
+        }
+      }
+    });
+
     it('use redis-cli commands that exist (asked of the test Redis)', async () => {
       const redis = new Redis(redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
       await redis.connect();
@@ -149,6 +195,11 @@ describe('runbook commands', () => {
         for (const command of external.filter((c) => c.program === 'redis-cli')) {
           const { word } = firstWord(command.args, new Set(['-u', '-h', '-p', '-a', '-n', '--user', '--pass', '--pattern']));
           expect(word, where(command)).toBeDefined();
+          if (word!.toUpperCase() === 'SENTINEL') {
+            const { word: subcommand } = firstWord(command.args.slice(command.args.indexOf(word!) + 1), new Set());
+            expect(subcommand && SENTINEL_SUBCOMMANDS.has(subcommand.toLowerCase()), where(command)).toBe(true);
+            continue;
+          }
           const info = (await redis.call('COMMAND', 'INFO', word!.toLowerCase())) as unknown[];
           expect(info[0], where(command)).not.toBeNull();
           if (command.args.includes('-u')) expect(command.args[command.args.indexOf('-u') + 1], where(command)).toBe('$REDIS_URL');

@@ -21,6 +21,8 @@ import {
   haproxySections,
   interpolate,
   json,
+  mountsOf,
+  rabbitmqConf,
   text,
   yamlDocuments,
   yamlFile,
@@ -84,25 +86,7 @@ function byName<T extends { name: string }>(items: T[]): T[] {
 
 /** Parses the `key = value` lines of rabbitmq.conf. */
 function rabbitConf(): Map<string, string> {
-  const entries = new Map<string, string>();
-  for (const line of text('ops/rabbitmq/rabbitmq.conf').split('\n')) {
-    const trimmed = line.trim();
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
-    const match = /^([a-z0-9_.]+)\s*=\s*(.+)$/.exec(trimmed);
-    if (!match) throw new Error(`rabbitmq.conf: cannot read line "${trimmed}"`);
-    entries.set(match[1]!, match[2]!.trim());
-  }
-  return entries;
-}
-
-/** Compose volume mounts as target -> source. */
-function mountsOf(volumes: string[]): Map<string, string> {
-  return new Map(
-    volumes.map((volume) => {
-      const [source = '', target = ''] = volume.split(':');
-      return [target, source];
-    }),
-  );
+  return rabbitmqConf('ops/rabbitmq/rabbitmq.conf');
 }
 
 function expectKnownVariables(env: Record<string, unknown>, where: string): void {
@@ -131,9 +115,10 @@ describe('docker-compose.yml', () => {
   const relayConfig = loadConfig(relayEnv(relays[0]!.service));
   const adminPort = relayConfig.adminPort;
 
-  it('runs RabbitMQ, Redis, three relay nodes behind a load balancer, Prometheus and Grafana', () => {
+  it('runs RabbitMQ, Redis, three relay nodes behind a load balancer, Prometheus and Grafana (the services of no profile)', () => {
     expect(relayNames).toEqual(['relay1', 'relay2', 'relay3']);
-    expect(Object.keys(services).sort()).toEqual(['grafana', 'lb', 'prometheus', 'rabbitmq', 'redis', ...relayNames].sort());
+    const always = Object.keys(services).filter((name) => services[name].profiles === undefined);
+    expect(always.sort()).toEqual(['grafana', 'lb', 'prometheus', 'rabbitmq', 'redis', ...relayNames].sort());
   });
 
   it('runs a current RabbitMQ with the management and prometheus plugins, raised nofile and a consumer timeout', () => {
