@@ -76,7 +76,7 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
   const limit = intOption(invocation, 'limit', 20, 1, MAX_LIST);
   const bodies = flag(invocation, 'bodies');
   const config = loadOperatorConfig(env);
-  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrl, 'dlq list', async (session) => {
+  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrls, 'dlq list', async (session) => {
     const depth = await depthOf(session, queue);
     const warning = deliveryLimitWarning(session.serverVersion);
     const channel = await session.channel();
@@ -223,7 +223,7 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
     );
   }
   const seal = new ReplaySeal(config.replayKeys);
-  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
+  const report = await withBroker(config.rabbitmqUrls, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
   output.result({ ok: report.failed === undefined, ...report }, () => [
     ...report.warnings.map((warning) => `warning: ${warning}`),
     `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}` +
@@ -243,7 +243,7 @@ export async function dlqPurge(invocation: Invocation, env: Env, output: Output)
     throw usageError(`dlq purge deletes every ready message in ${queue} for good; run "inbox-relay dlq list" first, then add --yes`);
   }
   const config = loadOperatorConfig(env);
-  const purged = await withBroker(config.rabbitmqUrl, 'dlq purge', async (session) => {
+  const purged = await withBroker(config.rabbitmqUrls, 'dlq purge', async (session) => {
     await depthOf(session, queue);
     const channel = await session.channel();
     try {

@@ -16,7 +16,7 @@ export async function provision(invocation: Invocation, env: Env, output: Output
   const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
   const mismatched: string[] = [];
   const hooks = { onQueueMismatch: (queue: string) => void mismatched.push(queue) };
-  const queue = await withBroker(config.rabbitmqUrl, 'provision', async (session) => {
+  const queue = await withBroker(config.rabbitmqUrls, 'provision', async (session) => {
     try {
       await declareSharedTopology(() => session.channel(), settings, hooks);
       return await provisionInbox(() => session.channel(), user, settings, hooks);

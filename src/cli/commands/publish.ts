@@ -49,7 +49,8 @@ export async function publish(invocation: Invocation, env: Env, output: Output):
   }
   const config = loadOperatorConfig(env);
   const producer = new Producer({
-    url: config.rabbitmqUrl,
+    url: config.rabbitmqUrls,
+    heartbeatS: config.rabbitmqHeartbeatS,
     provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
     publishTimeoutMs: config.publishTimeoutMs,
   });
