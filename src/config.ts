@@ -152,6 +152,8 @@ export interface RelayConfig {
   queueType: QueueType;
   queueMaxLength: number;
   queueDeliveryLimit: number;
+  /** QUEUE_REPLICAS: replicas of a new quorum inbox (default 3 when RABBITMQ_URL lists 3+ nodes, else RabbitMQ's default). */
+  queueReplicas: number | undefined;
   windowDefault: number;
   windowMax: number;
   historyMaxCount: number;
@@ -247,17 +249,6 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .int('must be a whole number')
     .min(min, `must be >= ${min}`)
     .max(max, `must be <= ${max}`);
-const url = (protocols: string[]) =>
-  z.string().refine(
-    (value) => {
-      try {
-        return protocols.includes(new URL(value).protocol);
-      } catch {
-        return false;
-      }
-    },
-    `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
-  );
 /** Seconds, as a whole number or a whole number with a unit: `90`, `90s`, `30m`, `24h`, `7d`. */
 const duration = (maxS: number) =>
   z
@@ -470,6 +461,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
     queueMaxLength: read(env, 'QUEUE_MAX_LENGTH', int(1), DEFAULTS.queueMaxLength),
     queueDeliveryLimit: read(env, 'QUEUE_DELIVERY_LIMIT', int(1, 1000), DEFAULTS.queueDeliveryLimit),
+    queueReplicas: read(env, 'QUEUE_REPLICAS', int(1, 9), rabbitmqUrls.length >= 3 ? 3 : undefined),
     windowDefault: read(env, 'WINDOW_DEFAULT', int(1, 65_535), DEFAULTS.windowDefault),
     windowMax: read(env, 'WINDOW_MAX', int(1, 65_535), DEFAULTS.windowMax),
     historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),

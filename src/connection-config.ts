@@ -36,9 +36,9 @@ export function readBrokerUrls(env: Env, fallback: string): string[] {
   if (raw === undefined) return [fallback];
   const entries = raw.split(',').map((entry) => entry.trim());
   entries.forEach((entry, index) => {
-    const which = entries.length > 1 ? `entry ${index + 1} of ${entries.length}` : 'the URL';
-    if (entry === '') fail('RABBITMQ_URL', `${which} is empty (a stray comma?)`);
-    if (!parsedUrl(entry, ['amqp:', 'amqps:'])) fail('RABBITMQ_URL', `${which} must be a URL starting with amqp:// or amqps://`);
+    const which = entries.length > 1 ? `entry ${index + 1} of ${entries.length} ` : '';
+    if (entry === '') fail('RABBITMQ_URL', `${which}is empty (a stray comma?)`);
+    if (!parsedUrl(entry, ['amqp:', 'amqps:'])) fail('RABBITMQ_URL', `${which}must be a URL starting with amqp:// or amqps://`);
   });
   if (new Set(entries).size !== entries.length) fail('RABBITMQ_URL', 'names the same URL twice');
   return entries;
@@ -64,7 +64,10 @@ export function readRedisTarget(env: Env): RedisTarget | undefined {
   const sentinels = set(env, 'REDIS_SENTINELS');
   const name = set(env, 'REDIS_SENTINEL_NAME');
   if (url !== undefined && (sentinels !== undefined || name !== undefined)) {
-    fail(sentinels !== undefined ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_NAME', 'cannot be used together with REDIS_URL: set one or the other');
+    fail(
+      sentinels !== undefined ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_NAME',
+      'cannot be used together with REDIS_URL: set one or the other',
+    );
   }
   if (url !== undefined) {
     if (!parsedUrl(url, ['redis:', 'rediss:'])) fail('REDIS_URL', 'must be a URL starting with redis:// or rediss://');

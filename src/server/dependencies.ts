@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
-import { declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
+import { declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
 import { UnroutedMover } from '../amqp/unrouted-mover.js';
 import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import { Guard, isAmqpRequestError } from '../overload/breakers.js';
@@ -64,7 +64,7 @@ export interface Dependencies {
 }
 
 function queueSettings(config: RelayConfig): QueueSettings {
-  return { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  return queueSettingsOf(config);
 }
 
 /** Starts the relay's dependencies in order; on failure closes what was started, then rethrows. */
@@ -298,7 +298,9 @@ async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqS
       commandTimeoutMs: config.redisCommandTimeoutMs,
     });
   }
-  logger.warn('neither REDIS_URL nor REDIS_SENTINELS is set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
+  logger.warn(
+    'neither REDIS_URL nor REDIS_SENTINELS is set: using an in-memory state store, fit for a single node only (a restart resets every epoch)',
+  );
   return new MemoryStore(limits);
 }
 

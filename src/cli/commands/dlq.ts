@@ -14,7 +14,7 @@
  * so replay refuses to run without the key.
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
-import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
+import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox, queueSettingsOf } from '../../amqp/topology.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
 import { waitUntil } from '../../wait-until.js';
@@ -158,7 +158,7 @@ async function replay(
   const depth = await depthOf(session, queue);
   const warning = deliveryLimitWarning(session.serverVersion);
   if (warning) report.warnings.push(warning);
-  const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  const settings = queueSettingsOf(config);
   const provisioned = new Set<string>();
   const channel = await session.confirmChannel();
   try {

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Producer } from '../../amqp/producer.js';
+import { queueSettingsOf } from '../../amqp/topology.js';
 import type { Env } from '../../config.js';
 import { ErrorCode, errorMessage, isRelayError } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
@@ -51,7 +52,7 @@ export async function publish(invocation: Invocation, env: Env, output: Output):
   const producer = new Producer({
     url: config.rabbitmqUrls,
     heartbeatS: config.rabbitmqHeartbeatS,
-    provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
+    provision: queueSettingsOf(config),
     publishTimeoutMs: config.publishTimeoutMs,
   });
   let receipt;
