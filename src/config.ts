@@ -7,12 +7,15 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { NODE_ID_PATTERN } from './cluster/bus-message.js';
+import { readBrokerUrls, readRedisTarget } from './connection-config.js';
 import { ErrorCode, RelayError } from './errors.js';
 import { keyFitsAlgorithm, readKeySetFile, SUPPORTED_JWT_ALGORITHMS, type JwtKey, type JwtKeySet } from './jwt-keys.js';
 import { weakSecretReason } from './secret-strength.js';
+import type { RedisTarget } from './store/redis-target.js';
 
 export const DEFAULTS = {
   rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
+  rabbitmqHeartbeatS: 10,
   host: '0.0.0.0',
   port: 8080,
   adminHost: '127.0.0.1',
@@ -118,9 +121,16 @@ export interface JwtConfig {
 export interface RelayConfig {
   /** This node's id among the relay's nodes (logs, node-to-node messages); unique per running process. */
   nodeId: string;
+  /** The first of `rabbitmqUrls` (operator tools that need one node, the management API's default host). */
   rabbitmqUrl: string;
-  /** Unset: an in-memory state store, for a single node only. */
+  /** RABBITMQ_URL: the broker's nodes, tried in order; a lost connection moves to the next. */
+  rabbitmqUrls: string[];
+  /** The AMQP heartbeat asked for (a URL's own `heartbeat` parameter wins): a silent link is noticed within about 2-3 of them. */
+  rabbitmqHeartbeatS: number;
+  /** REDIS_URL, when Redis is one server named by URL. */
   redisUrl: string | undefined;
+  /** Unset: an in-memory state store, for a single node only. A URL (REDIS_URL), or Sentinel (REDIS_SENTINELS). */
+  redis: RedisTarget | undefined;
   redisKeyPrefix: string;
   host: string;
   port: number;
@@ -142,6 +152,8 @@ export interface RelayConfig {
   queueType: QueueType;
   queueMaxLength: number;
   queueDeliveryLimit: number;
+  /** QUEUE_REPLICAS: replicas of a new quorum inbox (default 3 when RABBITMQ_URL lists 3+ nodes, else RabbitMQ's default). */
+  queueReplicas: number | undefined;
   windowDefault: number;
   windowMax: number;
   historyMaxCount: number;
@@ -237,17 +249,6 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .int('must be a whole number')
     .min(min, `must be >= ${min}`)
     .max(max, `must be <= ${max}`);
-const url = (protocols: string[]) =>
-  z.string().refine(
-    (value) => {
-      try {
-        return protocols.includes(new URL(value).protocol);
-      } catch {
-        return false;
-      }
-    },
-    `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
-  );
 /** Seconds, as a whole number or a whole number with a unit: `90`, `90s`, `30m`, `24h`, `7d`. */
 const duration = (maxS: number) =>
   z
@@ -434,10 +435,15 @@ function loadReplayKeys(env: Env): string[] {
 
 /** Reads and validates the configuration from environment variables. Does not modify `env`. */
 export function loadConfig(env: Env = process.env): RelayConfig {
+  const rabbitmqUrls = readBrokerUrls(env, DEFAULTS.rabbitmqUrl);
+  const redis = readRedisTarget(env);
   const config: RelayConfig = {
     nodeId: read(env, 'NODE_ID', z.string().regex(NODE_ID_PATTERN, 'must be 1-64 of [A-Za-z0-9._:-]'), defaultNodeId()),
-    rabbitmqUrl: read(env, 'RABBITMQ_URL', url(['amqp:', 'amqps:']), DEFAULTS.rabbitmqUrl),
-    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), undefined as string | undefined),
+    rabbitmqUrl: rabbitmqUrls[0] ?? DEFAULTS.rabbitmqUrl,
+    rabbitmqUrls,
+    rabbitmqHeartbeatS: read(env, 'RABBITMQ_HEARTBEAT_S', int(1, 600), DEFAULTS.rabbitmqHeartbeatS),
+    redisUrl: typeof redis === 'string' ? redis : undefined,
+    redis,
     redisKeyPrefix: read(
       env,
       'REDIS_KEY_PREFIX',
@@ -455,6 +461,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     queueType: read(env, 'QUEUE_TYPE', z.enum(['quorum', 'classic'], { message: 'must be quorum or classic' }), DEFAULTS.queueType),
     queueMaxLength: read(env, 'QUEUE_MAX_LENGTH', int(1), DEFAULTS.queueMaxLength),
     queueDeliveryLimit: read(env, 'QUEUE_DELIVERY_LIMIT', int(1, 1000), DEFAULTS.queueDeliveryLimit),
+    queueReplicas: read(env, 'QUEUE_REPLICAS', int(1, 9), rabbitmqUrls.length >= 3 ? 3 : undefined),
     windowDefault: read(env, 'WINDOW_DEFAULT', int(1, 65_535), DEFAULTS.windowDefault),
     windowMax: read(env, 'WINDOW_MAX', int(1, 65_535), DEFAULTS.windowMax),
     historyMaxCount: read(env, 'HISTORY_MAX_COUNT', int(0), DEFAULTS.historyMaxCount),

@@ -10,14 +10,25 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
 import { DEFAULTS } from '../config.js';
-import { ErrorCode, RelayError, errorMessage } from '../errors.js';
+import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import { ConnectionPool } from './connection-pool.js';
 import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, provisionInbox, type QueueSettings } from './topology.js';
 
 export interface ProducerOptions {
-  url: string;
+  /** One broker URL, or the URLs of a cluster's nodes (RABBITMQ_URL as a list). */
+  url: string | readonly string[];
+  /** The AMQP heartbeat asked for, in seconds (default 10; a silent link is noticed in about 2-3 of them). */
+  heartbeatS?: number;
+  /**
+   * How many times one publish is tried in all (default: one more than there are URLs, at least
+   * 2). A publish whose channel or connection died before the confirm, that timed out, or that
+   * could not get a channel, is tried again on a fresh channel (on the next node, when its node
+   * went away) with the same messageId: the relay numbers a message id once, so a copy that
+   * did reach the broker is not delivered twice.
+   */
+  attempts?: number;
   /** With these, each user's inbox is declared before the first publish to it, so that no message takes the unrouted path. */
   provision?: QueueSettings;
   publishTimeoutMs?: number;
@@ -41,6 +52,11 @@ export interface PublishOptions {
 
 export interface PublishReceipt {
   messageId: string;
+}
+
+/** amqplib's error for a negative confirm (RabbitMQ refused the message), as opposed to a closed channel. */
+function channelNacked(error: unknown): boolean {
+  return error instanceof Error && error.message === 'message nacked';
 }
 
 function encode(data: unknown, contentType: string | undefined): { body: Buffer; contentType: string } {
@@ -68,6 +84,7 @@ export class Producer {
   private readonly provisioned = new Set<string>();
   private closing: Promise<void> | undefined;
   private readonly logger: Logger;
+  private retriedCount = 0;
 
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
@@ -76,6 +93,7 @@ export class Producer {
       options.pool ??
       new ConnectionPool({
         url: options.url,
+        heartbeatS: options.heartbeatS ?? DEFAULTS.rabbitmqHeartbeatS,
         name: options.connectionName ?? 'inbox-relay producer',
         channelsPerConnection: 16,
         logger: this.logger,
@@ -97,11 +115,40 @@ export class Producer {
     }).then(() => ({ messageId }));
   }
 
+  /** Publishes that were tried more than once (their first try met a lost channel or a timeout). */
+  get retried(): number {
+    return this.retriedCount;
+  }
+
   /**
    * Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm.
-   * The relay's own path (moving and dead-lettering messages): headers go as given.
+   * The relay's own path (moving and dead-lettering messages): headers go as given. Tried again
+   * as `attempts` says; a refusal (a nack: the inbox is full) or a blocked broker is not.
    */
   async publishRaw(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    properties: { messageId: string; contentType?: string; timestamp?: number; headers?: Record<string, unknown> },
+  ): Promise<void> {
+    const urls = typeof this.options.url === 'string' ? 1 : this.options.url.length;
+    const attempts = this.options.attempts ?? Math.max(2, urls + 1);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.publishOnce(exchange, routingKey, body, properties);
+        return;
+      } catch (error) {
+        const again = isRelayError(error) && (error.code === ErrorCode.brokerUnavailable || error.code === ErrorCode.publishTimeout);
+        if (!again || attempt >= attempts || this.closing) throw error;
+        if (attempt === 1) this.retriedCount += 1;
+        this.logger.warn({ routingKey, attempt, err: errorMessage(error) }, 'publish not confirmed; trying again');
+        // A channel that timed out may sit on a connection that went silent: start on a new one.
+        await this.dropChannel();
+      }
+    }
+  }
+
+  private async publishOnce(
     exchange: string,
     routingKey: string,
     body: Buffer,
@@ -124,7 +171,10 @@ export class Producer {
       try {
         channel.publish(exchange, routingKey, body, { ...properties, persistent: true }, (error: unknown) => {
           clearTimeout(timer);
-          if (error) {
+          if (error && !channelNacked(error)) {
+            // The channel closed before the confirm (its connection or node went away).
+            reject(new RelayError(ErrorCode.brokerUnavailable, `no confirm: ${errorMessage(error)}`, { cause: error, retryable: true }));
+          } else if (error) {
             reject(
               new RelayError(ErrorCode.publishNacked, `RabbitMQ refused the message for ${routingKey} (inbox full or queue unavailable)`, {
                 cause: error,
@@ -159,6 +209,14 @@ export class Producer {
         resolve();
       });
     });
+  }
+
+  /** Forgets the confirm channel (closing it): the next publish opens a new one. */
+  private async dropChannel(): Promise<void> {
+    const opening = this.channel;
+    this.channel = undefined;
+    const channel = await opening?.catch(() => undefined);
+    await channel?.close().catch(() => undefined);
   }
 
   private confirmChannel(): Promise<ConfirmChannel> {

@@ -4,7 +4,7 @@
  * used as it is (checked passively) and reported, never deleted.
  */
 import type { Channel, Options } from 'amqplib';
-import type { QueueType } from '../config.js';
+import type { QueueType, RelayConfig } from '../config.js';
 import { ErrorCode, RelayError } from '../errors.js';
 import { isValidUserId } from '../protocol/user-id.js';
 
@@ -30,6 +30,16 @@ export interface QueueSettings {
   queueType: QueueType;
   queueMaxLength: number;
   queueDeliveryLimit: number;
+  /** A new quorum inbox's replicas (`x-quorum-initial-group-size`); unset: RabbitMQ's default, every node. */
+  queueReplicas?: number | undefined;
+}
+
+/** The queue settings of a configuration. */
+export function queueSettingsOf(
+  config: Pick<RelayConfig, 'queueType' | 'queueMaxLength' | 'queueDeliveryLimit' | 'queueReplicas'>,
+): QueueSettings {
+  const { queueType, queueMaxLength, queueDeliveryLimit, queueReplicas } = config;
+  return { queueType, queueMaxLength, queueDeliveryLimit, queueReplicas };
 }
 
 export function inboxQueueName(userId: string): string {
@@ -57,6 +67,9 @@ export function inboxQueueArguments(settings: QueueSettings): Record<string, unk
   if (settings.queueType === 'quorum') {
     args['x-delivery-limit'] = settings.queueDeliveryLimit;
     args['x-dead-letter-strategy'] = 'at-least-once';
+    // Only when set: an inbox declared before with another value (or none) is used as it is
+    // (declareQueue checks it passively); RabbitMQ cannot change a queue's group size by policy.
+    if (settings.queueReplicas !== undefined) args['x-quorum-initial-group-size'] = settings.queueReplicas;
   }
   return args;
 }

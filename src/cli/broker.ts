@@ -3,11 +3,11 @@
  * command ends. Channel errors (a missing queue) reject the operation that caused them and
  * are never left unhandled.
  */
-import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { DEFAULTS } from '../config.js';
+import { brokerHost, connectAny } from '../amqp/connect-any.js';
 import { errorMessage } from '../errors.js';
 import { failure } from './cli-error.js';
-import { redactUrl } from './io.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -16,15 +16,18 @@ export class BrokerSession {
 
   private constructor(readonly model: ChannelModel) {}
 
-  static async open(url: string, purpose: string): Promise<BrokerSession> {
+  /** Connects to the first of `urls` (a cluster's nodes) that answers. */
+  static async open(urls: string | readonly string[], purpose: string): Promise<BrokerSession> {
+    const list = typeof urls === 'string' ? [urls] : urls;
     let model: ChannelModel;
     try {
-      model = await amqp.connect(url, {
-        timeout: CONNECT_TIMEOUT_MS,
+      ({ model } = await connectAny(list, {
+        timeoutMs: CONNECT_TIMEOUT_MS,
+        heartbeatS: DEFAULTS.rabbitmqHeartbeatS,
         clientProperties: { connection_name: `inbox-relay cli ${purpose}` },
-      });
+      }));
     } catch (error) {
-      throw failure(`cannot connect to RabbitMQ at ${redactUrl(url)}: ${errorMessage(error)}`, error);
+      throw failure(`cannot connect to RabbitMQ at ${list.map(brokerHost).join(', ')}: ${errorMessage(error)}`, error);
     }
     model.on('error', () => undefined);
     return new BrokerSession(model);
@@ -56,8 +59,12 @@ export class BrokerSession {
 }
 
 /** Runs `action` with a session that is closed afterwards, whatever happens. */
-export async function withBroker<T>(url: string, purpose: string, action: (session: BrokerSession) => Promise<T>): Promise<T> {
-  const session = await BrokerSession.open(url, purpose);
+export async function withBroker<T>(
+  urls: string | readonly string[],
+  purpose: string,
+  action: (session: BrokerSession) => Promise<T>,
+): Promise<T> {
+  const session = await BrokerSession.open(urls, purpose);
   try {
     return await action(session);
   } finally {

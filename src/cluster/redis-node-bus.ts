@@ -1,7 +1,7 @@
 /**
  * The node bus over the deployment's Redis pub/sub (guarantees in node-bus.ts): one channel per
  * user (`busChannel`), one connection in subscriber mode and one to publish on, both made by the
- * store's `createRedisClient` (fail fast, reconnect forever with capped backoff).
+ * `createRedisClient` (fail fast, reconnect forever with capped backoff).
  *
  * Reconnects. ioredis can re-send the SUBSCRIBEs of a lost connection itself (`autoResubscribe`,
  * on by default), but it emits `ready` before it sends them (ioredis 6, readyHandler in
@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import { background } from '../background.js';
 import { ErrorCode, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { createRedisClient } from '../store/redis-store.js';
+import { createRedisClient, type RedisTarget } from '../store/redis-target.js';
 import { BusInbox } from './bus-inbox.js';
 import { encodeBusMessage, type OutgoingBusMessage } from './bus-message.js';
 import { BusStateWatch } from './bus-state.js';
@@ -32,7 +32,8 @@ import {
 } from './node-bus.js';
 
 export interface RedisNodeBusOptions {
-  url: string;
+  /** A `redis://` URL, or the Sentinel set that names the primary (pub/sub follows a failover too). */
+  url: RedisTarget;
   /** The store's key prefix (REDIS_KEY_PREFIX): nodes talk only to nodes with the same one. */
   keyPrefix: string;
   nodeId: string;

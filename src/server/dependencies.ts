@@ -18,13 +18,14 @@ import type { Logger } from '../log.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
-import { declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
+import { declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
 import { UnroutedMover } from '../amqp/unrouted-mover.js';
 import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import { Guard, isAmqpRequestError } from '../overload/breakers.js';
 import { GuardedStore } from '../overload/guarded-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
+import { describeRedis, type RedisTarget } from '../store/redis-target.js';
 import type { SeqStore } from '../store/store.js';
 import { AlarmProbe } from './alarm-probe.js';
 import type { NodeBus } from '../cluster/node-bus.js';
@@ -63,7 +64,7 @@ export interface Dependencies {
 }
 
 function queueSettings(config: RelayConfig): QueueSettings {
-  return { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  return queueSettingsOf(config);
 }
 
 /** Starts the relay's dependencies in order; on failure closes what was started, then rethrows. */
@@ -138,7 +139,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     await step('store connection', () =>
       own.connect().catch((error: unknown) => {
         // The host only: a URL may carry a password.
-        const where = config.redisUrl ? new URL(config.redisUrl).host : 'redis';
+        const where = config.redis ? describeRedis(config.redis) : 'redis';
         throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, {
           cause: error,
           retryable: true,
@@ -148,13 +149,14 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     own.guardWith((call) => redisGuard.run(call));
   }
   const store: SeqStore = started.redisStore ?? new GuardedStore(rawStore, redisGuard);
-  const bus = config.redisUrl ? await startBus(config, events, logger, step) : undefined;
+  const bus = config.redis ? await startBus(config.redis, config, events, logger, step) : undefined;
 
   const consumers = await step(
     'consumer pool',
     () =>
       new ConnectionPool({
-        url: config.rabbitmqUrl,
+        url: config.rabbitmqUrls,
+        heartbeatS: config.rabbitmqHeartbeatS,
         name: `${config.amqpConnectionName} consumer`,
         channelsPerConnection: config.channelsPerConnection,
         logger,
@@ -165,13 +167,19 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   const publisherPool = await step(
     'publisher pool',
     () =>
-      new ConnectionPool({ url: config.rabbitmqUrl, name: `${config.amqpConnectionName} publisher`, channelsPerConnection: 64, logger }),
+      new ConnectionPool({
+        url: config.rabbitmqUrls,
+        heartbeatS: config.rabbitmqHeartbeatS,
+        name: `${config.amqpConnectionName} publisher`,
+        channelsPerConnection: 64,
+        logger,
+      }),
     (pool) => pool.close(),
   );
   watchPools(consumers, publisherPool, events, logger);
   const producer = await step(
     'producer',
-    () => new Producer({ url: config.rabbitmqUrl, pool: publisherPool, publishTimeoutMs: config.publishTimeoutMs, logger }),
+    () => new Producer({ url: config.rabbitmqUrls, pool: publisherPool, publishTimeoutMs: config.publishTimeoutMs, logger }),
     (created) => created.close(),
   );
 
@@ -248,13 +256,12 @@ type Step = <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) 
  * The node bus on the store's Redis (same URL and key prefix: nodes that share a store talk to
  * each other). Its state goes to the `node-bus` event (metrics, readiness, status frames).
  */
-async function startBus(config: RelayConfig, events: RelayEvents, logger: Logger, step: Step): Promise<NodeBus> {
-  const url = config.redisUrl ?? '';
+async function startBus(redis: RedisTarget, config: RelayConfig, events: RelayEvents, logger: Logger, step: Step): Promise<NodeBus> {
   const bus = await step(
     'node bus',
     () =>
       new RedisNodeBus({
-        url,
+        url: redis,
         keyPrefix: config.redisKeyPrefix,
         nodeId: config.nodeId,
         commandTimeoutMs: config.redisCommandTimeoutMs,
@@ -270,7 +277,7 @@ async function startBus(config: RelayConfig, events: RelayEvents, logger: Logger
     bus.connect().catch((error: unknown) => {
       throw new RelayError(
         ErrorCode.storeUnavailable,
-        `node bus: cannot connect to Redis at ${new URL(url).host}: ${errorMessage(error)}`,
+        `node bus: cannot connect to Redis at ${describeRedis(redis)}: ${errorMessage(error)}`,
         {
           cause: error,
           retryable: true,
@@ -283,21 +290,26 @@ async function startBus(config: RelayConfig, events: RelayEvents, logger: Logger
 
 async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqStore> {
   const limits = { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs };
-  if (config.redisUrl) {
+  if (config.redis) {
     return new RedisStore({
-      url: config.redisUrl,
+      url: config.redis,
       keyPrefix: config.redisKeyPrefix,
       limits,
       commandTimeoutMs: config.redisCommandTimeoutMs,
     });
   }
-  logger.warn('REDIS_URL is not set: using an in-memory state store, fit for a single node only (a restart resets every epoch)');
+  logger.warn(
+    'neither REDIS_URL nor REDIS_SENTINELS is set: using an in-memory state store, fit for a single node only (a restart resets every epoch)',
+  );
   return new MemoryStore(limits);
 }
 
 function watchPools(consumerPool: ConnectionPool, publisherPool: ConnectionPool, events: RelayEvents, logger: Logger): void {
   for (const pool of [consumerPool, publisherPool]) {
-    pool.on('connected', () => events.emit('amqp-connection', 'connected'));
+    pool.on('connected', (index, host) => {
+      events.emit('amqp-connection', 'connected');
+      logger.info({ connection: index, host }, 'AMQP connection open');
+    });
     pool.on('disconnected', (index, reason) => {
       events.emit('amqp-connection', 'disconnected');
       logger.warn({ connection: index, reason }, 'AMQP connection lost');

@@ -1,9 +1,12 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ErrorCode, RelayError } from '../errors.js';
 import { BATCH } from './lua/scripts.generated.js';
 import { newEpoch } from './memory-store.js';
 import { decodeEntry } from './store.js';
 import type { AssignInput, Assigned, HistoryEntry, HistoryLimits, SeqStore, StreamMeta } from './store.js';
+import { createRedisClient, type RedisTarget } from './redis-target.js';
+
+export { createRedisClient };
 
 type BatchCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown[]>;
 
@@ -11,24 +14,14 @@ type BatchCall = (numKeys: number, ...args: (string | number)[]) => Promise<unkn
 export type CallRunner = <T>(call: () => Promise<T>) => Promise<T>;
 
 export interface RedisStoreOptions {
-  url: string;
+  /** A `redis://` URL, or the Sentinel set that names the primary. */
+  url: RedisTarget;
   keyPrefix: string;
   limits: HistoryLimits;
   /** A command that takes longer fails (so breakers can open instead of requests piling up). */
   commandTimeoutMs?: number;
   /** Most operations sent in one script call (default 256); more in one turn take several calls. */
   maxBatchOps?: number;
-}
-
-/** Redis client settings the relay relies on: fail fast, reconnect forever with capped backoff. */
-export function createRedisClient(url: string, commandTimeoutMs = 2_000): Redis {
-  return new Redis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    commandTimeout: commandTimeoutMs,
-    enableAutoPipelining: true,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5_000),
-  });
 }
 
 /** Keys each operation passes to the script (meta, ids, hist, dead). */

@@ -98,6 +98,56 @@ describe('config', () => {
     expect(errorOf({ JWT_SECRET: SECRET, NODE_ID: 'n'.repeat(65) })).toMatch(/^NODE_ID: must be 1-64 of/);
   });
 
+  it('reads RABBITMQ_URL as one URL or a list of nodes, and the AMQP heartbeat and replicas that go with it', () => {
+    const one = loadConfig({ JWT_SECRET: SECRET });
+    expect([one.rabbitmqUrls, one.rabbitmqHeartbeatS, one.queueReplicas]).toEqual([[DEFAULTS.rabbitmqUrl], 10, undefined]);
+    const nodes = 'amqp://u:p@h1:5672, amqp://u:p@h2:5672,amqps://u:p@h3:5671';
+    const three = loadConfig({ JWT_SECRET: SECRET, RABBITMQ_URL: nodes, RABBITMQ_HEARTBEAT_S: '5' });
+    expect(three.rabbitmqUrls).toEqual(['amqp://u:p@h1:5672', 'amqp://u:p@h2:5672', 'amqps://u:p@h3:5671']);
+    expect([three.rabbitmqUrl, three.rabbitmqHeartbeatS, three.queueReplicas]).toEqual(['amqp://u:p@h1:5672', 5, 3]);
+    expect(loadConfig({ JWT_SECRET: SECRET, RABBITMQ_URL: nodes, QUEUE_REPLICAS: '5' }).queueReplicas).toBe(5);
+    expect(errorOf({ JWT_SECRET: SECRET, RABBITMQ_URL: 'amqp://h1,http://h2' })).toBe(
+      'RABBITMQ_URL: entry 2 of 2 must be a URL starting with amqp:// or amqps://',
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, RABBITMQ_URL: 'amqp://h1,,amqp://h2' })).toBe(
+      'RABBITMQ_URL: entry 2 of 3 is empty (a stray comma?)',
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, RABBITMQ_URL: 'amqp://h1,amqp://h1' })).toBe('RABBITMQ_URL: names the same URL twice');
+    expect(errorOf({ JWT_SECRET: SECRET, RABBITMQ_HEARTBEAT_S: '0' })).toMatch(/^RABBITMQ_HEARTBEAT_S: must be >= 1/);
+  });
+
+  it('reads Redis as REDIS_URL or REDIS_SENTINELS with REDIS_SENTINEL_NAME, never both', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).redis).toBeUndefined();
+    expect(loadConfig({ JWT_SECRET: SECRET, REDIS_URL: 'redis://h:6379' })).toMatchObject({
+      redis: 'redis://h:6379',
+      redisUrl: 'redis://h:6379',
+    });
+    const sentinel = loadConfig({
+      JWT_SECRET: SECRET,
+      REDIS_SENTINELS: 's1:26379, [::1]:26380',
+      REDIS_SENTINEL_NAME: 'inbox-relay',
+      REDIS_PASSWORD: 'pw',
+    });
+    expect(sentinel.redisUrl).toBeUndefined();
+    expect(sentinel.redis).toEqual({
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'inbox-relay',
+      password: 'pw',
+      sentinelPassword: undefined,
+    });
+    const both = { JWT_SECRET: SECRET, REDIS_URL: 'redis://h', REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'm' };
+    expect(errorOf(both)).toBe('REDIS_SENTINELS: cannot be used together with REDIS_URL: set one or the other');
+    expect(errorOf({ JWT_SECRET: SECRET, REDIS_SENTINELS: 's1:26379' })).toMatch(/^REDIS_SENTINELS: needs REDIS_SENTINEL_NAME/);
+    expect(errorOf({ JWT_SECRET: SECRET, REDIS_SENTINEL_NAME: 'm' })).toMatch(/^REDIS_SENTINEL_NAME: needs REDIS_SENTINELS/);
+    expect(errorOf({ JWT_SECRET: SECRET, REDIS_SENTINELS: 's1:26379,s2', REDIS_SENTINEL_NAME: 'm' })).toBe(
+      'REDIS_SENTINELS: entry 2 of 2 must be host:port (e.g. 10.0.0.5:26379)',
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, REDIS_URL: 'http://h' })).toMatch(/^REDIS_URL: must be a URL starting with redis:\/\//);
+  });
+
   it('takes NODE_ID as given, and defaults it to <hostname>-<pid> made valid', () => {
     expect(loadConfig({ JWT_SECRET: SECRET, NODE_ID: 'relay-0.eu:a_1' }).nodeId).toBe('relay-0.eu:a_1');
     expect(loadConfig({ JWT_SECRET: SECRET }).nodeId).toBe(defaultNodeId());

@@ -14,7 +14,7 @@
  * so replay refuses to run without the key.
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
-import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox } from '../../amqp/topology.js';
+import { DEAD_LETTER_QUEUE, INBOX_EXCHANGE, provisionInbox, queueSettingsOf } from '../../amqp/topology.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
 import { waitUntil } from '../../wait-until.js';
@@ -76,7 +76,7 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
   const limit = intOption(invocation, 'limit', 20, 1, MAX_LIST);
   const bodies = flag(invocation, 'bodies');
   const config = loadOperatorConfig(env);
-  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrl, 'dlq list', async (session) => {
+  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrls, 'dlq list', async (session) => {
     const depth = await depthOf(session, queue);
     const warning = deliveryLimitWarning(session.serverVersion);
     const channel = await session.channel();
@@ -158,7 +158,7 @@ async function replay(
   const depth = await depthOf(session, queue);
   const warning = deliveryLimitWarning(session.serverVersion);
   if (warning) report.warnings.push(warning);
-  const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  const settings = queueSettingsOf(config);
   const provisioned = new Set<string>();
   const channel = await session.confirmChannel();
   try {
@@ -223,7 +223,7 @@ export async function dlqReplay(invocation: Invocation, env: Env, output: Output
     );
   }
   const seal = new ReplaySeal(config.replayKeys);
-  const report = await withBroker(config.rabbitmqUrl, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
+  const report = await withBroker(config.rabbitmqUrls, 'dlq replay', (session) => replay(session, config, queue, limit, onlyUser, seal));
   output.result({ ok: report.failed === undefined, ...report }, () => [
     ...report.warnings.map((warning) => `warning: ${warning}`),
     `${queue}: scanned ${report.scanned}, replayed ${report.replayed.length}, skipped ${report.skipped.length}` +
@@ -243,7 +243,7 @@ export async function dlqPurge(invocation: Invocation, env: Env, output: Output)
     throw usageError(`dlq purge deletes every ready message in ${queue} for good; run "inbox-relay dlq list" first, then add --yes`);
   }
   const config = loadOperatorConfig(env);
-  const purged = await withBroker(config.rabbitmqUrl, 'dlq purge', async (session) => {
+  const purged = await withBroker(config.rabbitmqUrls, 'dlq purge', async (session) => {
     await depthOf(session, queue);
     const channel = await session.channel();
     try {

@@ -48,9 +48,9 @@ function describeMeta(meta: StreamMeta | undefined): StateReport {
 }
 
 async function readState(config: OperatorConfig, user: string): Promise<StateReport> {
-  if (!config.redisUrl) return { known: false, reason: 'REDIS_URL is not set: each node keeps its state in its own memory' };
+  if (!config.redis) return { known: false, reason: 'neither REDIS_URL nor REDIS_SENTINELS is set: each node keeps its state in its own memory' };
   const store = new RedisStore({
-    url: config.redisUrl,
+    url: config.redis,
     keyPrefix: config.redisKeyPrefix,
     limits: { maxCount: config.historyMaxCount, maxAgeMs: config.historyMaxAgeMs },
     commandTimeoutMs: STORE_TIMEOUT_MS,
@@ -115,7 +115,7 @@ export async function inspect(invocation: Invocation, env: Env, output: Output):
   const config = loadOperatorConfig(env);
   const queue = inboxQueueName(user);
   const [queueState, state] = await Promise.all([
-    withBroker(config.rabbitmqUrl, 'inspect', (session) => checkQueue(session, queue)),
+    withBroker(config.rabbitmqUrls, 'inspect', (session) => checkQueue(session, queue)),
     readState(config, user),
   ]);
   const details = queueState ? await queueDetails(config.managementUrl, config.vhost, queue) : undefined;

@@ -1,5 +1,5 @@
 /** `provision <user>`: the shared topology and the user's inbox, with the configured queue settings. */
-import { declareSharedTopology, inboxQueueArguments, provisionInbox } from '../../amqp/topology.js';
+import { declareSharedTopology, inboxQueueArguments, provisionInbox, queueSettingsOf } from '../../amqp/topology.js';
 import type { Env } from '../../config.js';
 import { errorMessage } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
@@ -13,10 +13,10 @@ export async function provision(invocation: Invocation, env: Env, output: Output
   const user = invocation.positionals[0]!;
   if (!isValidUserId(user)) throw usageError('provision: <user> must be 1-128 characters of [A-Za-z0-9._:@-]');
   const config = loadOperatorConfig(env);
-  const settings = { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit };
+  const settings = queueSettingsOf(config);
   const mismatched: string[] = [];
   const hooks = { onQueueMismatch: (queue: string) => void mismatched.push(queue) };
-  const queue = await withBroker(config.rabbitmqUrl, 'provision', async (session) => {
+  const queue = await withBroker(config.rabbitmqUrls, 'provision', async (session) => {
     try {
       await declareSharedTopology(() => session.channel(), settings, hooks);
       return await provisionInbox(() => session.channel(), user, settings, hooks);

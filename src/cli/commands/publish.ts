@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Producer } from '../../amqp/producer.js';
+import { queueSettingsOf } from '../../amqp/topology.js';
 import type { Env } from '../../config.js';
 import { ErrorCode, errorMessage, isRelayError } from '../../errors.js';
 import { isValidUserId } from '../../protocol/user-id.js';
@@ -49,8 +50,9 @@ export async function publish(invocation: Invocation, env: Env, output: Output):
   }
   const config = loadOperatorConfig(env);
   const producer = new Producer({
-    url: config.rabbitmqUrl,
-    provision: { queueType: config.queueType, queueMaxLength: config.queueMaxLength, queueDeliveryLimit: config.queueDeliveryLimit },
+    url: config.rabbitmqUrls,
+    heartbeatS: config.rabbitmqHeartbeatS,
+    provision: queueSettingsOf(config),
     publishTimeoutMs: config.publishTimeoutMs,
   });
   let receipt;
