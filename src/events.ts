@@ -32,6 +32,8 @@ export interface RelayEventMap {
   refused: [reason: string];
   'amqp-connection': [state: 'connected' | 'disconnected'];
   'redis-connection': [state: 'connected' | 'disconnected'];
+  /** The store's connection came back on a different Redis server than before (a Sentinel failover). */
+  'store-failover': [];
   'broker-blocked': [blocked: boolean];
   /** Messages sent to connections here that another node numbered (kept from the node bus). */
   'cluster-delivered': [count: number];

@@ -177,6 +177,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     help: 'Times a user stream found its numbering gone from the state store (clients get reset).',
     registers,
   });
+  const storeFailovers = new Counter({
+    name: name('store_failovers_total'),
+    help: 'Times the state store connection came back on a different Redis primary (a Sentinel failover).',
+    registers,
+  });
   const unroutedMoved = new Counter({
     name: name('unrouted_moved_total'),
     help: 'Messages moved from inbox.unrouted into a newly provisioned inbox.',
@@ -313,6 +318,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'dead-lettered': (reason) => deadLettered.inc({ reason: deadReasons.value(reason) }),
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
+    'store-failover': () => storeFailovers.inc(),
     'unrouted-moved': () => unroutedMoved.inc(),
     'unrouted-provisioned': () => unroutedProvisioned.inc(),
     'unrouted-provision-wait': () => unroutedProvisionWaits.inc(),

@@ -25,7 +25,7 @@ import { Guard, isAmqpRequestError } from '../overload/breakers.js';
 import { GuardedStore } from '../overload/guarded-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
-import { describeRedis, type RedisTarget } from '../store/redis-target.js';
+import { checkSentinelMaster, describeRedis, type RedisTarget } from '../store/redis-target.js';
 import type { SeqStore } from '../store/store.js';
 import { AlarmProbe } from './alarm-probe.js';
 import type { NodeBus } from '../cluster/node-bus.js';
@@ -126,7 +126,18 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     ));
   started.rawStore = rawStore;
   if (rawStore instanceof RedisStore) {
-    rawStore.redis.on('ready', () => events.emit('redis-connection', 'connected'));
+    let server: string | undefined;
+    rawStore.redis.on('ready', () => {
+      events.emit('redis-connection', 'connected');
+      // Which server answered: another one than before means a failover (Sentinel promoted a replica).
+      const stream = rawStore.redis.stream;
+      const now = `${stream.remoteAddress ?? '?'}:${stream.remotePort ?? '?'}`;
+      if (server !== undefined && now !== server) {
+        events.emit('store-failover');
+        logger.warn({ from: server, to: now }, 'state store reconnected to another Redis server (failover)');
+      }
+      server = now;
+    });
     rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
     rawStore.redis.on('error', (error: Error) => logger.debug({ err: errorMessage(error) }, 'redis error'));
   }
@@ -136,6 +147,8 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     const own = rawStore;
     started.redisStore = own;
     options.onRedisStore?.(own);
+    const redis = config.redis;
+    if (redis !== undefined && typeof redis !== 'string') await step('sentinel check', () => checkSentinelMaster(redis));
     await step('store connection', () =>
       own.connect().catch((error: unknown) => {
         // The host only: a URL may carry a password.

@@ -4,6 +4,7 @@
  * store and the node bus connect through `createRedisClient`.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { ErrorCode, RelayError } from '../errors.js';
 
 export interface SentinelTarget {
   /** The sentinels to ask (REDIS_SENTINELS); any one that answers is enough. */
@@ -46,4 +47,46 @@ export function createRedisClient(target: RedisTarget, commandTimeoutMs = 2_000)
 export function describeRedis(target: RedisTarget): string {
   if (typeof target === 'string') return new URL(target).host;
   return `the primary Sentinel names ${target.name} (sentinels ${target.sentinels.map(({ host, port }) => `${host}:${port}`).join(', ')})`;
+}
+
+/**
+ * Asks the sentinels whether they monitor `target.name`, so that a wrong name is a clear error at
+ * start (ioredis would retry it forever). Resolves once one sentinel names a primary; throws a
+ * RelayError naming REDIS_SENTINEL_NAME when every sentinel that answered knows no such master,
+ * and one naming REDIS_SENTINELS when none answered.
+ */
+export async function checkSentinelMaster(target: SentinelTarget, timeoutMs = 3_000): Promise<void> {
+  const unknown: string[] = [];
+  const unreachable: string[] = [];
+  for (const { host, port } of target.sentinels) {
+    const where = `${host}:${port}`;
+    const sentinel = new Redis({
+      host,
+      port,
+      lazyConnect: true,
+      connectTimeout: timeoutMs,
+      commandTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      ...(target.sentinelPassword === undefined ? {} : { password: target.sentinelPassword }),
+    });
+    sentinel.on('error', () => undefined);
+    try {
+      await sentinel.connect();
+      const primary = await sentinel.call('SENTINEL', 'get-master-addr-by-name', target.name);
+      if (Array.isArray(primary)) return;
+      unknown.push(where);
+    } catch (error) {
+      unreachable.push(`${where} (${error instanceof Error ? error.message : String(error)})`);
+    } finally {
+      sentinel.disconnect();
+    }
+  }
+  if (unknown.length > 0) {
+    throw new RelayError(
+      ErrorCode.config,
+      `REDIS_SENTINEL_NAME: no sentinel monitors a master named "${target.name}" (asked ${unknown.join(', ')})`,
+    );
+  }
+  throw new RelayError(ErrorCode.storeUnavailable, `REDIS_SENTINELS: no sentinel answered: ${unreachable.join('; ')}`, { retryable: true });
 }
