@@ -161,6 +161,12 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['reason'],
     registers,
   });
+  const deadLetterFallbacks = new Counter({
+    name: name('dead_letter_fallbacks_total'),
+    help: 'Dead letters whose copy with x-inbox-relay-reason could not be published, rejected plainly instead (x-death reason rejected), by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
   const latency = new Histogram({
     name: name('delivery_latency_seconds'),
     help: 'Time from the producer timestamp to the client ack, per message acked to RabbitMQ.',
@@ -311,6 +317,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'delivery-latency': (ms) => latency.observe(Math.max(0, ms) / 1000),
     nacked: (requeue) => nacked.inc({ requeue: String(requeue) }),
     'dead-lettered': (reason) => deadLettered.inc({ reason: deadReasons.value(reason) }),
+    'dead-letter-fallback': (reason) => deadLetterFallbacks.inc({ reason: deadReasons.value(reason) }),
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
     'unrouted-moved': () => unroutedMoved.inc(),

@@ -1,7 +1,7 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer, the shared topology, the unrouted mover and the
- * resource-alarm probe.
+ * the state store, the AMQP pools, the producer and the dead-letter publisher, the shared
+ * topology, the unrouted mover and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
  * the broker has, ...), everything the earlier steps started is closed, newest first, before
@@ -16,6 +16,7 @@ import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js'
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
+import { DeadLetterPublisher } from '../amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
 import { declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
@@ -175,6 +176,12 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     (created) => created.close(),
   );
 
+  const deadLetters = await step(
+    'dead-letter publisher',
+    () => new DeadLetterPublisher({ pool: publisherPool, timeoutMs: config.publishTimeoutMs }),
+    (created) => created.close(),
+  );
+
   await step('topology', () =>
     declareSharedTopology(() => consumers.openChannel(), settings, {
       onQueueMismatch: (queue, error) =>
@@ -197,6 +204,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       });
       if (refused !== undefined) throw refused;
     },
+    publishDeadLetter: deadLetters.publish,
     settings,
     provisionRatePerSec: config.unroutedProvisionRatePerSec,
     logger,
@@ -216,7 +224,13 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     () => probe.stop(),
   );
 
-  const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger, config.nodeId), brokerGuard, openGuard);
+  const inboxConsumers = createInboxConsumerFactory(consumers, settings, logger, config.nodeId, {
+    publish: deadLetters.publish,
+    onSettled: ({ reason, copied }) => {
+      if (!copied) events.emit('dead-letter-fallback', reason);
+    },
+  });
+  const guardedConsumers = guardConsumers(inboxConsumers, brokerGuard, openGuard);
   let quiescing: Promise<void> | undefined;
   return {
     store,
