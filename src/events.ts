@@ -48,6 +48,10 @@ export interface RelayEventMap {
   /** This node found itself behind another node's head (a lost notification) and reads history. */
   'cluster-healed': [];
   'node-bus': [state: 'connected' | 'disconnected'];
+  /** The HTTP publish API answered a request with this status, after this many seconds. */
+  'publish-api-request': [status: number, seconds: number];
+  /** Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable. */
+  'publish-api-messages': [outcome: string, count: number];
 }
 
 export class RelayEvents extends EventEmitter<RelayEventMap> {}

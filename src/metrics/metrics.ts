@@ -212,6 +212,27 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     registers,
   });
 
+  const publishStatuses = new BoundedLabel(16);
+  const publishRequests = new Counter({
+    name: name('publish_api_requests_total'),
+    help: 'Requests to the HTTP publish API (PUBLISH_PORT), by HTTP status.',
+    labelNames: ['status'],
+    registers,
+  });
+  const publishDuration = new Histogram({
+    name: name('publish_api_request_duration_seconds'),
+    help: 'Time from an HTTP publish request to its answer (202: RabbitMQ confirmed every message).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const publishOutcomes = new BoundedLabel(16);
+  const publishMessages = new Counter({
+    name: name('publish_api_messages_total'),
+    help: 'Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable.',
+    labelNames: ['outcome'],
+    registers,
+  });
+
   const link = (service: 'amqp' | 'redis', help: string) => {
     const connected = new Gauge({ name: name(`${service}_connections`), help: `${help} connections open.`, registers });
     const disconnects = new Counter({ name: name(`${service}_disconnects_total`), help: `${help} connections lost.`, registers });
@@ -337,6 +358,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'ownership-gained': () => ownershipChanges.inc(),
     'cluster-healed': () => heals.inc(),
     'node-bus': (state) => setBusUp(state === 'connected'),
+    'publish-api-request': (status, seconds) => {
+      publishRequests.inc({ status: publishStatuses.value(status) });
+      publishDuration.observe(seconds);
+    },
+    'publish-api-messages': (outcome, count) => publishMessages.inc({ outcome: publishOutcomes.value(outcome) }, count),
     'broker-blocked': (value) => {
       if (value && !isBlocked) blockedTotal.inc();
       isBlocked = value;

@@ -19,8 +19,9 @@ import { ConnectionPool } from '../amqp/connection-pool.js';
 import { DeadLetterPublisher } from '../amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
-import { declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
-import { UnroutedMover } from '../amqp/unrouted-mover.js';
+import { INBOX_EXCHANGE, declareSharedTopology, type QueueSettings } from '../amqp/topology.js';
+import { UnroutedMover, type UnroutedMoverOptions } from '../amqp/unrouted-mover.js';
+import type { PublishMessage } from '../publish/publish-request.js';
 import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import { Guard, isAmqpRequestError } from '../overload/breakers.js';
 import { GuardedStore } from '../overload/guarded-store.js';
@@ -57,6 +58,15 @@ export interface Dependencies {
   openGuard(): Guard | undefined;
   /** Why delivery is paused on this whole node (a breaker open, a resource alarm), if it is. */
   nodeDegraded(): string | undefined;
+  /**
+   * Publishes one message to `inbox` for the HTTP publish API, through the relay's producer:
+   * resolves once RabbitMQ confirmed it. Fails at once while RabbitMQ blocks publishing (not
+   * counted against the broker breaker, which would take the node out of service for an alarm
+   * that consumers do not feel), and a refused message (a full inbox) does not count either.
+   */
+  publishMessage(message: PublishMessage): Promise<void>;
+  /** Why RabbitMQ blocks the relay's publishing connection (a resource alarm), if it does. */
+  publishBlocked(): string | undefined;
   /** Stops the background work (unrouted mover, alarm probe) ahead of `close()`; idempotent. */
   quiesce(): Promise<void>;
   /** Closes everything started here, newest first. Idempotent. */
@@ -188,22 +198,25 @@ export async function startDependencies(config: RelayConfig, options: Dependency
         logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
     }),
   );
+  /** The relay's own publishing (moves, the publish API) through the broker breaker. */
+  const publishGuarded: UnroutedMoverOptions['publish'] = async (exchange, routingKey, body, properties) => {
+    // A negative confirm is about one inbox (full), not the broker's health: it goes past the
+    // breaker as a result, so that a run of full inboxes cannot open it for every user. So does a
+    // resource alarm, which blocks publishers only: consumers keep delivering meanwhile.
+    const refused = await brokerGuard.run(async () => {
+      try {
+        await producer.publishRaw(exchange, routingKey, body, properties);
+        return undefined;
+      } catch (error) {
+        if (isRelayError(error, ErrorCode.publishNacked) || isRelayError(error, ErrorCode.brokerBlocked)) return error;
+        throw error;
+      }
+    });
+    if (refused !== undefined) throw refused;
+  };
   const mover = new UnroutedMover({
     pool: consumers,
-    publish: async (exchange, routingKey, body, properties) => {
-      // A negative confirm is about one inbox (full), not the broker's health: it goes past the
-      // breaker as a result, so that a run of full inboxes cannot open it for every user.
-      const refused = await brokerGuard.run(async () => {
-        try {
-          await producer.publishRaw(exchange, routingKey, body, properties);
-          return undefined;
-        } catch (error) {
-          if (isRelayError(error, ErrorCode.publishNacked)) return error;
-          throw error;
-        }
-      });
-      if (refused !== undefined) throw refused;
-    },
+    publish: publishGuarded,
     publishDeadLetter: deadLetters.publish,
     settings,
     provisionRatePerSec: config.unroutedProvisionRatePerSec,
@@ -244,6 +257,14 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       if (open) return `${open.name} unavailable`;
       if (bus && bus.state !== 'connected') return 'node bus unavailable';
       return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
+    },
+    publishBlocked: () => publisherPool.blocked,
+    publishMessage: async ({ user, body, messageId, contentType }) => {
+      const blocked = publisherPool.blocked;
+      if (blocked !== undefined) {
+        throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked})`, { retryable: true });
+      }
+      await publishGuarded(INBOX_EXCHANGE, user, body, { messageId, contentType, timestamp: Date.now() });
     },
     quiesce: () => {
       quiescing ??= (async () => {
