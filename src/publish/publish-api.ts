@@ -178,6 +178,8 @@ export class PublishApi {
     let held = reserve;
     try {
       const body = await this.readBody(request, maxBodyBytes, (bytes) => {
+        // A declared length is held from the start; a chunked body as it arrives.
+        if (Number.isFinite(declared)) return;
         this.inflightBytes += bytes;
         held += bytes;
       });
@@ -222,7 +224,8 @@ export class PublishApi {
     }
     const answer = batch ? answerForAll(failures) : { error: failures[0]!, ...answerFor(failures[0]!) };
     const rejected = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-    this.options.logger.warn(
+    // Full inboxes are the producers' business (and can come by the thousand): debug; the broker's failures: warn.
+    this.options.logger[answer.status === 429 ? 'debug' : 'warn'](
       { messages: messages.length, failed: failures.length, error: answer.error, err: errorMessage(rejected?.reason) },
       'publish request not fully accepted',
     );
