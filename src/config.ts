@@ -70,6 +70,10 @@ export const DEFAULTS = {
   // A queue declaration is among the most expensive things a producer can make the broker do
   // (a quorum queue starts a Raft group): 20 a second is 72,000 an hour at most.
   unroutedProvisionRatePerSec: 20,
+  publishHost: '127.0.0.1',
+  publishMaxBatch: 100,
+  // One message of MAX_MESSAGE_BYTES (1 MiB) with its JSON envelope, or a batch of small ones.
+  publishMaxBodyBytes: 2 * 1024 * 1024,
 } as const;
 
 /**
@@ -116,6 +120,20 @@ export interface JwtConfig {
   maxAgeS: number;
   /** Clock skew allowed between the issuer and this node, on `exp`, `nbf` and `iat` (seconds). */
   clockToleranceS: number;
+}
+
+/** The HTTP publish API (src/publish/): on only when PUBLISH_PORT is set. */
+export interface PublishApiConfig {
+  /** PUBLISH_PORT; 0 picks a free port (tests). */
+  port: number;
+  /** PUBLISH_HOST: loopback unless the deployment opens it on purpose. */
+  host: string;
+  /** PUBLISH_TOKEN: every request needs `Authorization: Bearer <token>`; never logged. */
+  token: string;
+  /** PUBLISH_MAX_BATCH: messages in one request at most. */
+  maxBatch: number;
+  /** PUBLISH_MAX_BODY_BYTES: a request body larger than this gets 413. */
+  maxBodyBytes: number;
 }
 
 export interface RelayConfig {
@@ -226,6 +244,8 @@ export interface RelayConfig {
   replayKeys: string[];
   /** Inboxes the unrouted mover may declare per second (and at once): a cap on queue creations. */
   unroutedProvisionRatePerSec: number;
+  /** The HTTP publish API; undefined (the default) when PUBLISH_PORT is not set. */
+  publishApi: PublishApiConfig | undefined;
   logLevel: string;
 }
 
@@ -418,6 +438,34 @@ function loadAdminToken(env: Env): string | undefined {
   return token;
 }
 
+/**
+ * The HTTP publish API: off unless PUBLISH_PORT is set, and then PUBLISH_TOKEN is required, held
+ * to the same floor as JWT_SECRET (secret-strength.ts) and different from ADMIN_TOKEN (a producer
+ * must not be able to drain a node).
+ */
+function loadPublishApi(env: Env, adminToken: string | undefined): PublishApiConfig | undefined {
+  const port = read(env, 'PUBLISH_PORT', int(0, 65_535), undefined as number | undefined);
+  if (port === undefined) {
+    if (env.PUBLISH_TOKEN?.trim()) fail('PUBLISH_TOKEN', 'is set but PUBLISH_PORT is not: the publish API is off without a port');
+    return undefined;
+  }
+  const token = read(env, 'PUBLISH_TOKEN', z.string(), undefined as string | undefined);
+  if (token === undefined) {
+    fail('PUBLISH_TOKEN', 'required when PUBLISH_PORT is set (producers send it as Authorization: Bearer <PUBLISH_TOKEN>)');
+  }
+  const weak = weakSecretReason(token);
+  if (weak !== undefined) fail('PUBLISH_TOKEN', weak);
+  if (!/^[\x21-\x7e]+$/.test(token)) fail('PUBLISH_TOKEN', 'must be printable ASCII without spaces (it travels in an HTTP header)');
+  if (token === adminToken) fail('PUBLISH_TOKEN', 'must differ from ADMIN_TOKEN (producers must not be able to drain a node)');
+  return {
+    port,
+    host: read(env, 'PUBLISH_HOST', z.string(), DEFAULTS.publishHost),
+    token,
+    maxBatch: read(env, 'PUBLISH_MAX_BATCH', int(1, 10_000), DEFAULTS.publishMaxBatch),
+    maxBodyBytes: read(env, 'PUBLISH_MAX_BODY_BYTES', int(1_024, 256 * 1024 * 1024), DEFAULTS.publishMaxBodyBytes),
+  };
+}
+
 /** REPLAY_KEY and REPLAY_KEY_PREVIOUS, held to the same floor as JWT_SECRET (secret-strength.ts). */
 function loadReplayKeys(env: Env): string[] {
   const strong = (variable: string, value: string | undefined): string | undefined => {
@@ -437,6 +485,7 @@ function loadReplayKeys(env: Env): string[] {
 export function loadConfig(env: Env = process.env): RelayConfig {
   const rabbitmqUrls = readBrokerUrls(env, DEFAULTS.rabbitmqUrl);
   const redis = readRedisTarget(env);
+  const adminToken = loadAdminToken(env);
   const config: RelayConfig = {
     nodeId: read(env, 'NODE_ID', z.string().regex(NODE_ID_PATTERN, 'must be 1-64 of [A-Za-z0-9._:-]'), defaultNodeId()),
     rabbitmqUrl: rabbitmqUrls[0] ?? DEFAULTS.rabbitmqUrl,
@@ -454,7 +503,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     port: read(env, 'PORT', int(0, 65_535), DEFAULTS.port),
     adminHost: read(env, 'ADMIN_HOST', z.string(), DEFAULTS.adminHost),
     adminPort: read(env, 'ADMIN_PORT', int(0, 65_535), DEFAULTS.adminPort),
-    adminToken: loadAdminToken(env),
+    adminToken,
     metricsRequireToken: read(env, 'METRICS_REQUIRE_TOKEN', onOff, false),
     jwt: loadJwt(env),
     allowedOrigins: read(env, 'ALLOWED_ORIGINS', origins, []),
@@ -504,6 +553,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     redisCommandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS', int(10), DEFAULTS.redisCommandTimeoutMs),
     replayKeys: loadReplayKeys(env),
     unroutedProvisionRatePerSec: read(env, 'UNROUTED_PROVISION_RATE_PER_SEC', int(1, 100_000), DEFAULTS.unroutedProvisionRatePerSec),
+    publishApi: loadPublishApi(env, adminToken),
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);

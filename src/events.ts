@@ -18,7 +18,13 @@ export interface RelayEventMap {
   /** Publish timestamp to client ack, per message acked to RabbitMQ. */
   'delivery-latency': [ms: number];
   nacked: [requeue: boolean];
+  /** A message was dead-lettered for `reason` (a client's request when the relay rejects it; an invalid message; the unrouted path). */
   'dead-lettered': [reason: string];
+  /**
+   * The copy of a dead letter with its reason could not be published: the message was rejected
+   * plainly instead, and reached inbox.dead with `x-death` reason `rejected` and no relay reason.
+   */
+  'dead-letter-fallback': [reason: string];
   'consumer-lost': [reason: string];
   'epoch-lost': [];
   'unrouted-moved': [];
@@ -44,6 +50,10 @@ export interface RelayEventMap {
   /** This node found itself behind another node's head (a lost notification) and reads history. */
   'cluster-healed': [];
   'node-bus': [state: 'connected' | 'disconnected'];
+  /** The HTTP publish API answered a request with this status, after this many seconds. */
+  'publish-api-request': [status: number, seconds: number];
+  /** Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable. */
+  'publish-api-messages': [outcome: string, count: number];
 }
 
 export class RelayEvents extends EventEmitter<RelayEventMap> {}

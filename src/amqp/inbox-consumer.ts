@@ -4,12 +4,26 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import type { ConnectionPool } from './connection-pool.js';
+import { ConsumerSettlement, type DeadLetterOutcome } from './consumer-settlement.js';
+import type { PublishDeadLetter } from './dead-letter-publisher.js';
 import { inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
 
 const CHANNEL_CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * How long a close waits for dead letters whose copy is not confirmed yet: one that is not
+ * settled by then comes back from RabbitMQ and is dead-lettered again (a possible duplicate).
+ */
+const DEAD_LETTER_WAIT_MS = 2_000;
 
 function tagOnly(tag: number): Message {
   return { fields: { deliveryTag: tag } } as unknown as Message;
+}
+
+/** How the inbox consumers dead-letter: publish a copy with the reason (see ConsumerSettlement). */
+export interface InboxDeadLetters {
+  publish: PublishDeadLetter;
+  /** A dead letter was settled: copied with its reason, or rejected plainly because the copy failed. */
+  onSettled?: (outcome: DeadLetterOutcome) => void;
 }
 
 /**
@@ -21,7 +35,13 @@ function tagOnly(tag: number): Message {
  * their tags and which one is active, so an operator (and `inbox-relay inspect`) can tell which
  * node owns a user and which nodes wait to take over.
  */
-export function createInboxConsumerFactory(pool: ConnectionPool, settings: QueueSettings, logger: Logger, nodeId: string): ConsumerFactory {
+export function createInboxConsumerFactory(
+  pool: ConnectionPool,
+  settings: QueueSettings,
+  logger: Logger,
+  nodeId: string,
+  deadLetters: InboxDeadLetters,
+): ConsumerFactory {
   const provisioned = new Set<string>();
   let consumers = 0;
   return async (user: string, prefetch: number, callbacks: ConsumerCallbacks): Promise<ConsumerHandle> => {
@@ -36,7 +56,19 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
     }
     const channel = await pool.openChannel();
     let ended = false;
+    const settlement = new ConsumerSettlement({
+      channel: {
+        ack: (tag, multiple) => channel.ack(tagOnly(tag), multiple),
+        nack: (tag, requeue) => channel.nack(tagOnly(tag), false, requeue),
+      },
+      queue,
+      user,
+      publish: deadLetters.publish,
+      logger,
+      ...(deadLetters.onSettled ? { onDeadLettered: deadLetters.onSettled } : {}),
+    });
     const lose = (reason: string): void => {
+      settlement.end();
       if (ended) return;
       ended = true;
       callbacks.onLost(reason);
@@ -52,6 +84,7 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
             channel.close().catch(() => undefined);
             return;
           }
+          settlement.received(message.fields.deliveryTag, message.content, message.properties);
           callbacks.onDelivery({
             tag: message.fields.deliveryTag,
             content: message.content,
@@ -79,16 +112,26 @@ export function createInboxConsumerFactory(pool: ConnectionPool, settings: Queue
       }
     };
     return {
-      ack: (tag, multiple) => guarded(() => channel.ack(tagOnly(tag), multiple)),
-      reject: (tag, requeue) => guarded(() => channel.nack(tagOnly(tag), false, requeue)),
-      // A channel handles its frames in order: the answer to a passive declare sent after a
-      // reject means the broker has processed the reject.
+      ack: (tag, multiple) => guarded(() => settlement.ack(tag, multiple)),
+      reject: (tag, requeue, reason) =>
+        guarded(() => {
+          if (requeue) settlement.requeue(tag);
+          else settlement.deadLetter(tag, reason ?? 'rejected');
+        }),
+      // A channel handles its frames in order: the answer to a passive declare sent after an ack
+      // or reject means the broker has processed it. Dead letters are acked or rejected once their
+      // copy is settled, so that comes first.
       sync: async () => {
+        await settlement.settled();
         if (ended) throw new Error('channel closed');
         await channel.checkQueue(queue);
       },
       close: async () => {
+        // Dead letters in flight get a moment to settle, so that a stream closing right after a
+        // client's nack does not leave a copy in inbox.dead and the original to come back.
+        if (!ended) await settledWithin(settlement.settled(), DEAD_LETTER_WAIT_MS);
         ended = true;
+        settlement.end();
         // RabbitMQ 3.10 can crash a channel (a consume on an unavailable quorum queue fails with
         // noproc and takes the connection down); a close-ok that never comes must not hold the
         // stream, a drain or the user's next connection. The connection's end frees the channel.

@@ -18,11 +18,15 @@ export const DEAD_LETTER_EXCHANGE = 'inbox.dlx';
 export const DEAD_LETTER_QUEUE = 'inbox.dead';
 /**
  * On a dead letter the relay published itself (rather than rejected into the dead-letter
- * exchange, which records `x-death`): why, and whose inbox it was meant for. The unrouted mover
- * writes them when the user's inbox refuses the message.
+ * exchange, which records `x-death`): why (dead-letter-copy.ts lists the reasons), whose inbox it
+ * was meant for, the queue it was taken from and when (ms since the epoch). Every dead letter the
+ * relay makes carries them, unless publishing the copy failed (then it is rejected, and RabbitMQ
+ * records `x-death` reason `rejected`).
  */
 export const DEAD_LETTER_REASON_HEADER = 'x-inbox-relay-reason';
 export const DEAD_LETTER_USER_HEADER = 'x-inbox-relay-user';
+export const DEAD_LETTER_QUEUE_HEADER = 'x-inbox-relay-queue';
+export const DEAD_LETTER_AT_HEADER = 'x-inbox-relay-dead-lettered-at';
 /** Headers of the relay and its operators (prefix): the producer library refuses to set them. */
 export const RESERVED_HEADER_PREFIX = 'x-inbox-relay-';
 

@@ -8,7 +8,8 @@
  * - no message is lost: each is acked only after RabbitMQ confirmed its copy (in the inbox, or
  *   in the dead-letter exchange); anything not acked returns to `inbox.unrouted` in order when
  *   the mover's channel closes;
- * - a routing key that is not a valid user id is dead-lettered and logged, never used in a name;
+ * - a routing key that is not a valid user id is dead-lettered (`x-inbox-relay-reason` =
+ *   `invalid-user-id`) and logged, never used in a name;
  * - inboxes are declared at most `provisionRatePerSec` a second, and that many at once (a token
  *   bucket): a message whose inbox would go past the cap waits, unacked, with those behind it,
  *   and `onProvisionWait` says so. Producers that publish to made-up user ids cannot make the
@@ -17,8 +18,11 @@
  *   `reject-publish`) dead-letters that one message, with `x-inbox-relay-reason` =
  *   `unroutable-inbox-full` and `x-inbox-relay-user`, and the mover goes on with the next; one
  *   full inbox does not stall every user behind it. Any other failure (no confirm, a broker
- *   alarm, a lost channel) is the broker's, not the message's: the mover closes its channel, so
- *   this message and those behind it return in order, and starts again a second later.
+ *   alarm, a lost channel, a dead letter that could not be published) is the broker's, not the
+ *   message's: the mover closes its channel, so this message and those behind it return in
+ *   order, and starts again a second later.
+ * Dead letters are copies published to `inbox.dlx` (dead-letter-copy.ts), confirmed and routed
+ * before the original is acked (DeadLetterPublisher).
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { backgroundClock, type Clock, type TimerHandle } from '../delivery/background-clock.js';
@@ -27,18 +31,12 @@ import type { Logger } from '../log.js';
 import { TokenBucket } from '../overload/token-bucket.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import type { ConnectionPool } from './connection-pool.js';
-import {
-  DEAD_LETTER_EXCHANGE,
-  DEAD_LETTER_REASON_HEADER,
-  DEAD_LETTER_USER_HEADER,
-  INBOX_EXCHANGE,
-  UNROUTED_QUEUE,
-  provisionInbox,
-  type QueueSettings,
-} from './topology.js';
+import { DeadLetterReason } from './dead-letter-copy.js';
+import type { PublishDeadLetter } from './dead-letter-publisher.js';
+import { INBOX_EXCHANGE, UNROUTED_QUEUE, provisionInbox, type QueueSettings } from './topology.js';
 
 /** The reason a message is dead-lettered with when its user's inbox refuses the copy. */
-export const INBOX_FULL_REASON = 'unroutable-inbox-full';
+export const INBOX_FULL_REASON = DeadLetterReason.unroutableInboxFull;
 
 export interface UnroutedMoverOptions {
   pool: ConnectionPool;
@@ -52,6 +50,8 @@ export interface UnroutedMoverOptions {
     body: Buffer,
     properties: { messageId: string; contentType?: string; timestamp?: number; headers?: Record<string, unknown> },
   ) => Promise<void>;
+  /** Publishes a dead letter with its reason (DeadLetterPublisher); resolves once confirmed and routed. */
+  publishDeadLetter: PublishDeadLetter;
   settings: QueueSettings;
   /** Inboxes declared per second, and at once (UNROUTED_PROVISION_RATE_PER_SEC). */
   provisionRatePerSec: number;
@@ -131,9 +131,7 @@ export class UnroutedMover {
     if (channel !== this.channel) return;
     const user = message.fields.routingKey;
     if (!isValidUserId(user)) {
-      this.options.logger.warn({ reason: 'invalid user id in routing key' }, 'unroutable message dead-lettered');
-      this.options.onDeadLettered?.('invalid-user-id');
-      channel.nack(message, false, false);
+      await this.deadLetter(channel, message, undefined, DeadLetterReason.invalidUserId);
       return;
     }
     if (!this.provisioned.has(user)) {
@@ -158,18 +156,17 @@ export class UnroutedMover {
   }
 
   /**
-   * Publishes the message to the dead-letter exchange with the reason and its user, then acks
-   * the original: it ends in `inbox.dead`, where `inbox-relay dlq replay` finds its user.
+   * Publishes the message to the dead-letter exchange with the reason and its user (none for an
+   * invalid user id), then acks the original: it ends in `inbox.dead`, where `inbox-relay dlq
+   * replay` finds its user. A copy that fails throws: the mover holds the line (see above).
    */
-  private async deadLetter(channel: Channel, message: ConsumeMessage, user: string, reason: string): Promise<void> {
-    const properties = copyProperties(message);
-    await this.options.publish(DEAD_LETTER_EXCHANGE, user, message.content, {
-      ...properties,
-      headers: { ...properties.headers, [DEAD_LETTER_REASON_HEADER]: reason, [DEAD_LETTER_USER_HEADER]: user },
-    });
+  private async deadLetter(channel: Channel, message: ConsumeMessage, user: string | undefined, reason: string): Promise<void> {
+    const queue = this.options.queue ?? UNROUTED_QUEUE;
+    await this.options.publishDeadLetter(message, { reason, queue, user, at: this.clock.now() });
+    if (channel !== this.channel) return;
     channel.ack(message);
     this.options.onDeadLettered?.(reason);
-    this.options.logger.warn({ user, reason }, 'unrouted message dead-lettered: its inbox refused it');
+    this.options.logger.warn({ user, reason }, 'unrouted message dead-lettered');
   }
 
   /**

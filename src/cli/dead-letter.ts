@@ -8,15 +8,21 @@
  *   must start a fresh history;
  * - `expiration` is dropped (a message that expired would expire again at once) and `userId`
  *   (RabbitMQ refuses a userId other than the publishing connection's user);
- * - the relay's own dead-letter headers (`x-inbox-relay-reason`, `x-inbox-relay-user`) are
- *   dropped for the same reason;
+ * - the relay's own dead-letter headers (`x-inbox-relay-reason`, `-user`, `-queue`,
+ *   `-dead-lettered-at`) are dropped for the same reason;
  * - `x-inbox-relay-replay` becomes the previous count + 1 and `x-inbox-relay-replay-seal` its
  *   seal with REPLAY_KEY (replay-seal.ts), so the relay gives it a new seq instead of treating it
  *   as the delivery it already numbered (see message-codec.ts).
  */
 import type { MessageProperties, Options } from 'amqplib';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER, replayCountOf, type ReplaySeal } from '../delivery/replay-seal.js';
-import { DEAD_LETTER_REASON_HEADER, DEAD_LETTER_USER_HEADER, userIdOfQueue } from '../amqp/topology.js';
+import {
+  DEAD_LETTER_AT_HEADER,
+  DEAD_LETTER_QUEUE_HEADER,
+  DEAD_LETTER_REASON_HEADER,
+  DEAD_LETTER_USER_HEADER,
+  userIdOfQueue,
+} from '../amqp/topology.js';
 import { isValidUserId } from '../protocol/user-id.js';
 
 interface XDeathEntry {
@@ -29,7 +35,12 @@ interface XDeathEntry {
 }
 
 const BROKER_HEADERS = /^x-(death|first-death-.*|last-death-.*|delivery-count)$/;
-const RELAY_DEATH_HEADERS: ReadonlySet<string> = new Set([DEAD_LETTER_REASON_HEADER, DEAD_LETTER_USER_HEADER]);
+const RELAY_DEATH_HEADERS: ReadonlySet<string> = new Set([
+  DEAD_LETTER_REASON_HEADER,
+  DEAD_LETTER_USER_HEADER,
+  DEAD_LETTER_QUEUE_HEADER,
+  DEAD_LETTER_AT_HEADER,
+]);
 
 function deaths(properties: Pick<MessageProperties, 'headers'>): XDeathEntry[] {
   const value: unknown = properties.headers?.['x-death'];
@@ -112,20 +123,57 @@ function isJsonType(contentType: unknown): boolean {
   return type === 'application/json' || type.endsWith('+json');
 }
 
+/** The relay's headers on a dead letter it published itself (read only without `x-death`). */
+function relayLabel(properties: Pick<MessageProperties, 'headers'>): { reason?: string; queue?: string; at?: string } {
+  const headers = properties.headers ?? {};
+  const reason: unknown = headers[DEAD_LETTER_REASON_HEADER];
+  const queue: unknown = headers[DEAD_LETTER_QUEUE_HEADER];
+  const at: unknown = headers[DEAD_LETTER_AT_HEADER];
+  return {
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof queue === 'string' ? { queue } : {}),
+    ...(typeof at === 'number' && Number.isFinite(at) && Math.abs(at) < 8.64e15 ? { at: new Date(at).toISOString() } : {}),
+  };
+}
+
+/** Which dead letters `dlq list` shows: all, or those of one user, or with one reason (the relay's or RabbitMQ's). */
+export interface DeadLetterFilter {
+  user?: string;
+  reason?: string;
+}
+
+export function matchesFilter(
+  summary: Pick<DeadLetterSummary, 'user' | 'relayReason' | 'rabbitmqReason'>,
+  filter: DeadLetterFilter,
+): boolean {
+  if (filter.user !== undefined && summary.user !== filter.user) return false;
+  if (filter.reason !== undefined && summary.relayReason !== filter.reason && summary.rabbitmqReason !== filter.reason) return false;
+  return true;
+}
+
 /** What `dlq list` shows of one dead letter. */
 export interface DeadLetterSummary {
   /** Position in the queue at the time of listing, from 1. */
   position: number;
   messageId: string | null;
   user: string | null;
-  /**
-   * Why it died the last time: rejected (a client nack or the relay), delivery_limit, expired,
-   * maxlen; or the relay's own reason (`x-inbox-relay-reason`, e.g. unroutable-inbox-full).
-   */
+  /** `relayReason` if the relay made this dead letter, else `rabbitmqReason`. */
   reason: string | null;
-  /** The queue it died in the last time. */
+  /**
+   * The relay's reason (`x-inbox-relay-reason`: client-nack, nack-limit, invalid-message,
+   * too-large, invalid-user-id, unroutable-inbox-full), on a dead letter the relay published
+   * itself; read only from a message without `x-death`, since any producer can set the header.
+   */
+  relayReason: string | null;
+  /**
+   * RabbitMQ's reason for the last death (`x-death`): delivery_limit, expired, maxlen, or
+   * rejected (someone rejected it: another consumer, or the relay when publishing its own copy
+   * failed). Null on a dead letter the relay published itself.
+   */
+  rabbitmqReason: string | null;
+  /** The queue it died in the last time (from `x-death`, or the relay's `x-inbox-relay-queue`). */
   queue: string | null;
-  /** How often it died in that queue for that reason. */
+  /** How often it died in that queue for that reason (1 for a copy the relay published). */
   deaths: number;
   /** When it died the last time (ISO 8601). */
   diedAt: string | null;
@@ -152,15 +200,19 @@ export function summarize(
   const count = last?.count;
   const deliveryCount: unknown = properties.headers?.['x-delivery-count'];
   const firstReason: unknown = properties.headers?.['x-first-death-reason'];
-  const relayReason: unknown = last === undefined ? properties.headers?.[DEAD_LETTER_REASON_HEADER] : undefined;
+  const relay = last === undefined ? relayLabel(properties) : undefined;
+  const rabbitmqReason = typeof last?.reason === 'string' ? last.reason : null;
+  const relayReason = relay?.reason ?? null;
   const summary: DeadLetterSummary = {
     position,
     messageId: typeof properties.messageId === 'string' ? properties.messageId : null,
     user: deadLetterUser(properties) ?? null,
-    reason: typeof last?.reason === 'string' ? last.reason : typeof relayReason === 'string' ? relayReason : null,
-    queue: typeof last?.queue === 'string' ? last.queue : null,
-    deaths: typeof count === 'number' ? count : 0,
-    diedAt: timeOf(last?.time) ?? null,
+    reason: relayReason ?? rabbitmqReason,
+    relayReason,
+    rabbitmqReason,
+    queue: typeof last?.queue === 'string' ? last.queue : (relay?.queue ?? null),
+    deaths: typeof count === 'number' ? count : relayReason !== null ? 1 : 0,
+    diedAt: timeOf(last?.time) ?? relay?.at ?? null,
     firstDeathReason: typeof firstReason === 'string' ? firstReason : null,
     replays: replayCount(properties),
     deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : null,

@@ -18,7 +18,7 @@ import { provision } from './commands/provision.js';
 import { publish } from './commands/publish.js';
 import { serve } from './commands/serve.js';
 import { token } from './commands/token.js';
-import { createOutput, type CliIo, type Output } from './io.js';
+import { createOutput, jsonSafe, terminalSafe, type CliIo, type Output } from './io.js';
 
 type Handler = (invocation: Invocation, env: Env, output: Output) => Promise<number | 'running'>;
 
@@ -70,7 +70,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const fail = (error: unknown): number => {
     const code = error instanceof CliError ? error.exitCode : ExitCode.failed;
     const message = errorMessage(error);
-    io.stderr(json ? `${JSON.stringify({ ok: false, exitCode: code, error: message })}\n` : `inbox-relay: ${message}\n`);
+    io.stderr(
+      json ? `${jsonSafe(JSON.stringify({ ok: false, exitCode: code, error: message }))}\n` : `inbox-relay: ${terminalSafe(message)}\n`,
+    );
     return code;
   };
   if (argv.length === 1 && argv[0] === '--version') {

@@ -231,7 +231,7 @@ export class BrokerSide {
         onReplayRefused: (delivery, reason) => this.replayRefused(delivery, reason),
         position: () => ({ epoch: numbering.epoch, seen: numbering.head }),
         onNumbered: (batch) => this.accept(session, batch),
-        onInvalid: (delivery, reason) => this.rejectInvalid(session, delivery, reason),
+        onInvalid: (delivery, reason, code) => this.rejectInvalid(session, delivery, reason, code),
         onEpochGone: () => this.options.onEpochGone(),
         onStoreHealth: (up) => {
           if (!up) this.options.onStoreDown();
@@ -285,11 +285,11 @@ export class BrokerSide {
     this.options.onNumbered(held);
   }
 
-  private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string): void {
+  private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string, code: string): void {
     session.ledger.settled(delivery.tag);
-    session.handle?.reject(delivery.tag, false);
-    this.options.events?.emit('dead-lettered', 'invalid-message');
-    this.options.logger.warn({ user: this.options.user, reason }, 'invalid message dead-lettered');
+    session.handle?.reject(delivery.tag, false, code);
+    this.options.events?.emit('dead-lettered', code);
+    this.options.logger.warn({ user: this.options.user, reason: code, detail: reason }, 'invalid message dead-lettered');
   }
 
   /**
@@ -309,7 +309,7 @@ export class BrokerSide {
     const handle = session?.handle;
     if (!session || !handle || !session.ledger.has(seq)) return;
     const reason = this.intents.reason(seq);
-    for (const tag of session.ledger.take(seq)) handle.reject(tag, false);
+    for (const tag of session.ledger.take(seq)) handle.reject(tag, false, reason);
     this.options.events?.emit('dead-lettered', reason);
     this.options.logger.info({ user: this.options.user, seq, reason }, 'message dead-lettered');
     handle.sync().then(

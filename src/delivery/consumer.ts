@@ -17,12 +17,22 @@ export interface ConsumerCallbacks {
 }
 
 export interface ConsumerHandle {
+  /**
+   * Acks one delivery, or with `multiple` every delivery up to `tag`; a multiple ack never settles
+   * a delivery that is being dead-lettered (its copy not confirmed yet).
+   */
   ack(tag: number, multiple: boolean): void;
-  /** Negative-acknowledges one delivery: `requeue:false` dead-letters it. */
-  reject(tag: number, requeue: boolean): void;
+  /**
+   * Negative-acknowledges one delivery. `requeue:false` dead-letters it with `reason` (the
+   * relay's `x-inbox-relay-reason`): the AMQP consumer publishes a copy with the reason and acks
+   * the original once the copy is confirmed, or rejects it plainly if the copy fails. Either way
+   * the tag counts as settled for the caller at once: it is not acked again.
+   */
+  reject(tag: number, requeue: boolean, reason?: string): void;
   /**
    * Resolves once the broker has processed every ack and reject sent before it on this
-   * consumer's channel (a round trip on the same channel); rejects when the channel is gone.
+   * consumer's channel, dead letters included (a round trip on the same channel); rejects when
+   * the channel is gone.
    */
   sync(): Promise<void>;
   /** Stops consuming and returns every unacked message to the queue, in order (by closing the channel). */

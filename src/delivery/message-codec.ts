@@ -30,7 +30,12 @@ export type DecodedMessage =
       /** Set when the message carried a replay header that was not honoured, and why. */
       replayRefused?: ReplayRefusal;
     }
-  | { ok: false; reason: string };
+  | {
+      ok: false;
+      reason: string;
+      /** The dead-letter reason (`x-inbox-relay-reason`): a body over the limit, or anything else that makes it invalid. */
+      code: 'invalid-message' | 'too-large';
+    };
 
 /** What checking a replay header needs: the user whose queue the message came from, and the keys. */
 export interface ReplayContext {
@@ -72,9 +77,11 @@ export function decodeMessage(
 ): DecodedMessage {
   const id: unknown = properties.messageId;
   if (typeof id !== 'string' || !MESSAGE_ID.test(id)) {
-    return { ok: false, reason: 'missing or invalid messageId (1-255 characters, no control characters)' };
+    return { ok: false, code: 'invalid-message', reason: 'missing or invalid messageId (1-255 characters, no control characters)' };
   }
-  if (content.length > maxBytes) return { ok: false, reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES` };
+  if (content.length > maxBytes) {
+    return { ok: false, code: 'too-large', reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES` };
+  }
   const contentType =
     typeof properties.contentType === 'string' && properties.contentType !== '' ? properties.contentType : DEFAULT_CONTENT_TYPE;
   let data: string;
@@ -83,7 +90,7 @@ export function decodeMessage(
     try {
       JSON.parse(text);
     } catch {
-      return { ok: false, reason: `body is not valid JSON for content type ${contentType}` };
+      return { ok: false, code: 'invalid-message', reason: `body is not valid JSON for content type ${contentType}` };
     }
     data = text.trim();
   } else {

@@ -51,8 +51,8 @@ export interface NumberingIntakeOptions {
   position(): { epoch: string; seen: number };
   /** A batch was numbered (in queue order). */
   onNumbered(batch: Numbered[]): void;
-  /** A delivery is not a valid message: reject it to the dead-letter queue. */
-  onInvalid(delivery: Delivery, reason: string): void;
+  /** A delivery is not a valid message: dead-letter it with `code` as its reason (`reason` says more, for the log). */
+  onInvalid(delivery: Delivery, reason: string, code: 'invalid-message' | 'too-large'): void;
   /** The store no longer has this numbering (or it went back in time). */
   onEpochGone(): void;
   /** The store failed a batch (it is kept and retried), or numbered one again. */
@@ -157,7 +157,7 @@ export class NumberingIntake {
             { user: this.options.user, seal: this.options.replaySeal },
           );
           if (!decoded.ok) {
-            this.options.onInvalid(delivery, decoded.reason);
+            this.options.onInvalid(delivery, decoded.reason, decoded.code);
             continue;
           }
           if (decoded.replayRefused !== undefined) this.options.onReplayRefused?.(delivery, decoded.replayRefused);

@@ -161,6 +161,12 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['reason'],
     registers,
   });
+  const deadLetterFallbacks = new Counter({
+    name: name('dead_letter_fallbacks_total'),
+    help: 'Dead letters whose copy with x-inbox-relay-reason could not be published, rejected plainly instead (x-death reason rejected), by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
   const latency = new Histogram({
     name: name('delivery_latency_seconds'),
     help: 'Time from the producer timestamp to the client ack, per message acked to RabbitMQ.',
@@ -208,6 +214,27 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     name: name('admission_refusals_total'),
     help: 'Connections or requests refused by admission control, by reason.',
     labelNames: ['reason'],
+    registers,
+  });
+
+  const publishStatuses = new BoundedLabel(16);
+  const publishRequests = new Counter({
+    name: name('publish_api_requests_total'),
+    help: 'Requests to the HTTP publish API (PUBLISH_PORT), by HTTP status.',
+    labelNames: ['status'],
+    registers,
+  });
+  const publishDuration = new Histogram({
+    name: name('publish_api_request_duration_seconds'),
+    help: 'Time from an HTTP publish request to its answer (202: RabbitMQ confirmed every message).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const publishOutcomes = new BoundedLabel(16);
+  const publishMessages = new Counter({
+    name: name('publish_api_messages_total'),
+    help: 'Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable.',
+    labelNames: ['outcome'],
     registers,
   });
 
@@ -316,6 +343,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'delivery-latency': (ms) => latency.observe(Math.max(0, ms) / 1000),
     nacked: (requeue) => nacked.inc({ requeue: String(requeue) }),
     'dead-lettered': (reason) => deadLettered.inc({ reason: deadReasons.value(reason) }),
+    'dead-letter-fallback': (reason) => deadLetterFallbacks.inc({ reason: deadReasons.value(reason) }),
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
     'store-failover': () => storeFailovers.inc(),
@@ -336,6 +364,11 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'ownership-gained': () => ownershipChanges.inc(),
     'cluster-healed': () => heals.inc(),
     'node-bus': (state) => setBusUp(state === 'connected'),
+    'publish-api-request': (status, seconds) => {
+      publishRequests.inc({ status: publishStatuses.value(status) });
+      publishDuration.observe(seconds);
+    },
+    'publish-api-messages': (outcome, count) => publishMessages.inc({ outcome: publishOutcomes.value(outcome) }, count),
     'broker-blocked': (value) => {
       if (value && !isBlocked) blockedTotal.inc();
       isBlocked = value;

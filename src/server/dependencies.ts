@@ -1,7 +1,7 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer, the shared topology, the unrouted mover and the
- * resource-alarm probe.
+ * the state store, the AMQP pools, the producer and the dead-letter publisher, the shared
+ * topology, the unrouted mover and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
  * the broker has, ...), everything the earlier steps started is closed, newest first, before
@@ -16,10 +16,12 @@ import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js'
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import { ConnectionPool } from '../amqp/connection-pool.js';
+import { DeadLetterPublisher } from '../amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
-import { declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
-import { UnroutedMover } from '../amqp/unrouted-mover.js';
+import { INBOX_EXCHANGE, declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
+import { UnroutedMover, type UnroutedMoverOptions } from '../amqp/unrouted-mover.js';
+import type { PublishMessage } from '../publish/publish-request.js';
 import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
 import { Guard, isAmqpRequestError } from '../overload/breakers.js';
 import { GuardedStore } from '../overload/guarded-store.js';
@@ -57,6 +59,15 @@ export interface Dependencies {
   openGuard(): Guard | undefined;
   /** Why delivery is paused on this whole node (a breaker open, a resource alarm), if it is. */
   nodeDegraded(): string | undefined;
+  /**
+   * Publishes one message to `inbox` for the HTTP publish API, through the relay's producer:
+   * resolves once RabbitMQ confirmed it. Fails at once while RabbitMQ blocks publishing (not
+   * counted against the broker breaker, which would take the node out of service for an alarm
+   * that consumers do not feel), and a refused message (a full inbox) does not count either.
+   */
+  publishMessage(message: PublishMessage): Promise<void>;
+  /** Why RabbitMQ blocks the relay's publishing connection (a resource alarm), if it does. */
+  publishBlocked(): string | undefined;
   /** Stops the background work (unrouted mover, alarm probe) ahead of `close()`; idempotent. */
   quiesce(): Promise<void>;
   /** Closes everything started here, newest first. Idempotent. */
@@ -196,28 +207,38 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     (created) => created.close(),
   );
 
+  const deadLetters = await step(
+    'dead-letter publisher',
+    () => new DeadLetterPublisher({ pool: publisherPool, timeoutMs: config.publishTimeoutMs }),
+    (created) => created.close(),
+  );
+
   await step('topology', () =>
     declareSharedTopology(() => consumers.openChannel(), settings, {
       onQueueMismatch: (queue, error) =>
         logger.warn({ queue, err: errorMessage(error) }, 'queue exists with other arguments; using it as it is'),
     }),
   );
+  /** The relay's own publishing (moves, the publish API) through the broker breaker. */
+  const publishGuarded: UnroutedMoverOptions['publish'] = async (exchange, routingKey, body, properties) => {
+    // A negative confirm is about one inbox (full), not the broker's health: it goes past the
+    // breaker as a result, so that a run of full inboxes cannot open it for every user. So does a
+    // resource alarm, which blocks publishers only: consumers keep delivering meanwhile.
+    const refused = await brokerGuard.run(async () => {
+      try {
+        await producer.publishRaw(exchange, routingKey, body, properties);
+        return undefined;
+      } catch (error) {
+        if (isRelayError(error, ErrorCode.publishNacked) || isRelayError(error, ErrorCode.brokerBlocked)) return error;
+        throw error;
+      }
+    });
+    if (refused !== undefined) throw refused;
+  };
   const mover = new UnroutedMover({
     pool: consumers,
-    publish: async (exchange, routingKey, body, properties) => {
-      // A negative confirm is about one inbox (full), not the broker's health: it goes past the
-      // breaker as a result, so that a run of full inboxes cannot open it for every user.
-      const refused = await brokerGuard.run(async () => {
-        try {
-          await producer.publishRaw(exchange, routingKey, body, properties);
-          return undefined;
-        } catch (error) {
-          if (isRelayError(error, ErrorCode.publishNacked)) return error;
-          throw error;
-        }
-      });
-      if (refused !== undefined) throw refused;
-    },
+    publish: publishGuarded,
+    publishDeadLetter: deadLetters.publish,
     settings,
     provisionRatePerSec: config.unroutedProvisionRatePerSec,
     logger,
@@ -237,7 +258,13 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     () => probe.stop(),
   );
 
-  const guardedConsumers = guardConsumers(createInboxConsumerFactory(consumers, settings, logger, config.nodeId), brokerGuard, openGuard);
+  const inboxConsumers = createInboxConsumerFactory(consumers, settings, logger, config.nodeId, {
+    publish: deadLetters.publish,
+    onSettled: ({ reason, copied }) => {
+      if (!copied) events.emit('dead-letter-fallback', reason);
+    },
+  });
+  const guardedConsumers = guardConsumers(inboxConsumers, brokerGuard, openGuard);
   let quiescing: Promise<void> | undefined;
   return {
     store,
@@ -251,6 +278,14 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       if (open) return `${open.name} unavailable`;
       if (bus && bus.state !== 'connected') return 'node bus unavailable';
       return publisherPool.blocked !== undefined ? 'broker blocked: resource alarm' : undefined;
+    },
+    publishBlocked: () => publisherPool.blocked,
+    publishMessage: async ({ user, body, messageId, contentType }) => {
+      const blocked = publisherPool.blocked;
+      if (blocked !== undefined) {
+        throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked})`, { retryable: true });
+      }
+      await publishGuarded(INBOX_EXCHANGE, user, body, { messageId, contentType, timestamp: Date.now() });
     },
     quiesce: () => {
       quiescing ??= (async () => {

@@ -25,6 +25,7 @@ import { ResourceStack } from './resource-stack.js';
 import { securityWarnings } from './security-warnings.js';
 import { TokenKeys, type KeyReload } from './token-keys.js';
 import { ReplaySeal } from '../delivery/replay-seal.js';
+import { PublishApi } from '../publish/publish-api.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
@@ -33,6 +34,8 @@ export interface Relay {
   readonly adminPort: number;
   /** The address the admin listener is bound to (ADMIN_HOST as the system resolved it). */
   readonly adminHost: string;
+  /** The HTTP publish API's port (PUBLISH_PORT), undefined when it is off. */
+  readonly publishPort: number | undefined;
   readonly store: SeqStore;
   readonly registry: StreamRegistry;
   /** How this node talks to the other nodes (undefined without REDIS_URL: a single node). */
@@ -181,16 +184,39 @@ async function assemble(
     { token: config.adminToken, metricsRequireToken: config.metricsRequireToken },
   );
   started.add('admin listener', () => closeServer(admin));
+  const publishApi = config.publishApi
+    ? new PublishApi({
+        config: config.publishApi,
+        maxMessageBytes: config.maxMessageBytes,
+        publish: (message) => deps.publishMessage(message),
+        unavailable: () => {
+          const blocked = deps.publishBlocked();
+          if (blocked !== undefined)
+            return { error: 'broker-blocked', message: `RabbitMQ is blocking publishers (${blocked}); retry later` };
+          const open = deps.openGuard();
+          if (open) return { error: 'unavailable', message: `${open.name} unavailable (breaker open); retry later` };
+          return undefined;
+        },
+        // Requests in flight wait for their confirms (PUBLISH_TIMEOUT_MS at most).
+        closeWaitMs: config.publishTimeoutMs + 1_000,
+        events,
+        logger,
+      })
+    : undefined;
+  if (publishApi) started.add('publish listener', () => publishApi.close());
 
   const port = await gateway.listen();
   const adminPort = await listen(admin, config.adminPort, config.adminHost);
   const adminHost = (admin.address() as AddressInfo).address;
+  const publishPort = publishApi ? await publishApi.listen() : undefined;
   listening = true;
-  logger.info({ port, adminPort, adminHost, queueType: config.queueType, store: deps.storeKind }, 'inbox-relay listening');
+  logger.info({ port, adminPort, adminHost, publishPort, queueType: config.queueType, store: deps.storeKind }, 'inbox-relay listening');
 
   const drain = (): Promise<void> => {
     draining ??= (async () => {
       gateway.stopAccepting();
+      // Publish requests in flight are answered (their confirms come); new ones get 503.
+      const publishClosed = publishApi?.close();
       logger.info({ connections: gateway.connectionCount }, 'draining');
       // Consumers first: another node with connections of a user becomes its active consumer
       // while the connections here still receive (from that node); then they reconnect elsewhere.
@@ -199,6 +225,7 @@ async function assemble(
       await deps.quiesce();
       await registry.closeAll();
       await gateway.close();
+      await publishClosed;
       // Producer, AMQP connections, store (its last batch still goes through the breaker), breakers.
       await deps.close();
       metrics.close();
@@ -213,6 +240,7 @@ async function assemble(
     port,
     adminPort,
     adminHost,
+    publishPort,
     store: deps.store,
     registry,
     bus: deps.bus,

@@ -41,6 +41,12 @@ export function securityWarnings(config: RelayConfig): SecurityWarning[] {
       message: `ADMIN_TOKEN is not set and the admin port listens on ${config.adminHost}: anyone who reaches it can drain this node`,
     });
   }
+  if (config.publishApi && !isLoopback(config.publishApi.host)) {
+    warnings.push({
+      settings: ['PUBLISH_HOST'],
+      message: `the publish API listens on ${config.publishApi.host} over plain HTTP: PUBLISH_TOKEN crosses the network in the clear unless a TLS proxy or a private network is in front`,
+    });
+  }
   if (config.replayKeys.length === 0) {
     warnings.push({
       settings: ['REPLAY_KEY'],

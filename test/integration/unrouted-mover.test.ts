@@ -10,6 +10,7 @@
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionPool } from '../../src/amqp/connection-pool.js';
+import { DeadLetterPublisher } from '../../src/amqp/dead-letter-publisher.js';
 import { Producer } from '../../src/amqp/producer.js';
 import {
   DEAD_LETTER_EXCHANGE,
@@ -34,6 +35,7 @@ describe('unrouted mover', () => {
   let fixture: AmqpFixture;
   let pool: ConnectionPool;
   let producer: Producer;
+  let deadLetters: DeadLetterPublisher;
   const movers: UnroutedMover[] = [];
   const cleanup: { queues: string[]; exchanges: string[] } = { queues: [], exchanges: [] };
 
@@ -43,10 +45,12 @@ describe('unrouted mover', () => {
     fixture = await AmqpFixture.open(rabbitmqUrl());
     pool = new ConnectionPool({ url: rabbitmqUrl(), name: 'unrouted-mover test', channelsPerConnection: 16, logger: silentLogger() });
     producer = new Producer({ url: rabbitmqUrl(), pool });
+    deadLetters = new DeadLetterPublisher({ pool, timeoutMs: 10_000 });
   });
   afterAll(async () => {
     for (const mover of movers) await mover.stop();
     await producer.close();
+    await deadLetters.close();
     await pool.close();
     for (const queue of cleanup.queues) await fixture.deleteQueue(queue);
     const channel = await model.createChannel();
@@ -113,6 +117,7 @@ describe('unrouted mover', () => {
     const mover = new UnroutedMover({
       pool,
       publish: (exchange, routingKey, body, properties) => producer.publishRaw(exchange, routingKey, body, properties),
+      publishDeadLetter: deadLetters.publish,
       settings: SETTINGS,
       provisionRatePerSec: 100,
       logger: silentLogger(),
@@ -168,6 +173,15 @@ describe('unrouted mover', () => {
           { timeout: 10_000, interval: 200 },
         )
         .toBe(true);
+      // dlq list shows the relay's reason (the tap's copy of it; the drain below took the first one).
+      const { JWT_SECRET: _secret, ...opsEnv } = testEnv({ RABBITMQ_MANAGEMENT_URL: '' });
+      await fixture.put(tap, dead!.content, { ...dead!.properties, headers: dead!.properties.headers ?? {} });
+      const listed = await cli(['dlq', 'list', '--queue', tap, '--user', full, '--json'], opsEnv);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.json<{ messages: unknown[] }>().messages).toEqual([
+        expect.objectContaining({ messageId: fullId, relayReason: INBOX_FULL_REASON, rabbitmqReason: null, queue: source }),
+      ]);
+      await fixture.drainQueue(tap);
       expect(dead?.content.toString()).toBe('{"to":"full"}');
       expect(dead?.properties.headers).toMatchObject({ [DEAD_LETTER_REASON_HEADER]: INBOX_FULL_REASON, [DEAD_LETTER_USER_HEADER]: full });
       expect(deadLetterUser(dead!.properties)).toBe(full);
@@ -200,6 +214,36 @@ describe('unrouted mover', () => {
       expect(copies.map((message) => message.properties.messageId)).toEqual([fullId]);
       expect(copies[0]?.properties.headers?.[DEAD_LETTER_REASON_HEADER]).toBeUndefined();
     });
+  });
+
+  it('dead-letters a message whose routing key is not a user id, with the reason invalid-user-id, and moves the one behind it', async () => {
+    const source = await unroutedSource();
+    const tap = await fixture.privateQueue(uid('mover-tap'));
+    cleanup.queues.push(tap);
+    await fixture.bind(tap, DEAD_LETTER_EXCHANGE);
+    const badId = uid('m-bad-key');
+    const user = uid('mover-after');
+    await publishUnrouted(source, 'not a user id!', badId, { bad: true });
+    await publishUnrouted(source, user, uid('m-after'), { good: true });
+    const { mover, seen } = startMover(source);
+    await mover.start();
+    await expect.poll(() => seen.moved, { timeout: 20_000 }).toEqual([user]);
+    expect(seen.deadLettered).toEqual(['invalid-user-id']);
+    const { JWT_SECRET: _secret, ...opsEnv } = testEnv({ RABBITMQ_MANAGEMENT_URL: '' });
+    let found: unknown;
+    await expect
+      .poll(
+        async () => {
+          const run = await cli(['dlq', 'list', '--queue', tap, '--reason', 'invalid-user-id', '--limit', '10000', '--json'], opsEnv);
+          found = run.json<{ messages: { messageId: string }[] }>().messages.find((m) => m.messageId === badId);
+          return found !== undefined;
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toBe(true);
+    expect(found).toMatchObject({ user: null, relayReason: 'invalid-user-id', rabbitmqReason: null, queue: source });
+    expect(await fixture.depth(source)).toBe(0);
+    await fixture.drainQueue(inboxQueueName(user));
   });
 
   it('declares inboxes no faster than its cap, says when it waits for it, and moves every message in the end', async () => {

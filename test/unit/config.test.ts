@@ -48,6 +48,41 @@ describe('config', () => {
     expect(errorOf({ JWT_SECRET: SECRET, ADMIN_TOKEN: `${token} with spaces` })).toMatch(/^ADMIN_TOKEN: must be printable ASCII/);
   });
 
+  it('keeps the publish API off unless PUBLISH_PORT is set, and then requires a strong PUBLISH_TOKEN', () => {
+    const token = 'publish-0123456789-abcdefghijklmnopqrstuvwxyz';
+    expect(loadConfig({ JWT_SECRET: SECRET }).publishApi).toBeUndefined();
+    expect(loadConfig({ JWT_SECRET: SECRET, PUBLISH_PORT: '8090', PUBLISH_TOKEN: token }).publishApi).toEqual({
+      port: 8090,
+      host: '127.0.0.1',
+      token,
+      maxBatch: 100,
+      maxBodyBytes: 2 * 1024 * 1024,
+    });
+    expect(
+      loadConfig({
+        JWT_SECRET: SECRET,
+        PUBLISH_PORT: '0',
+        PUBLISH_TOKEN: token,
+        PUBLISH_HOST: '0.0.0.0',
+        PUBLISH_MAX_BATCH: '10',
+        PUBLISH_MAX_BODY_BYTES: '65536',
+      }).publishApi,
+    ).toMatchObject({ port: 0, host: '0.0.0.0', maxBatch: 10, maxBodyBytes: 65_536 });
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: '8090' })).toMatch(/^PUBLISH_TOKEN: required when PUBLISH_PORT is set/);
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: '8090', PUBLISH_TOKEN: 'changeme' })).toMatch(/^PUBLISH_TOKEN: must be at least 32/);
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: '8090', PUBLISH_TOKEN: `${token} x` })).toMatch(
+      /^PUBLISH_TOKEN: must be printable ASCII/,
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: '8090', PUBLISH_TOKEN: token, ADMIN_TOKEN: token })).toMatch(
+      /^PUBLISH_TOKEN: must differ from ADMIN_TOKEN/,
+    );
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_TOKEN: token })).toMatch(/^PUBLISH_TOKEN: is set but PUBLISH_PORT is not/);
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: 'http', PUBLISH_TOKEN: token })).toMatch(/^PUBLISH_PORT: must be a whole number/);
+    expect(errorOf({ JWT_SECRET: SECRET, PUBLISH_PORT: '1', PUBLISH_TOKEN: token, PUBLISH_MAX_BATCH: '0' })).toMatch(
+      /^PUBLISH_MAX_BATCH: /,
+    );
+  });
+
   it('reads JWT_MAX_AGE as seconds or a duration, 0 for no limit, and JWT_CLOCK_TOLERANCE_S', () => {
     const jwtOf = (env: Record<string, string>) => loadConfig({ JWT_SECRET: SECRET, ...env }).jwt;
     expect(jwtOf({ JWT_MAX_AGE: '3600' }).maxAgeS).toBe(3600);

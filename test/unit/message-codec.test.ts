@@ -43,6 +43,13 @@ describe('message codec', () => {
     expect(decodeMessage(Buffer.from('[1,2,3]'), props(), 4).ok).toBe(false);
   });
 
+  it('names the dead-letter reason of a refused message: too-large for an oversized body, invalid-message otherwise', () => {
+    const code = (decoded: ReturnType<typeof decodeMessage>) => (decoded.ok ? 'ok' : decoded.code);
+    expect(code(decodeMessage(Buffer.from('[1,2,3]'), props(), 4))).toBe('too-large');
+    expect(code(decodeMessage(Buffer.from('{}'), props({ messageId: undefined }), 1024))).toBe('invalid-message');
+    expect(code(decodeMessage(Buffer.from('{oops'), props(), 1024))).toBe('invalid-message');
+  });
+
   it('defaults the content type to JSON', () => {
     const decoded = decodeMessage(Buffer.from('"x"'), props({ contentType: undefined }), 1024);
     expect(decoded.ok && decoded.fragment.includes('"contentType":"application/json"')).toBe(true);

@@ -2,9 +2,9 @@ import type { MessageProperties, XDeath } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { parseInvocation, usageLine, COMMANDS } from '../../src/cli/commands.js';
 import { deliveryLimitWarning } from '../../src/cli/commands/dlq.js';
-import { deadLetterUser, replayCount, replayProperties, summarize } from '../../src/cli/dead-letter.js';
+import { deadLetterUser, matchesFilter, replayCount, replayProperties, summarize } from '../../src/cli/dead-letter.js';
 import { defaultManagementUrl, loadOperatorConfig, vhostOf } from '../../src/cli/operator-config.js';
-import { redactUrl } from '../../src/cli/io.js';
+import { jsonSafe, redactUrl, terminalSafe } from '../../src/cli/io.js';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER } from '../../src/delivery/message-codec.js';
 import { ReplaySeal } from '../../src/delivery/replay-seal.js';
 
@@ -144,6 +144,8 @@ describe('summarize', () => {
       messageId: 'm-1',
       user: 'bob',
       reason: 'delivery_limit',
+      relayReason: null,
+      rabbitmqReason: 'delivery_limit',
       queue: 'inbox.bob',
       deaths: 1,
       diedAt: new Date(1_700_000_000_000).toISOString(),
@@ -156,6 +158,36 @@ describe('summarize', () => {
     });
   });
 
+  it("shows the relay's reason, queue and time on a copy the relay published, and RabbitMQ's reason is then null", () => {
+    const relayCopy = {
+      content: Buffer.from('{}'),
+      properties: props({
+        headers: {
+          'x-inbox-relay-reason': 'client-nack',
+          'x-inbox-relay-user': 'bob',
+          'x-inbox-relay-queue': 'inbox.bob',
+          'x-inbox-relay-dead-lettered-at': 1_700_000_000_000,
+        },
+      }),
+    };
+    expect(summarize(1, relayCopy, false)).toMatchObject({
+      user: 'bob',
+      reason: 'client-nack',
+      relayReason: 'client-nack',
+      rabbitmqReason: null,
+      queue: 'inbox.bob',
+      deaths: 1,
+      diedAt: new Date(1_700_000_000_000).toISOString(),
+    });
+  });
+
+  it("ignores the relay's headers on a message RabbitMQ dead-lettered (a producer may have set them)", () => {
+    const forged = message('{}', {
+      headers: { 'x-death': [death('inbox.bob', ['bob'], 'delivery_limit')], 'x-inbox-relay-reason': 'client-nack' },
+    });
+    expect(summarize(1, forged, false)).toMatchObject({ reason: 'delivery_limit', relayReason: null, rabbitmqReason: 'delivery_limit' });
+  });
+
   it('adds the body on request: JSON as a value, anything else as base64', () => {
     expect(summarize(1, message('{"a":1}'), true)).toMatchObject({ body: { a: 1 }, bodyEncoding: 'json' });
     expect(summarize(1, message('not json', { contentType: 'application/json' }), true)).toMatchObject({
@@ -166,6 +198,35 @@ describe('summarize', () => {
       body: 'AQI=',
       bodyEncoding: 'base64',
     });
+  });
+});
+
+describe('matchesFilter', () => {
+  const summary = { user: 'bob', relayReason: 'too-large', rabbitmqReason: null };
+  it("matches by user, and by either the relay's or RabbitMQ's reason", () => {
+    expect(matchesFilter(summary, {})).toBe(true);
+    expect(matchesFilter(summary, { user: 'bob' })).toBe(true);
+    expect(matchesFilter(summary, { user: 'alice' })).toBe(false);
+    expect(matchesFilter(summary, { reason: 'too-large' })).toBe(true);
+    expect(matchesFilter(summary, { user: 'bob', reason: 'client-nack' })).toBe(false);
+    expect(matchesFilter({ user: null, relayReason: null, rabbitmqReason: 'delivery_limit' }, { reason: 'delivery_limit' })).toBe(true);
+    expect(matchesFilter({ user: null, relayReason: null, rabbitmqReason: 'delivery_limit' }, { user: 'bob' })).toBe(false);
+  });
+});
+
+describe('terminal-safe output', () => {
+  it('escapes C0, DEL, C1, line separators and bidirectional controls in human output', () => {
+    expect(terminalSafe('id=\u001b[31mred\u001b[0m\nfake line\ttab\r')).toBe('id=\\x1b[31mred\\x1b[0m\\x0afake line\\x09tab\\x0d');
+    expect(terminalSafe('a\u007fb\u009bc\u2028d\u202ee\u2066f')).toBe('a\\x7fb\\x9bc\\u{2028}d\\u{202e}e\\u{2066}f');
+    expect(terminalSafe('plain ascii, äöü and 日本')).toBe('plain ascii, äöü and 日本');
+  });
+
+  it('escapes in JSON what JSON.stringify leaves raw, keeping the same value', () => {
+    const value = { id: 'a\u009bb\u202ec\u001bd' };
+    const text = jsonSafe(JSON.stringify(value));
+    // eslint-disable-next-line no-control-regex -- control characters are what it must not contain
+    expect(text).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202e]/);
+    expect(JSON.parse(text)).toEqual(value);
   });
 });
 

@@ -9,6 +9,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ConnectionPool } from '../../src/amqp/connection-pool.js';
+import { DeadLetterPublisher } from '../../src/amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../../src/amqp/inbox-consumer.js';
 import { Producer } from '../../src/amqp/producer.js';
 import {
@@ -176,10 +177,18 @@ async function relayChecks(): Promise<Check[]> {
     const pool = recordingPool(channel);
     // At start: the shared topology.
     await declareSharedTopology(open, settings);
-    // A user's first connection on a node: provision and consume its inbox (and sync acks).
-    const consumers = createInboxConsumerFactory(pool, settings, silentLogger(), 'node-1');
+    // A user's first connection on a node: provision and consume its inbox (and sync acks), and
+    // dead-letter a message (a copy with its reason published to inbox.dlx).
+    const deadLetters = new DeadLetterPublisher({ pool, timeoutMs: 1_000 });
+    const consumers = createInboxConsumerFactory(pool, settings, silentLogger(), 'node-1', { publish: deadLetters.publish });
     for (const user of USERS) {
       const handle = await consumers(user, 10, { onDelivery: () => undefined, onLost: () => undefined });
+      channel.consumer?.({
+        fields: { routingKey: user, deliveryTag: 1, redelivered: false, exchange: INBOX_EXCHANGE, consumerTag: 'recorded' },
+        properties: { messageId: `dl-${user}`, headers: {} },
+        content: Buffer.from('{}'),
+      } as unknown as ConsumeMessage);
+      handle.reject(1, false, 'client-nack');
       await handle.sync();
       await handle.close();
       await provisionInbox(open, user, settings);
@@ -196,6 +205,7 @@ async function relayChecks(): Promise<Check[]> {
         moved.push(routingKey);
         return producer.publishRaw(exchange, routingKey, body, properties);
       },
+      publishDeadLetter: deadLetters.publish,
       settings,
       provisionRatePerSec: 1_000,
       logger: silentLogger(),

@@ -84,6 +84,17 @@ describe('security warnings', () => {
     for (const warning of warningsOf({ ADMIN_HOST: '::', JWT_MAX_AGE: '0' })) expect(warning.message).not.toContain(SECRET);
   });
 
+  it('warns about a publish API open beyond loopback (plain HTTP), without naming its token', () => {
+    const quiet = { JWT_AUDIENCE: 'inbox-relay', JWT_ISSUER: 'https://issuer.example' };
+    const publishToken = 'publish-unit-0123456789-abcdefghijklmnopqrstuvw';
+    const publish = { ...quiet, PUBLISH_PORT: '8090', PUBLISH_TOKEN: publishToken };
+    expect(warningsOf(publish)).toEqual([]);
+    const [warning, ...rest] = warningsOf({ ...publish, PUBLISH_HOST: '0.0.0.0' });
+    expect(rest).toEqual([]);
+    expect(warning).toMatchObject({ settings: ['PUBLISH_HOST'], message: expect.stringMatching(/plain HTTP/) as unknown });
+    expect(warning!.message).not.toContain(publishToken);
+  });
+
   it('warns that replays of dead letters are deduplicated without REPLAY_KEY', () => {
     const quiet = { JWT_AUDIENCE: 'inbox-relay', JWT_ISSUER: 'https://issuer.example' };
     const [warning, ...rest] = securityWarnings(loadConfig({ JWT_SECRET: SECRET, ...quiet }));

@@ -22,7 +22,14 @@ import { ReplaySeal } from '../../delivery/replay-seal.js';
 import { failure, usageError } from '../cli-error.js';
 import { checkQueue, withBroker, type BrokerSession } from '../broker.js';
 import { flag, intOption, stringOption, type Invocation } from '../commands.js';
-import { deadLetterUser, replayProperties, summarize, type DeadLetterSummary } from '../dead-letter.js';
+import {
+  deadLetterUser,
+  matchesFilter,
+  replayProperties,
+  summarize,
+  type DeadLetterFilter,
+  type DeadLetterSummary,
+} from '../dead-letter.js';
 import type { Output } from '../io.js';
 import { loadOperatorConfig, type OperatorConfig } from '../operator-config.js';
 import type { Env } from '../../config.js';
@@ -71,22 +78,48 @@ export function deliveryLimitWarning(serverVersion: string | undefined): string 
   );
 }
 
+/** `--user` and `--reason` of `dlq list`, checked before the broker is touched. */
+function listFilter(invocation: Invocation): DeadLetterFilter {
+  const user = stringOption(invocation, 'user');
+  if (user !== undefined && !isValidUserId(user)) throw usageError('dlq list: --user must be 1-128 characters of [A-Za-z0-9._:@-]');
+  const reason = stringOption(invocation, 'reason');
+  if (reason !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(reason)) {
+    throw usageError('dlq list: --reason must be a reason such as client-nack, nack-limit, delivery_limit or rejected');
+  }
+  return { ...(user === undefined ? {} : { user }), ...(reason === undefined ? {} : { reason }) };
+}
+
+/** The human line of one dead letter: the relay's reason next to RabbitMQ's (`-` where there is none). */
+function listLine(m: DeadLetterSummary, bodies: boolean): string {
+  return (
+    `#${m.position} id=${m.messageId ?? '-'} user=${m.user ?? '-'} relay-reason=${m.relayReason ?? '-'}` +
+    ` rabbitmq-reason=${m.rabbitmqReason ?? '-'} queue=${m.queue ?? '-'} deaths=${m.deaths}` +
+    ` replays=${m.replays} died=${m.diedAt ?? '-'} type=${m.contentType ?? '-'} bytes=${m.bytes}` +
+    (bodies ? ` body=${JSON.stringify(m.body)}` : '')
+  );
+}
+
 export async function dlqList(invocation: Invocation, env: Env, output: Output): Promise<number> {
   const queue = queueOf(invocation);
   const limit = intOption(invocation, 'limit', 20, 1, MAX_LIST);
   const bodies = flag(invocation, 'bodies');
+  const filter = listFilter(invocation);
   const config = loadOperatorConfig(env);
-  const { depth, messages, warnings } = await withBroker(config.rabbitmqUrls, 'dlq list', async (session) => {
+  const { depth, matched, messages, warnings } = await withBroker(config.rabbitmqUrls, 'dlq list', async (session) => {
     const depth = await depthOf(session, queue);
     const warning = deliveryLimitWarning(session.serverVersion);
     const channel = await session.channel();
     const messages: DeadLetterSummary[] = [];
     let taken = 0;
+    let matched = 0;
     try {
       while (taken < depth) {
         const message = await channel.get(queue, { noAck: false });
         if (message === false) break;
         taken += 1;
+        // Every message is taken, matching or not, so that all of them return in order.
+        if (!matchesFilter(summarize(taken, message, false), filter)) continue;
+        matched += 1;
         if (messages.length < limit) messages.push(summarize(taken, message, bodies));
       }
     } catch (error) {
@@ -96,17 +129,15 @@ export async function dlqList(invocation: Invocation, env: Env, output: Output):
       await channel.close().catch(() => undefined);
     }
     if (taken > 0) await awaitReturned(session, queue, depth);
-    return { depth, messages, warnings: warning ? [warning] : [] };
+    return { depth, matched, messages, warnings: warning ? [warning] : [] };
   });
-  output.result({ queue, depth, listed: messages.length, messages, warnings }, () => [
+  const filtered = Object.entries(filter).map(([name, value]) => `${name}=${value}`);
+  output.result({ queue, depth, filter, matched, listed: messages.length, messages, warnings }, () => [
     ...warnings.map((warning) => `warning: ${warning}`),
-    `${queue}: ${depth} ready message(s); showing ${messages.length}`,
-    ...messages.map(
-      (m) =>
-        `#${m.position} id=${m.messageId ?? '-'} user=${m.user ?? '-'} reason=${m.reason ?? '-'} queue=${m.queue ?? '-'} deaths=${m.deaths}` +
-        ` replays=${m.replays} died=${m.diedAt ?? '-'} type=${m.contentType ?? '-'} bytes=${m.bytes}` +
-        (bodies ? ` body=${JSON.stringify(m.body)}` : ''),
-    ),
+    `${queue}: ${depth} ready message(s)` +
+      (filtered.length > 0 ? `, ${matched} with ${filtered.join(' ')}` : '') +
+      `; showing ${messages.length}`,
+    ...messages.map((m) => listLine(m, bodies)),
   ]);
   return 0;
 }
