@@ -48,7 +48,8 @@ function describeMeta(meta: StreamMeta | undefined): StateReport {
 }
 
 async function readState(config: OperatorConfig, user: string): Promise<StateReport> {
-  if (!config.redis) return { known: false, reason: 'neither REDIS_URL nor REDIS_SENTINELS is set: each node keeps its state in its own memory' };
+  if (!config.redis)
+    return { known: false, reason: 'neither REDIS_URL nor REDIS_SENTINELS is set: each node keeps its state in its own memory' };
   const store = new RedisStore({
     url: config.redis,
     keyPrefix: config.redisKeyPrefix,
