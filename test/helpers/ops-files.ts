@@ -44,9 +44,10 @@ export function filesIn(dir: string, suffix: string): string[] {
 
 /** The environment variables src/config.ts reads. */
 export function configVariables(): Set<string> {
-  const source = text('src/config.ts');
+  // src/connection-config.ts reads the settings that name several servers (set(env, 'VAR')).
+  const source = text('src/config.ts') + text('src/connection-config.ts');
   const names = new Set<string>();
-  for (const match of source.matchAll(/read\(env, '([A-Z0-9_]+)'|env\.([A-Z0-9_]+)/g)) names.add((match[1] ?? match[2])!);
+  for (const match of source.matchAll(/(?:read|set)\(env, '([A-Z0-9_]+)'|env\.([A-Z0-9_]+)/g)) names.add((match[1] ?? match[2])!);
   return names;
 }
 
