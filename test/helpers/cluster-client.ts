@@ -48,6 +48,8 @@ export interface ClusterClientOptions {
   ackDelayMs?: number;
   window?: number;
   random?: () => number;
+  /** Called with every message as it is processed (the failover tests time deliveries with it). */
+  onProcessed?: (msg: ReceivedMsg) => void;
 }
 
 const RETRY_AFTER_CAP_MS = 2_000;
@@ -208,8 +210,10 @@ export class ClusterClient implements IdentityLog {
     this.received.push({ epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection });
     this.connectionLast = Math.max(this.connectionLast ?? 0, frame.seq);
     if (frame.seq !== this.lastSeq + 1) return;
-    this.processed.push({ epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection });
+    const processed = { epoch, seq: frame.seq, id: frame.id, redelivered: frame.redelivered, connection };
+    this.processed.push(processed);
     this.processedIds.add(frame.id);
+    this.options.onProcessed?.(processed);
     this.lastSeq = frame.seq;
     this.scheduleAck();
   }
