@@ -211,12 +211,16 @@ export class Producer {
     });
   }
 
-  /** Forgets the confirm channel (closing it): the next publish opens a new one. */
+  /**
+   * Forgets the confirm channel (closing it in the background): the next publish opens a new one.
+   * The close is not awaited: on a connection RabbitMQ blocks (a resource alarm) or that went
+   * silent, its answer may never come.
+   */
   private async dropChannel(): Promise<void> {
     const opening = this.channel;
     this.channel = undefined;
     const channel = await opening?.catch(() => undefined);
-    await channel?.close().catch(() => undefined);
+    channel?.close().catch(() => undefined);
   }
 
   private confirmChannel(): Promise<ConfirmChannel> {

@@ -196,8 +196,14 @@ describe('relay configuration for a cluster', () => {
     expect(output).toMatch(/REDIS_SENTINELS: cannot be used together with REDIS_URL/);
   });
 
-  // Today the relay neither exits nor logs an error with REDIS_SENTINEL_NAME=nope and the real
-  // sentinels: after 25 s it had logged nothing but the JWT_AUDIENCE warning (ioredis asks the
-  // sentinels again forever). To be written once the relay checks the name at startup.
-  it.todo('exits non-zero naming REDIS_SENTINEL_NAME when the sentinels do not monitor that master name');
+  // ioredis would ask the sentinels again forever; the relay asks them for the name at start.
+  it('exits non-zero naming REDIS_SENTINEL_NAME when the sentinels do not monitor that master name', async () => {
+    const { code, output } = await runRelay(
+      { ...base(), RABBITMQ_URL: clusterRabbitmqUrls(), REDIS_SENTINELS: clusterRedisSentinels(), REDIS_SENTINEL_NAME: 'nope' },
+      20_000,
+    );
+    expect(code).not.toBe(0);
+    expect(code).not.toBe('running');
+    expect(output).toMatch(/REDIS_SENTINEL_NAME: no sentinel monitors a master named "nope"/);
+  });
 });
