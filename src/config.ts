@@ -560,7 +560,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     unroutedProvisionRatePerSec: read(env, 'UNROUTED_PROVISION_RATE_PER_SEC', int(1, 100_000), DEFAULTS.unroutedProvisionRatePerSec),
     publishApi: loadPublishApi(env, adminToken),
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
-    logPretty: read<boolean | undefined>(env, 'LOG_PRETTY', onOff, undefined),
+    logPretty: read(env, 'LOG_PRETTY', onOff.optional(), undefined),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);
   if (config.metricsRequireToken && config.adminToken === undefined) fail('METRICS_REQUIRE_TOKEN', 'needs ADMIN_TOKEN to be set');
