@@ -247,6 +247,11 @@ export interface RelayConfig {
   /** The HTTP publish API; undefined (the default) when PUBLISH_PORT is not set. */
   publishApi: PublishApiConfig | undefined;
   logLevel: string;
+  /**
+   * LOG_PRETTY: 1 prints logs for humans (pino-pretty, a development dependency), 0 JSON;
+   * unset (undefined): pretty when stdout is a terminal, JSON otherwise (log collectors).
+   */
+  logPretty: boolean | undefined;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -555,6 +560,7 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     unroutedProvisionRatePerSec: read(env, 'UNROUTED_PROVISION_RATE_PER_SEC', int(1, 100_000), DEFAULTS.unroutedProvisionRatePerSec),
     publishApi: loadPublishApi(env, adminToken),
     logLevel: read(env, 'LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), DEFAULTS.logLevel),
+    logPretty: read(env, 'LOG_PRETTY', onOff.optional(), undefined),
   };
   if (config.windowDefault > config.windowMax) fail('WINDOW_DEFAULT', `must be <= WINDOW_MAX (${config.windowMax})`);
   if (config.metricsRequireToken && config.adminToken === undefined) fail('METRICS_REQUIRE_TOKEN', 'needs ADMIN_TOKEN to be set');

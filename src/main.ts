@@ -5,7 +5,7 @@
 import { background } from './background.js';
 import { loadConfig } from './config.js';
 import { errorMessage, isRelayError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, wantsPrettyLogs } from './log.js';
 import { startRelay, type Relay } from './server/relay.js';
 
 async function main(): Promise<void> {
@@ -16,7 +16,11 @@ async function main(): Promise<void> {
     process.stderr.write(`inbox-relay: configuration error: ${errorMessage(error)}\n`);
     process.exit(2);
   }
-  const logger = createLogger(config.logLevel, { nodeId: config.nodeId });
+  const logger = createLogger(
+    config.logLevel,
+    { nodeId: config.nodeId },
+    { pretty: wantsPrettyLogs(config.logPretty, process.stdout.isTTY === true) },
+  );
   // A bug must not leave a half-working node: log it and exit; RabbitMQ keeps every unacked
   // message and clients resume on the restarted node.
   process.on('uncaughtException', (error) => {

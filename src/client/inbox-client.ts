@@ -10,14 +10,17 @@
  * - After a recoverable close the client reconnects with full-jitter backoff (at least the
  *   relay's retry-after on 1013) and resumes from its position; after 1008/1009/4003 it closes
  *   with an error; after 4001/4008 it asks the token provider for a new token first.
- * - A connection silent for two heartbeats is abandoned and replaced.
- * - `close()` leaves no timer or socket behind.
+ * - A refused token (4001/4008) that retrying cannot fix ends the client with an error
+ *   (`connect()` rejects, `error` fires): at once for a fixed token, after one more token from
+ *   a provider that is refused again before any `welcome`.
+ * - A connection silent for two heartbeats is abandoned and replaced; `close()` leaves no timer or socket behind.
  */
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ErrorFrame, ResetFrame, WelcomeFrame } from '../protocol/frame-types.js';
 import { Backoff } from './backoff.js';
 import { canTransition, type ClientState } from './client-state.js';
 import type { TimerHandle } from './clock.js';
+import { AuthRefusals } from './auth-refusals.js';
 import { decideAfterClose } from './close-decision.js';
 import { Connection } from './connection.js';
 import { currentConnectionListener, type CurrentConnectionHandlers } from './current-connection.js';
@@ -59,6 +62,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
   readonly #flow: DeliveryFlow;
   readonly #backoff: Backoff;
   readonly #tokens: TokenSession;
+  readonly #authRefusals: AuthRefusals;
   readonly #iterators = new Set<MessageIterator>();
   readonly #stats: MutableStats = {
     received: 0,
@@ -98,6 +102,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
       { initialDelayMs: this.#options.reconnectInitialDelayMs, maxDelayMs: this.#options.reconnectMaxDelayMs },
       this.#options.random,
     );
+    this.#authRefusals = new AuthRefusals(this.#options.staticToken);
     this.#tokens = new TokenSession({
       provider: this.#options.tokenProvider,
       clock: this.#options.clock,
@@ -245,6 +250,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     const adoption = this.#tracker.adopt(frame.user, frame.epoch, frame.lastSeq);
     const report = readWelcome(frame, adoption, this.#resetOn === connection);
     this.#backoff.reset();
+    this.#authRefusals.accepted();
     this.#tokens.reason = 'connect';
     this.#stats.connections += 1;
     if (report.reset) this.#events.emit('reset', report.reset);
@@ -275,20 +281,31 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     if (connection) this.#flow.connectionGone(connection);
     if (this.#closeRequested) return;
     const action = decideAfterClose(code, reason);
+    const refusedFinally = action.kind === 'reconnect' && action.tokenReason !== 'connect' && this.#authRefusals.refused();
+    if (refusedFinally) {
+      this.#giveUp(code, reason, refusedFinally);
+      return;
+    }
     if (action.kind === 'reconnect') {
       this.#tokens.reason = action.tokenReason;
       const delayMs = this.#scheduleReconnect(action.retryAfterMs);
       this.#events.emit('disconnect', { code, reason, willReconnect: true, delayMs });
       return;
     }
-    this.#events.emit('disconnect', { code, reason, willReconnect: false, delayMs: undefined });
     if (action.kind === 'stop') {
+      this.#events.emit('disconnect', { code, reason, willReconnect: false, delayMs: undefined });
       this.#finish(undefined);
       return;
     }
+    this.#giveUp(code, reason, undefined);
+  }
+
+  /** Ends the client after a close it will not recover from: `error` fires and `connect()` rejects. */
+  #giveUp(code: number, reason: string, why: string | undefined): void {
+    this.#events.emit('disconnect', { code, reason, willReconnect: false, delayMs: undefined });
     const error = new InboxClientError(
       ClientErrorCode.terminalClose,
-      `the relay closed the connection with ${code}${reason ? ` (${reason})` : ''}`,
+      `the relay closed the connection with ${code}${reason ? ` (${reason})` : ''}${why ? `; ${why}` : ''}`,
       { closeCode: code, temporary: false },
     );
     this.#events.emit('error', error);

@@ -50,6 +50,8 @@ export interface InboxClientOptions {
 export interface ResolvedOptions {
   readonly url: string;
   readonly tokenProvider: TokenProvider;
+  /** True when `token` was a string: it cannot change, so a refusal is final. */
+  readonly staticToken: boolean;
   readonly webSocket: WebSocketConstructorLike | undefined;
   readonly positionStore: PositionStore;
   readonly window: number | undefined;
@@ -101,6 +103,7 @@ export function resolveOptions(options: InboxClientOptions): ResolvedOptions {
   return {
     url,
     tokenProvider: toTokenProvider(token),
+    staticToken: typeof token === 'string',
     webSocket: options.webSocket,
     positionStore: options.positionStore ?? new MemoryPositionStore(),
     window: positiveInteger('window', options.window, 65_535),

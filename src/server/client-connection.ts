@@ -263,8 +263,11 @@ export class ClientConnection implements Subscriber {
   private closeForAuth(result: Exclude<AuthResult, { ok: true }>): void {
     (this.options.authGate ?? OPEN_AUTH_GATE).failed();
     this.options.events?.emit('handshake', result.failure);
-    // The client gets the generic reason; which check failed is for operators only.
-    this.log.debug({ user: this.user, failure: result.failure, detail: result.detail }, 'token refused');
+    // The client gets the generic reason; which check failed is for operators only: the category
+    // at info (a newcomer's wrong JWT_SECRET shows up at once), the library's detail at debug.
+    // Neither carries the token.
+    this.log.info({ failure: result.failure }, 'token refused');
+    this.log.debug({ failure: result.failure, detail: result.detail }, 'token refused: detail');
     const code =
       result.failure === 'expired'
         ? CloseCode.tokenExpired
@@ -335,7 +338,7 @@ export class ClientConnection implements Subscriber {
     });
     const outcome: HandshakeOutcome = result.reset ? 'reset' : result.resumed ? (result.recovered ? 'resumed' : 'not-recovered') : 'new';
     this.options.events?.emit('handshake', outcome);
-    this.log.debug({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
+    this.log.info({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.moveTo('open');
     this.lastAckProgressAt = this.clock.now();
     this.delivery.set('stream', stream.degradedReason);
@@ -443,6 +446,10 @@ export class ClientConnection implements Subscriber {
   /** Enters `closed` once, whichever path ends the connection, with the code it ended with. */
   private finish(code: number): void {
     if (this.state === 'closed') return;
+    // One info line per connection that opened (its `connection open` line is the other); one
+    // that never did (bad hello, refused token, attach failure) was logged where it was refused.
+    if (this.state === 'open') this.log.info({ user: this.user, code }, 'connection closed');
+    else this.log.debug({ user: this.user, code, state: this.state }, 'connection closed before open');
     this.moveTo('closed');
     this.options.events?.emit('connection-closed', code);
     this.settleHello();

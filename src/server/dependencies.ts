@@ -136,6 +136,9 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       (store) => store.close(),
     ));
   started.rawStore = rawStore;
+  // ioredis rejects a failed connect with "Connection is closed."; the socket's own error
+  // (ECONNREFUSED, ENOTFOUND, NOAUTH) is what tells an operator what to fix.
+  let lastRedisError: string | undefined;
   if (rawStore instanceof RedisStore) {
     let server: string | undefined;
     rawStore.redis.on('ready', () => {
@@ -150,7 +153,10 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       server = now;
     });
     rawStore.redis.on('close', () => events.emit('redis-connection', 'disconnected'));
-    rawStore.redis.on('error', (error: Error) => logger.debug({ err: errorMessage(error) }, 'redis error'));
+    rawStore.redis.on('error', (error: Error) => {
+      lastRedisError = errorMessage(error);
+      logger.debug({ err: lastRedisError }, 'redis error');
+    });
   }
   // The relay's own Redis store batches its operations, and the breaker guards each batch (one
   // round trip); any other store (or one passed in) is guarded call by call.
@@ -164,7 +170,8 @@ export async function startDependencies(config: RelayConfig, options: Dependency
       own.connect().catch((error: unknown) => {
         // The host only: a URL may carry a password.
         const where = config.redis ? describeRedis(config.redis) : 'redis';
-        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${errorMessage(error)}`, {
+        const why = lastRedisError === undefined ? errorMessage(error) : `${lastRedisError} (${errorMessage(error)})`;
+        throw new RelayError(ErrorCode.storeUnavailable, `cannot connect to Redis at ${where}: ${why}`, {
           cause: error,
           retryable: true,
         });

@@ -350,6 +350,70 @@ describe('InboxClient against the relay', () => {
     expect(b.handled.map((h) => h.n)).toEqual(range(11, 15));
   });
 
+  it.each([
+    [
+      'signed with another secret',
+      4001,
+      'invalid token',
+      () => signDevToken(uid('sdk-badtoken'), 'not-the-relays-secret-0123456789abcdef'),
+    ],
+    ['expired', 4008, 'token expired', () => signDevToken(uid('sdk-expired'), TEST_SECRET, { expiresInSeconds: -3600 })],
+  ])('rejects connect() and emits error, without retrying, for a fixed token %s', async (_, code, reason, makeToken) => {
+    const client = new InboxClient({ url: relay.url, token: makeToken(), reconnectInitialDelayMs: 50 });
+    clients.push(client);
+    const disconnects: DisconnectEvent[] = [];
+    const errors: unknown[] = [];
+    client.on('disconnect', (event) => disconnects.push(event));
+    client.on('error', (error) => errors.push(error));
+    await expect(client.connect()).rejects.toMatchObject({ code: 'RELAY_ERR_TERMINAL_CLOSE', closeCode: code, temporary: false });
+    expect(client.state).toBe('closed');
+    expect(errors).toHaveLength(1);
+    expect(disconnects).toEqual([{ code, reason, willReconnect: false, delayMs: undefined }]);
+  });
+
+  it('asks a token provider once more after a refused token, then gives up when that one is refused too', async () => {
+    const user = uid('sdk-badprovider');
+    const reasons: string[] = [];
+    const client = new InboxClient({
+      url: relay.url,
+      reconnectInitialDelayMs: 50,
+      token: ({ reason }) => {
+        reasons.push(reason);
+        return signDevToken(user, 'not-the-relays-secret-0123456789abcdef');
+      },
+    });
+    clients.push(client);
+    const disconnects: DisconnectEvent[] = [];
+    client.on('disconnect', (event) => disconnects.push(event));
+    await expect(client.connect()).rejects.toMatchObject({ code: 'RELAY_ERR_TERMINAL_CLOSE', closeCode: 4001 });
+    expect(reasons).toEqual(['connect', 'rejected']);
+    expect(disconnects.map((event) => [event.code, event.willReconnect])).toEqual([
+      [4001, true],
+      [4001, false],
+    ]);
+  });
+
+  it("connects with a token provider's second token after the relay refused the first", async () => {
+    const user = uid('sdk-secondtoken');
+    const reasons: string[] = [];
+    const client = new InboxClient({
+      url: relay.url,
+      reconnectInitialDelayMs: 50,
+      token: ({ reason }) => {
+        reasons.push(reason);
+        return reasons.length === 1 ? signDevToken(user, TEST_SECRET, { expiresInSeconds: -3600 }) : token(user);
+      },
+    });
+    clients.push(client);
+    const handled: number[] = [];
+    client.on('message', (message) => void handled.push((message.data as { n: number }).n));
+    await expect(client.connect()).resolves.toMatchObject({ user });
+    expect(reasons).toEqual(['connect', 'expired']);
+    await publish(user, 1, 3);
+    await until(() => handled.length >= 3, '3 handled');
+    expect(handled).toEqual([1, 2, 3]);
+  });
+
   it('closes with an error, without retrying, when the token is for a forbidden subject', async () => {
     const client = new InboxClient({ url: relay.url, token: signDevToken('not a valid id!', TEST_SECRET) });
     clients.push(client);

@@ -124,7 +124,9 @@ describe('relay start-up that fails half-way', () => {
         (failure: unknown) => failure,
       );
       expect(isRelayError(error, ErrorCode.storeUnavailable)).toBe(true);
-      expect((error as Error).message).toBe(`cannot connect to Redis at 127.0.0.1:${port}: Connection is closed.`);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^cannot connect to Redis at 127\\.0\\.0\\.1:${port}: .*Connection is closed\\.`),
+      );
       const seen = attempts.length;
       expect(seen).toBeGreaterThan(0);
       // A client left running retries within 200-800 ms (its backoff); a stopped one never does.
@@ -135,6 +137,32 @@ describe('relay start-up that fails half-way', () => {
     } finally {
       hangUp.close();
     }
+  });
+
+  it('names Redis, its host and the socket error when nothing listens at REDIS_URL', async () => {
+    // A port that was free a moment ago: connecting to it is refused.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const config = testConfig({
+      REDIS_URL: `redis://:secret-pw@127.0.0.1:${port}`,
+      RABBITMQ_URL: url,
+      AMQP_CONNECTION_NAME: uid('startfail'),
+    });
+    const error = await startDependencies(config, {
+      logger: createLogger('silent'),
+      events: new RelayEvents(),
+      clock: backgroundClock,
+    }).then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(isRelayError(error, ErrorCode.storeUnavailable)).toBe(true);
+    expect((error as Error).message).toBe(
+      `cannot connect to Redis at 127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port} (Connection is closed.)`,
+    );
+    expect((error as Error).message).not.toContain('secret-pw');
   });
 
   it('makes startRelay reject with the same error and hold no socket afterwards', async () => {

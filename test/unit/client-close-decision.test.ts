@@ -21,6 +21,10 @@ describe('decideAfterClose', () => {
     expect(decideAfterClose(4008, 'token expired')).toEqual({ kind: 'reconnect', tokenReason: 'expired' });
   });
 
+  it('does not count 4001 hello timeout as a refused token', () => {
+    expect(decideAfterClose(4001, 'hello timeout')).toEqual({ kind: 'reconnect', tokenReason: 'connect' });
+  });
+
   it("carries 1013's retry-after", () => {
     expect(decideAfterClose(1013, 'retry-after=2500 unavailable')).toEqual({
       kind: 'reconnect',

@@ -293,6 +293,94 @@ describe('InboxClient connection lifecycle', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it.each([
+    [4001, 'invalid token'],
+    [4008, 'token expired'],
+  ])('rejects connect() and emits error when the relay refuses a fixed token with %i', async (code, reason) => {
+    const h = harness({ token: 'bad-token' });
+    const disconnects = h.events('disconnect');
+    const connected = h.client.connect();
+    await settle();
+    h.socket().accept();
+    h.socket().drop(code, reason);
+    await settle();
+    await expect(connected).rejects.toMatchObject({ code: ClientErrorCode.terminalClose, closeCode: code, temporary: false });
+    expect(h.errors.map((e) => [e.code, e.closeCode, e.temporary])).toEqual([[ClientErrorCode.terminalClose, code, false]]);
+    expect(h.errors[0]?.message).toMatch(/token provider/);
+    expect(disconnects).toEqual([{ code, reason, willReconnect: false, delayMs: undefined }]);
+    expect(h.client.state).toBe('closed');
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(h.sockets).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('gives up when a fixed token expires on an open connection', async () => {
+    const h = harness({ token: 'tok' });
+    await h.open();
+    h.socket().drop(4008, 'token expired');
+    await settle();
+    expect(h.client.state).toBe('closed');
+    expect(h.errors.map((e) => [e.code, e.closeCode])).toEqual([[ClientErrorCode.terminalClose, 4008]]);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(h.sockets).toHaveLength(1);
+  });
+
+  it('gives a token provider one more call, then rejects connect() when its next token is refused too', async () => {
+    const reasons: string[] = [];
+    const h = harness({
+      token: ({ reason }) => {
+        reasons.push(reason);
+        return `token-${reasons.length}`;
+      },
+    });
+    const connected = h.client.connect();
+    await settle();
+    h.socket().accept();
+    h.socket().drop(4001, 'invalid token');
+    await settle();
+    expect(h.errors).toEqual([]);
+    expect(await stateOf(connected)).toBe('pending');
+    await vi.advanceTimersByTimeAsync(250);
+    await settle();
+    expect(h.sockets).toHaveLength(2);
+    h.socket().accept();
+    expect(h.socket().sent[0]).toMatchObject({ type: 'hello', token: 'token-2' });
+    h.socket().drop(4001, 'invalid token');
+    await settle();
+    await expect(connected).rejects.toMatchObject({ code: ClientErrorCode.terminalClose, closeCode: 4001, temporary: false });
+    expect(h.errors.map((e) => e.closeCode)).toEqual([4001]);
+    expect(reasons).toEqual(['connect', 'rejected']);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(h.sockets).toHaveLength(2);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("starts a provider's refusal count over after a welcome", async () => {
+    let calls = 0;
+    const h = harness({ token: () => `token-${(calls += 1)}` });
+    await h.open();
+    h.socket().drop(4008, 'token expired');
+    await vi.advanceTimersByTimeAsync(250);
+    await settle();
+    await h.handshake();
+    h.socket().drop(4008, 'token expired');
+    await vi.advanceTimersByTimeAsync(250);
+    await settle();
+    expect(h.sockets).toHaveLength(3);
+    expect(h.errors).toEqual([]);
+    expect(h.client.state).toBe('connecting');
+  });
+
+  it('reconnects with a fixed token after 4001 hello timeout (the token was never checked)', async () => {
+    const h = harness({ token: 'tok' });
+    await h.open();
+    h.socket().drop(4001, 'hello timeout');
+    await vi.advanceTimersByTimeAsync(250);
+    await settle();
+    expect(h.sockets).toHaveLength(2);
+    expect(h.errors).toEqual([]);
+  });
+
   it('stops without an error when the relay closes with 1000', async () => {
     const h = harness();
     await h.open();

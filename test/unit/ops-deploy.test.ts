@@ -363,8 +363,16 @@ describe('docker-compose.yml', () => {
     const datasource = yamlFile<Obj>('ops/grafana/provisioning/datasources/prometheus.yml').datasources[0];
     expect(datasource).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090' });
     const dashboard = json<Obj>('ops/grafana/dashboards/inbox-relay.json');
+    // Every panel reads the dashboard's datasource variable, whose default is the provisioned one,
+    // so an imported dashboard can be pointed at another Prometheus.
     const uids = new Set((dashboard.panels as Obj[]).filter((panel) => panel.datasource).map((panel) => panel.datasource.uid));
-    expect([...uids]).toEqual([datasource.uid]);
+    expect([...uids]).toEqual(['${datasource}']);
+    const variable = (dashboard.templating.list as Obj[]).find((entry) => entry.name === 'datasource');
+    expect(variable).toMatchObject({ type: 'datasource', query: 'prometheus', current: { value: datasource.uid } });
+    const targets = (dashboard.panels as Obj[]).flatMap((panel) => (panel.targets ?? []) as Obj[]);
+    for (const target of targets) expect(target.datasource?.uid ?? '${datasource}').toBe('${datasource}');
+    const exprs = targets.map((target) => target.expr as string).join('\n');
+    for (const queue of ['queue="inbox.dead"', 'queue="inbox.unrouted"', 'rabbitmq_queue_messages{']) expect(exprs).toContain(queue);
   });
 });
 
