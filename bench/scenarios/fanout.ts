@@ -9,8 +9,8 @@
  * Skipped, with the reason in the results: quorum above QUORUM_MAX followers (RabbitMQ's team
  * calls ~10,000 quorum queues too many for one cluster; 10,000 made the one-box 3.10 broker stop
  * accepting connections) and classic when the broker's open-files limit is below followers + 200
- * (classic queues holding persistent messages then hang: at the default 1024, with 1,000 of them,
- * publishes here waited more than 10 s for their confirm).
+ * (classic queues holding persistent messages hang when the broker runs out of file handles; see
+ * ops/README.md, open files).
  */
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
