@@ -2,6 +2,7 @@
 import type { QueueType } from '../src/config.js';
 import { QUEUE_MAX_LENGTH } from './load/queues.js';
 import type { ClusterPlan } from './scenarios/cluster.js';
+import type { FanoutPlan } from './scenarios/fanout.js';
 import type { SystemName } from './systems/system.js';
 
 export interface Plan {
@@ -14,6 +15,8 @@ export interface Plan {
   backlog: { queueTypes: QueueType[]; users: number[]; perUser: number; rounds: number } | undefined;
   /** Two relay nodes: latency on the owning vs the other node, and failover after SIGKILL of the owner. */
   cluster: ClusterPlan | undefined;
+  /** Topic fan-out: one publish to `inbox.topics` copied into N following inboxes. */
+  fanout: FanoutPlan | undefined;
   window: number;
   /** Profile the relay over every measuring window (V8 CPU profiler through the bench's probe). */
   profile: boolean;
@@ -31,8 +34,11 @@ export interface Plan {
 export const USAGE = `usage: node dist/bench/run.js [--quick] [options]
   --quick                 small run (< 2 min): 100 users, quorum only, short latency run, a 100 x 100 backlog,
                           1,000 connections, 500-client storm
-  --only=LIST             scenarios to run: throughput,latency,backlog,connections,cluster (default: all;
-                          --quick leaves cluster out unless named)
+  --only=LIST             scenarios to run: throughput,latency,backlog,connections,cluster,fanout (default: all;
+                          --quick leaves cluster and fanout out unless named)
+  --fanout-followers=LIST followers per fan-out run (default 1000,10000; quorum above 2000 and classic
+                          above RabbitMQ's open-files limit are skipped with the reason)
+  --fanout-queue-types=LIST quorum,classic (default) for the fan-out runs
   --systems=LIST          amqplib,relay,web-stomp (default), and relay-coalesced: the relay with client
                           acks coalesced as the SDK does, an extra to the three
   --queue-types=LIST      quorum,classic for the throughput runs
@@ -119,6 +125,8 @@ export function parsePlan(argv: readonly string[]): Plan {
     'cpu-prof',
     'heap-snapshot',
     'no-broker-restart',
+    'fanout-followers',
+    'fanout-queue-types',
     'no-renice',
     'cleanup',
     'results',
@@ -128,10 +136,11 @@ export function parsePlan(argv: readonly string[]): Plan {
   if (args.has('help')) throw new Error(USAGE);
   const quick = args.has('quick');
   const only = new Set(
-    list(args.get('only') ?? (quick ? 'throughput,latency,backlog,connections' : 'throughput,latency,backlog,connections,cluster')),
+    list(args.get('only') ?? (quick ? 'throughput,latency,backlog,connections' : 'throughput,latency,backlog,connections,cluster,fanout')),
   );
   for (const name of only)
-    if (!['throughput', 'latency', 'backlog', 'connections', 'cluster'].includes(name)) throw new Error(`--only: unknown scenario ${name}`);
+    if (!['throughput', 'latency', 'backlog', 'connections', 'cluster', 'fanout'].includes(name))
+      throw new Error(`--only: unknown scenario ${name}`);
   const systems = list(args.get('systems') ?? 'amqplib,relay,web-stomp') as SystemName[];
   for (const name of systems)
     if (!['amqplib', 'relay', 'web-stomp', 'relay-coalesced'].includes(name)) throw new Error(`--systems: unknown system ${name}`);
@@ -184,6 +193,12 @@ export function parsePlan(argv: readonly string[]): Plan {
       only.has('connections') && systems.includes('relay')
         ? { count, stormCount, stormRate: quick ? 1_000 : 2_000, queueType: connectionsQueueType }
         : undefined,
+    fanout: only.has('fanout')
+      ? {
+          queueTypes: queueTypeList('--fanout-queue-types', args.get('fanout-queue-types') ?? 'quorum,classic'),
+          followers: list(args.get('fanout-followers') ?? '1000,10000').map((v) => positive('--fanout-followers', v)),
+        }
+      : undefined,
     window: 20,
     profile: args.has('profile'),
     cpuProf: args.has('cpu-prof'),

@@ -25,6 +25,7 @@ import { renderSvg } from './report/svg.js';
 import { runBacklog } from './scenarios/backlog.js';
 import { runCluster } from './scenarios/cluster.js';
 import { connectionsScenario } from './scenarios/connections.js';
+import { runFanout } from './scenarios/fanout.js';
 import type { BenchContext } from './scenarios/context.js';
 import { runSuites } from './scenarios/suites.js';
 import { ReceiverSlot, type SystemName } from './systems/system.js';
@@ -225,6 +226,12 @@ async function main(): Promise<void> {
       const cluster = await runCluster(ctx, plan.cluster);
       results.cluster = cluster.result;
       results.errors.push(...cluster.errors);
+    }
+    if (plan.fanout) {
+      const fanout = await runFanout(RABBITMQ_URL, runId, plan.fanout, fd.limit, log);
+      results.fanout = fanout.results;
+      results.skipped.push(...fanout.skipped);
+      results.errors.push(...fanout.errors);
     }
   } finally {
     await publisher.close();

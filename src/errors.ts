@@ -18,6 +18,14 @@ export const ErrorCode = {
   invalidMessage: 'RELAY_ERR_INVALID_MESSAGE',
   closed: 'RELAY_ERR_CLOSED',
   topology: 'RELAY_ERR_TOPOLOGY',
+  /** A topic to publish to is not words of [A-Za-z0-9_-] separated by dots (at most 255 bytes). */
+  invalidTopic: 'RELAY_ERR_INVALID_TOPIC',
+  /** A pattern to follow is not words of [A-Za-z0-9_-], `*` or `#` separated by dots (at most 255 bytes). */
+  invalidTopicPattern: 'RELAY_ERR_INVALID_TOPIC_PATTERN',
+  /** The user's inbox queue does not exist (provision it first). */
+  inboxMissing: 'RELAY_ERR_INBOX_MISSING',
+  /** RabbitMQ's management HTTP API (needed to list bindings) is not configured or did not answer. */
+  managementApi: 'RELAY_ERR_MANAGEMENT_API',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

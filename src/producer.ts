@@ -7,6 +7,8 @@
 export { Producer } from './amqp/producer.js';
 export type { ProducerOptions, PublishOptions, PublishReceipt } from './amqp/producer.js';
 export type { QueueSettings } from './amqp/topology.js';
+export { TOPIC_EXCHANGE } from './amqp/topology.js';
+export { isValidTopic, isValidTopicPattern } from './amqp/topics.js';
 export type { QueueType } from './config.js';
 export { ErrorCode, RelayError, isRelayError } from './errors.js';
 export type { ErrorCodeValue, RelayErrorOptions } from './errors.js';

@@ -157,6 +157,20 @@ export function renderMarkdown(r: BenchResults): string {
     );
   }
   if (r.cluster) out.push(...clusterSection(r.cluster));
+  if (r.fanout && r.fanout.length > 0) {
+    out.push(
+      '## Topic fan-out',
+      '',
+      'One persistent message published to `inbox.topics`, copied by RabbitMQ into every following inbox; the time is from the publish to the confirm, which RabbitMQ sends once every inbox has the message (each inbox then checked to hold exactly one).',
+      '',
+      '| queue type | followers | publish to last inbox | setup (declare + follow) |',
+      '|---|---|---|---|',
+      ...r.fanout.map(
+        (f) => `| ${f.queueType} | ${fmt(f.followers)} | ${f.publishToLastInboxMs.toFixed(1)} ms | ${(f.setupMs / 1000).toFixed(1)} s |`,
+      ),
+      '',
+    );
+  }
   if (r.profiles.length > 0) {
     out.push('## CPU profiles of the relay', '');
     for (const p of r.profiles) {

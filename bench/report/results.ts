@@ -1,6 +1,7 @@
 /** The raw results of one run, the ratios between systems and the targets (bench/README.md, Targets). */
 import type { BacklogResult } from '../scenarios/backlog.js';
 import type { ClusterResult } from '../scenarios/cluster.js';
+import type { FanoutResult } from '../scenarios/fanout.js';
 import type { ConnectionsResult, StormResult } from '../scenarios/connections.js';
 import type { LatencyResult, ThroughputResult } from '../scenarios/phases.js';
 import type { ProfileSummary } from './cpu-profile.js';
@@ -80,6 +81,8 @@ export interface BenchResults {
   storm: StormResult | undefined;
   /** Two relay nodes: latency on the owning vs the other node, and failover. */
   cluster: ClusterResult | undefined;
+  /** Topic fan-out runs (absent in results written before topics existed). */
+  fanout?: FanoutResult[];
   /** Backlog drain rounds. */
   backlog: BacklogResult[];
   ratios: Ratio[];

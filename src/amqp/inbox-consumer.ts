@@ -6,7 +6,7 @@ import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle } from '../deli
 import type { ConnectionPool } from './connection-pool.js';
 import { ConsumerSettlement, type DeadLetterOutcome } from './consumer-settlement.js';
 import type { PublishDeadLetter } from './dead-letter-publisher.js';
-import { inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
+import { TOPIC_EXCHANGE, inboxQueueName, provisionInbox, type QueueSettings } from './topology.js';
 
 const CHANNEL_CLOSE_TIMEOUT_MS = 5_000;
 /**
@@ -93,6 +93,8 @@ export function createInboxConsumerFactory(
             timestamp: message.properties.timestamp,
             headers: message.properties.headers,
             redelivered: message.fields.redelivered,
+            // A redelivery keeps the exchange and routing key it was first published with.
+            ...(message.fields.exchange === TOPIC_EXCHANGE ? { topic: message.fields.routingKey } : {}),
           });
         },
         { noAck: false, consumerTag: consumerTag(nodeId, (consumers += 1)) },

@@ -6,6 +6,10 @@
  * resource alarm blocks publishing, `RELAY_ERR_PUBLISH_TIMEOUT` when no confirm came in time.
  * `publish` never sets a header of the relay and its operators (`x-inbox-relay-*`, such as the
  * replay mark of dead letters): it refuses a message that asks for one.
+ *
+ * Topics (topics.ts): `follow`/`unfollow` bind and unbind a user's inbox to `inbox.topics`,
+ * `following` lists the bindings through the management API, `publishTopic` publishes once to a
+ * topic and RabbitMQ copies the message into every following inbox.
  */
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
@@ -14,7 +18,9 @@ import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js'
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import { ConnectionPool } from './connection-pool.js';
-import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, provisionInbox, type QueueSettings } from './topology.js';
+import { vhostOf } from './management-request.js';
+import { checkTopic, checkTopicPattern, declareTopicExchange, followTopic, listFollowedPatterns, unfollowTopic } from './topics.js';
+import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, TOPIC_EXCHANGE, provisionInbox, type QueueSettings } from './topology.js';
 
 export interface ProducerOptions {
   /** One broker URL, or the URLs of a cluster's nodes (RABBITMQ_URL as a list). */
@@ -37,6 +43,11 @@ export interface ProducerOptions {
   pool?: ConnectionPool;
   /** The AMQP connection name RabbitMQ shows (default: inbox-relay producer). */
   connectionName?: string;
+  /**
+   * RabbitMQ's management HTTP API with credentials (`http://user:pass@host:15672`): needed only
+   * by `following()`, because AMQP cannot list a queue's bindings. The virtual host is the first URL's.
+   */
+  managementUrl?: string;
 }
 
 export interface PublishOptions {
@@ -77,6 +88,10 @@ function checkHeaders(headers: Record<string, unknown> | undefined): void {
   }
 }
 
+function checkUserId(userId: string): void {
+  if (!isValidUserId(userId)) throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
+}
+
 export class Producer {
   private readonly pool: ConnectionPool;
   private readonly ownsPool: boolean;
@@ -85,6 +100,7 @@ export class Producer {
   private closing: Promise<void> | undefined;
   private readonly logger: Logger;
   private retriedCount = 0;
+  private topicExchange: Promise<void> | undefined;
 
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
@@ -102,17 +118,85 @@ export class Producer {
 
   /** Publishes `data` to the user's inbox; resolves once RabbitMQ confirmed it. */
   async publish(userId: string, data: unknown, options: PublishOptions = {}): Promise<PublishReceipt> {
+    this.checkOpen();
+    checkUserId(userId);
+    return this.publishMessage(INBOX_EXCHANGE, userId, data, options);
+  }
+
+  /**
+   * Publishes `data` once to the topic exchange `inbox.topics` with `topic` as routing key;
+   * resolves once RabbitMQ confirmed it, by then copied into the inbox of every user following a
+   * matching pattern (none: the message goes nowhere). Each copy keeps the messageId, which the
+   * relay numbers once per inbox: a retry with the same messageId is not delivered twice.
+   * Rejects `RELAY_ERR_INVALID_TOPIC` before publishing anything when the topic breaks the rules
+   * (topics.ts); otherwise as `publish` (a nack: some following inbox is full and refused its copy).
+   */
+  async publishTopic(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishReceipt> {
+    this.checkOpen();
+    checkTopic(topic);
+    await this.ensureTopicExchange();
+    return this.publishMessage(TOPIC_EXCHANGE, topic, data, options);
+  }
+
+  /**
+   * The user follows `pattern` (`news.sports.*`, `team.42.#`): binds the user's inbox to
+   * `inbox.topics`. Idempotent. The inbox is declared first when the producer has `provision`;
+   * without it the inbox must exist (`RELAY_ERR_INBOX_MISSING`). A pattern that breaks the rules
+   * is refused before anything is bound (`RELAY_ERR_INVALID_TOPIC_PATTERN`).
+   */
+  async follow(userId: string, pattern: string): Promise<void> {
+    this.checkOpen();
+    checkUserId(userId);
+    checkTopicPattern(pattern);
+    await this.provisionOnce(userId);
+    await followTopic(() => this.pool.openChannel(), userId, pattern);
+  }
+
+  /** The user stops following `pattern`: later publishes to matching topics skip the inbox. Idempotent. */
+  async unfollow(userId: string, pattern: string): Promise<void> {
+    this.checkOpen();
+    checkUserId(userId);
+    checkTopicPattern(pattern);
+    await unfollowTopic(() => this.pool.openChannel(), userId, pattern);
+  }
+
+  /** The patterns the user follows, sorted; needs `managementUrl` (`RELAY_ERR_MANAGEMENT_API` without it). */
+  async following(userId: string): Promise<string[]> {
+    this.checkOpen();
+    checkUserId(userId);
+    const first = typeof this.options.url === 'string' ? this.options.url : (this.options.url[0] ?? 'amqp://localhost');
+    return listFollowedPatterns(this.options.managementUrl, vhostOf(first), userId);
+  }
+
+  private checkOpen(): void {
     if (this.closing) throw new RelayError(ErrorCode.closed, 'producer is closed');
-    if (!isValidUserId(userId)) throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
+  }
+
+  private publishMessage(exchange: string, routingKey: string, data: unknown, options: PublishOptions): Promise<PublishReceipt> {
     checkHeaders(options.headers);
     const { body, contentType } = encode(data, options.contentType);
     const messageId = options.messageId ?? randomUUID();
-    return this.publishRaw(INBOX_EXCHANGE, userId, body, {
+    return this.publishRaw(exchange, routingKey, body, {
       messageId,
       contentType,
       timestamp: options.timestamp ?? Date.now(),
       ...(options.headers === undefined ? {} : { headers: options.headers }),
     }).then(() => ({ messageId }));
+  }
+
+  /** Publishing to an exchange that does not exist closes the channel: declare it once first. */
+  private ensureTopicExchange(): Promise<void> {
+    const declaring = (this.topicExchange ??= declareTopicExchange(() => this.pool.openChannel()));
+    declaring.catch(() => {
+      if (this.topicExchange === declaring) this.topicExchange = undefined;
+    });
+    return declaring;
+  }
+
+  private async provisionOnce(userId: string): Promise<void> {
+    if (!this.options.provision || this.provisioned.has(userId)) return;
+    await provisionInbox(() => this.pool.openChannel(), userId, this.options.provision);
+    this.provisioned.add(userId);
   }
 
   /** Publishes that were tried more than once (their first try met a lost channel or a timeout). */
@@ -158,10 +242,7 @@ export class Producer {
     if (blocked !== undefined) {
       throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked}); try again later`, { retryable: true });
     }
-    if (this.options.provision && exchange === INBOX_EXCHANGE && !this.provisioned.has(routingKey)) {
-      await provisionInbox(() => this.pool.openChannel(), routingKey, this.options.provision);
-      this.provisioned.add(routingKey);
-    }
+    if (exchange === INBOX_EXCHANGE) await this.provisionOnce(routingKey);
     const channel = await this.confirmChannel();
     const timeoutMs = this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
     await new Promise<void>((resolve, reject) => {

@@ -10,6 +10,12 @@ import { isValidUserId } from '../protocol/user-id.js';
 
 /** Producers publish here with routing key = user id. */
 export const INBOX_EXCHANGE = 'inbox';
+/**
+ * Producers publish here with routing key = a topic (`news.sports.x`); each user follows topic
+ * patterns through bindings from this exchange to the user's inbox (topics.ts). No alternate
+ * exchange: a topic nobody follows routes nowhere, by design.
+ */
+export const TOPIC_EXCHANGE = 'inbox.topics';
 /** Catches messages for users whose queue does not exist yet. */
 export const UNROUTED_EXCHANGE = 'inbox.unrouted';
 export const UNROUTED_QUEUE = 'inbox.unrouted';
@@ -133,10 +139,11 @@ export async function declareSharedTopology(open: ChannelOpener, settings: Queue
       durable: true,
       arguments: { 'alternate-exchange': UNROUTED_EXCHANGE },
     });
+    await channel.assertExchange(TOPIC_EXCHANGE, 'topic', { durable: true });
   } catch (error) {
     throw new RelayError(
       ErrorCode.topology,
-      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
+      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE}/${TOPIC_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
       { cause: error },
     );
   } finally {

@@ -102,6 +102,31 @@ export const COMMANDS: readonly CommandSpec[] = [
     details: ['--yes          required: purged messages are gone for good', '--queue <name> another dead-letter queue than inbox.dead'],
   },
   {
+    name: 'topics follow',
+    args: ['user', 'pattern'],
+    options: {},
+    summary: "the user follows a topic pattern: binds the user's inbox to exchange inbox.topics",
+    details: [
+      'A pattern is words of [A-Za-z0-9_-] separated by dots, where a word may also be * (one word)',
+      'or # (zero or more words): news.sports.*, team.42.#. A bad pattern is refused, nothing is bound.',
+      "The user's inbox is declared first with the configured settings. Idempotent.",
+    ],
+  },
+  {
+    name: 'topics unfollow',
+    args: ['user', 'pattern'],
+    options: {},
+    summary: 'the user stops following a topic pattern (removes the binding; idempotent)',
+    details: [],
+  },
+  {
+    name: 'topics list',
+    args: ['user'],
+    options: {},
+    summary: 'list the topic patterns a user follows',
+    details: ['Reads the bindings from the management API (RABBITMQ_MANAGEMENT_URL; AMQP cannot list them).'],
+  },
+  {
     name: 'provision',
     args: ['user'],
     options: {},
@@ -143,6 +168,17 @@ export const COMMANDS: readonly CommandSpec[] = [
 
 const BY_NAME = new Map(COMMANDS.map((spec) => [spec.name, spec]));
 
+/** Commands typed as two words (`dlq list`), and their actions as a usage error lists them. */
+const GROUPS: Readonly<Record<string, string>> = {
+  dlq: 'list, replay or purge',
+  topics: 'follow, unfollow or list',
+};
+
+/** The commands of a group (`dlq` -> dlq list, dlq replay, dlq purge), or undefined when `name` is not one. */
+export function groupCommands(name: string): string[] | undefined {
+  return GROUPS[name] === undefined ? undefined : COMMANDS.filter((spec) => spec.name.startsWith(`${name} `)).map((spec) => spec.name);
+}
+
 export interface Invocation {
   readonly spec: CommandSpec;
   readonly positionals: readonly string[];
@@ -172,14 +208,15 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   if (rest.length === 0) return { spec: helpSpec, positionals: [], values: {}, json: leading.json, help: false };
   let name = rest[0]!;
   rest = rest.slice(1);
-  if (name === 'dlq') {
+  const group = GROUPS[name];
+  if (group !== undefined) {
     const action = rest[0];
     if (action === undefined || action.startsWith('-')) {
       if (leading.help || action === '--help' || action === '-h')
-        return { spec: helpSpec, positionals: ['dlq'], values: {}, json: leading.json, help: false };
-      throw usageError('dlq needs an action: list, replay or purge');
+        return { spec: helpSpec, positionals: [name], values: {}, json: leading.json, help: false };
+      throw usageError(`${name} needs an action: ${group}`);
     }
-    name = `dlq ${action}`;
+    name = `${name} ${action}`;
     rest = rest.slice(1);
   }
   const spec = BY_NAME.get(name);

@@ -4,6 +4,7 @@
  * active (single active consumer) and, from the relay's consumer tags, on which node.
  */
 import { consumerTagNode } from '../amqp/inbox-consumer.js';
+import { managementRequest } from '../amqp/management-request.js';
 import { describeError, redactUrl } from './io.js';
 
 export type UnackedCount = { known: true; unacked: number; source: 'management-api' } | { known: false; reason: string };
@@ -47,24 +48,11 @@ export async function queueDetails(managementUrl: string | undefined, vhost: str
 
 const TIMEOUT_MS = 5_000;
 
-/** Splits credentials out of the URL: fetch refuses URLs that carry them. */
-function request(baseUrl: string, path: string): { url: string; headers: Record<string, string> } {
-  const url = new URL(baseUrl);
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (url.username || url.password) {
-    const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-    headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
-    url.username = '';
-    url.password = '';
-  }
-  return { url: `${url.toString().replace(/\/$/, '')}${path}`, headers };
-}
-
 type QueueBody = { ok: true; body: unknown } | { ok: false; reason: string };
 
 async function queueBody(managementUrl: string | undefined, vhost: string, queue: string): Promise<QueueBody> {
   if (managementUrl === undefined) return { ok: false, reason: 'RABBITMQ_MANAGEMENT_URL is empty (management API disabled)' };
-  const { url, headers } = request(managementUrl, `/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`);
+  const { url, headers } = managementRequest(managementUrl, `/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`);
   let response: Response;
   try {
     response = await fetch(url, { headers, signal: AbortSignal.timeout(TIMEOUT_MS) });

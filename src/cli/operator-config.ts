@@ -5,7 +5,10 @@
  */
 import { loadConfig, type Env, type RelayConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
+import { vhostOf } from '../amqp/management-request.js';
 import { usageError } from './cli-error.js';
+
+export { vhostOf };
 
 export type OperatorConfig = Omit<RelayConfig, 'jwt'> & {
   /** RABBITMQ_MANAGEMENT_URL; undefined when set to the empty string (unacked counts are then unknown). */
@@ -42,11 +45,6 @@ export function defaultManagementUrl(rabbitmqUrl: string): string {
   http.username = amqp.username || 'guest';
   http.password = amqp.password || 'guest';
   return http.toString().replace(/\/$/, '');
-}
-
-export function vhostOf(rabbitmqUrl: string): string {
-  const path = new URL(rabbitmqUrl).pathname;
-  return path === '' || path === '/' ? '/' : decodeURIComponent(path.slice(1));
 }
 
 /** Loads and validates everything but the JWT settings; throws a usage error (exit 2) naming the variable. */

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Env } from '../config.js';
 import { errorMessage } from '../errors.js';
 import { CliError, ExitCode } from './cli-error.js';
-import { commandHelp, findCommand, overallHelp, parseInvocation, type Invocation } from './commands.js';
+import { commandHelp, findCommand, groupCommands, overallHelp, parseInvocation, type Invocation } from './commands.js';
 import { dlqList, dlqPurge, dlqReplay } from './commands/dlq.js';
 import { drain } from './commands/drain.js';
 import { inspect } from './commands/inspect.js';
@@ -18,6 +18,7 @@ import { provision } from './commands/provision.js';
 import { publish } from './commands/publish.js';
 import { serve } from './commands/serve.js';
 import { token } from './commands/token.js';
+import { topicsFollow, topicsList, topicsUnfollow } from './commands/topics.js';
 import { createOutput, jsonSafe, terminalSafe, type CliIo, type Output } from './io.js';
 
 type Handler = (invocation: Invocation, env: Env, output: Output) => Promise<number | 'running'>;
@@ -29,6 +30,9 @@ const HANDLERS: Record<string, Handler> = {
   'dlq list': dlqList,
   'dlq replay': dlqReplay,
   'dlq purge': dlqPurge,
+  'topics follow': topicsFollow,
+  'topics unfollow': topicsUnfollow,
+  'topics list': topicsList,
   provision,
   drain,
   token,
@@ -38,7 +42,7 @@ const HANDLERS: Record<string, Handler> = {
       output.result({ commands: overallHelp() }, () => overallHelp());
       return 0;
     }
-    const specs = topic === 'dlq' ? ['dlq list', 'dlq replay', 'dlq purge'] : [topic];
+    const specs = groupCommands(topic) ?? [topic];
     const lines = specs.flatMap((name) => {
       const spec = findCommand(name);
       if (!spec) throw new CliError(ExitCode.usage, `unknown command "${topic}"`);

@@ -17,6 +17,8 @@ export interface InboxMessage {
   /** True when the message may have been seen before (by this client or another connection). */
   readonly redelivered: boolean;
   readonly contentType: string;
+  /** The topic the producer published to, when the message came through one (`producer.publishTopic`); absent otherwise. */
+  readonly topic?: string;
   /** The JSON body, or a base64 string for non-JSON content types. */
   readonly data: unknown;
 }
@@ -29,6 +31,7 @@ export function toInboxMessage(frame: MsgFrame, epoch: string, seenBefore: boole
     ts: frame.ts,
     redelivered: frame.redelivered || seenBefore,
     contentType: frame.contentType,
+    ...(frame.topic === undefined ? {} : { topic: frame.topic }),
     data: frame.data,
   };
 }

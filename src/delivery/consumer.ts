@@ -8,6 +8,8 @@ export interface Delivery {
   timestamp: unknown;
   headers: Record<string, unknown> | undefined;
   redelivered: boolean;
+  /** The routing key, when the message came through the topic exchange (`inbox.topics`); else absent. */
+  topic?: string;
 }
 
 export interface ConsumerCallbacks {

@@ -68,9 +68,18 @@ function timestampMs(value: unknown, now: number): number {
   return value < 100_000_000_000 ? value * 1000 : value;
 }
 
+/**
+ * The message's own properties and, for a message that came through the topic exchange, the topic
+ * it was published to (the delivery's routing key). The topic goes into the fragment, so it is
+ * kept with the message in the store's history and is in every (re)delivery of it.
+ */
+export type MessageSource = Pick<MessageProperties, 'messageId' | 'contentType' | 'timestamp' | 'headers'> & {
+  topic?: string | undefined;
+};
+
 export function decodeMessage(
   content: Buffer,
-  properties: Pick<MessageProperties, 'messageId' | 'contentType' | 'timestamp' | 'headers'>,
+  properties: MessageSource,
   maxBytes: number,
   now = Date.now(),
   replay?: ReplayContext,
@@ -98,12 +107,13 @@ export function decodeMessage(
   }
   const ts = timestampMs(properties.timestamp, now);
   const { key, refused } = replayKey(id, content, properties.headers, replay);
+  const topic = properties.topic === undefined ? '' : `"topic":${JSON.stringify(properties.topic)},`;
   return {
     ok: true,
     id,
     key,
     ts,
-    fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},"data":${data}`,
+    fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},${topic}"data":${data}`,
     ...(refused === undefined ? {} : { replayRefused: refused }),
   };
 }

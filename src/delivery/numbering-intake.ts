@@ -147,10 +147,11 @@ export class NumberingIntake {
           const decoded = decodeMessage(
             delivery.content,
             {
-              messageId: delivery.messageId as string,
-              contentType: delivery.contentType as string,
-              timestamp: delivery.timestamp as number,
+              messageId: delivery.messageId,
+              contentType: delivery.contentType,
+              timestamp: delivery.timestamp,
               headers: delivery.headers,
+              topic: delivery.topic,
             },
             this.options.maxMessageBytes,
             Date.now(),

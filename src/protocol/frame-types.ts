@@ -58,6 +58,11 @@ export interface MsgFrame {
   ts: number;
   redelivered: boolean;
   contentType: string;
+  /**
+   * The topic (routing key) the message was published to, when it came through the topic
+   * exchange `inbox.topics` rather than straight to the user's inbox (v1, addition 10).
+   */
+  topic?: string;
   data: unknown;
 }
 export interface ResetFrame {

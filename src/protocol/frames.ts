@@ -91,6 +91,7 @@ export const serverFrameSchema = z.discriminatedUnion('type', [
     ts: z.number(),
     redelivered: z.boolean(),
     contentType: z.string(),
+    topic: z.string().optional(),
     data: z.unknown(),
   }),
   z.object({ type: z.literal('reset'), epoch: z.string(), lastSeq: z.number().int().min(0), reason: z.string() }),

@@ -49,7 +49,7 @@ const RULES: { readonly [T in ServerFrameType]: RulesOf<FrameOf<T>> } = {
     window: integer(1),
     heartbeatMs: integer(0),
   },
-  msg: { seq: integer(1), id: text, ts: finite, redelivered: flag, contentType: text, data: present },
+  msg: { seq: integer(1), id: text, ts: finite, redelivered: flag, contentType: text, topic: optional(text), data: present },
   reset: { epoch: text, lastSeq: integer(0), reason: text },
   status: {
     state: { expected: '"ok" or "degraded"', test: (value) => value === 'ok' || value === 'degraded' },

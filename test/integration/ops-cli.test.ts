@@ -99,7 +99,20 @@ describe('inbox-relay CLI', () => {
     it('prints help for every command and the version', async () => {
       const help = await cli(['help'], opsEnv());
       expect(help.code, help.stderr).toBe(0);
-      for (const command of ['serve', 'publish', 'inspect', 'dlq list', 'dlq replay', 'dlq purge', 'provision', 'drain', 'token']) {
+      for (const command of [
+        'serve',
+        'publish',
+        'inspect',
+        'dlq list',
+        'dlq replay',
+        'dlq purge',
+        'topics follow',
+        'topics unfollow',
+        'topics list',
+        'provision',
+        'drain',
+        'token',
+      ]) {
         expect(help.stdout).toContain(command);
       }
       const one = await cli(['dlq', 'replay', '--help'], opsEnv());
@@ -137,6 +150,64 @@ describe('inbox-relay CLI', () => {
       const run = await cli(['provision', user, '--json'], opsEnv({ QUEUE_MAX_LENGTH: '7' }));
       expect(run.code, run.stderr).toBe(0);
       expect(run.json<{ mismatched: string[] }>().mismatched).toContain(`inbox.${user}`);
+    });
+  });
+
+  describe('topics', () => {
+    it('follows, lists and unfollows patterns; a published topic reaches the inbox only while followed', async () => {
+      const user = uid('ops-topics');
+      const queue = inboxQueueName(user);
+      cleanup.push(queue);
+      const env = opsEnv({ RABBITMQ_MANAGEMENT_URL: undefined });
+      // A unique first word, so that no other test's topic reaches this inbox.
+      const root = user.replace(/[^A-Za-z0-9_-]/g, '_');
+      for (const pattern of [`${root}.sports.*`, `${root}.#`]) {
+        const follow = await cli(['topics', 'follow', user, pattern, '--json'], env);
+        expect(follow.code, follow.stderr).toBe(0);
+        expect(follow.json()).toMatchObject({ user, queue, exchange: 'inbox.topics', pattern, following: true });
+      }
+      const list = await cli(['topics', 'list', user, '--json'], env);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.json<{ patterns: string[] }>().patterns).toEqual([`${root}.#`, `${root}.sports.*`].sort());
+      const channel = await fixture.model.createConfirmChannel();
+      // Matches both patterns: one copy (RabbitMQ routes a message to a queue once).
+      channel.publish('inbox.topics', `${root}.sports.x`, Buffer.from('{}'), { messageId: 't1', persistent: true });
+      await channel.waitForConfirms();
+      expect(await fixture.depth(queue)).toBe(1);
+      const unfollow = await cli(['topics', 'unfollow', user, `${root}.#`], env);
+      expect(unfollow.code, unfollow.stderr).toBe(0);
+      expect(unfollow.stdout).toContain('no longer follows');
+      channel.publish('inbox.topics', `${root}.weather`, Buffer.from('{}'), { messageId: 't2', persistent: true });
+      channel.publish('inbox.topics', `${root}.sports.y`, Buffer.from('{}'), { messageId: 't3', persistent: true });
+      await channel.waitForConfirms();
+      await channel.close();
+      expect(await fixture.depth(queue)).toBe(2);
+      const after = await cli(['topics', 'list', user], env);
+      expect(after.stdout).toContain(`${root}.sports.*`);
+      expect(after.stdout).not.toContain(`${root}.#`);
+    });
+
+    it('refuses a bad pattern or action with exit 2 and binds nothing', async () => {
+      const user = uid('ops-topics');
+      for (const args of [
+        ['topics', 'follow', user, 'news..x'],
+        ['topics', 'follow', user, 'news.sport*'],
+        ['topics', 'follow', 'bad user', 'news.#'],
+        ['topics', 'unfollow', user, ''],
+        ['topics', 'subscribe', user, 'news.#'],
+        ['topics'],
+      ]) {
+        const run = await cli(args, opsEnv());
+        expect(run.code, args.join(' ')).toBe(2);
+      }
+      expect((await cli(['topics', 'follow', user, 'news..x'], opsEnv())).stderr).toContain('invalid pattern');
+      expect(await fixture.depth(inboxQueueName(user))).toBeUndefined();
+    });
+
+    it('lists nothing without the management API, with exit 1 and the reason', async () => {
+      const run = await cli(['topics', 'list', uid('ops-topics')], opsEnv());
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('management API');
     });
   });
 

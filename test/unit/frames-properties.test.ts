@@ -135,7 +135,7 @@ function serverOracle(value: unknown): ServerFrame | undefined {
       return valid ? { type: 'welcome', session, user, epoch, lastSeq, resumed, recovered, window, heartbeatMs } : undefined;
     }
     case 'msg': {
-      const [seq, id, ts, redelivered, contentType] = ['seq', 'id', 'ts', 'redelivered', 'contentType'].map(field);
+      const [seq, id, ts, redelivered, contentType, topic] = ['seq', 'id', 'ts', 'redelivered', 'contentType', 'topic'].map(field);
       const valid =
         isInt(seq, 1) &&
         typeof id === 'string' &&
@@ -143,8 +143,11 @@ function serverOracle(value: unknown): ServerFrame | undefined {
         Number.isFinite(ts) &&
         typeof redelivered === 'boolean' &&
         typeof contentType === 'string' &&
+        (topic === undefined || typeof topic === 'string') &&
         hasOwn(value, 'data');
-      return valid ? { type: 'msg', seq, id, ts, redelivered, contentType, data: value.data } : undefined;
+      if (!valid) return undefined;
+      const frame = { type: 'msg' as const, seq, id, ts, redelivered, contentType, data: value.data };
+      return topic === undefined ? frame : { ...frame, topic };
     }
     case 'reset':
       return typeof epoch === 'string' && isInt(lastSeq, 0) && typeof reason === 'string'
@@ -177,7 +180,7 @@ const KNOWN_FIELDS: Record<string, readonly string[]> = {
   refresh: ['type', 'token'],
   ping: ['type', 'id'],
   welcome: ['type', 'session', 'user', 'epoch', 'lastSeq', 'resumed', 'recovered', 'window', 'heartbeatMs'],
-  msg: ['type', 'seq', 'id', 'ts', 'redelivered', 'contentType', 'data'],
+  msg: ['type', 'seq', 'id', 'ts', 'redelivered', 'contentType', 'topic', 'data'],
   reset: ['type', 'epoch', 'lastSeq', 'reason'],
   status: ['type', 'state', 'reason'],
   error: ['type', 'code', 'message', 'seq'],
@@ -346,15 +349,19 @@ const serverFrames = {
     ),
     heartbeatMs: position,
   }),
-  msg: fc.record({
-    type: fc.constant('msg' as const),
-    seq,
-    id: text(1, 255),
-    ts: fc.oneof(fc.maxSafeNat(), jsonNumber),
-    redelivered: fc.boolean(),
-    contentType: text(0, 60),
-    data: json,
-  }),
+  msg: fc.record(
+    {
+      type: fc.constant('msg' as const),
+      seq,
+      id: text(1, 255),
+      ts: fc.oneof(fc.maxSafeNat(), jsonNumber),
+      redelivered: fc.boolean(),
+      contentType: text(0, 60),
+      topic: text(1, 255),
+      data: json,
+    },
+    { requiredKeys: ['type', 'seq', 'id', 'ts', 'redelivered', 'contentType', 'data'] },
+  ),
   reset: fc.record({ type: fc.constant('reset' as const), epoch: text(0, 40), lastSeq: position, reason: text(0, 40) }),
   status: fc.record(
     { type: fc.constant('status' as const), state: fc.constantFrom('ok' as const, 'degraded' as const), reason: text(0, 200) },
@@ -625,6 +632,9 @@ const hostileTexts = [
   '{"type":"welcome","session":"s","user":"u","epoch":"e","lastSeq":-1,"resumed":true,"recovered":true,"window":1,"heartbeatMs":0}',
   '{"type":"msg","seq":1,"id":"m","ts":1e400,"redelivered":false,"contentType":"","data":null}',
   '{"type":"msg","seq":1,"id":"m","ts":1,"redelivered":false,"contentType":""}',
+  '{"type":"msg","seq":1,"id":"m","ts":1,"redelivered":false,"contentType":"","topic":null,"data":1}',
+  '{"type":"msg","seq":1,"id":"m","ts":1,"redelivered":false,"contentType":"","topic":7,"data":1}',
+  '{"type":"msg","seq":1,"id":"m","ts":1,"redelivered":false,"contentType":"","topic":"news.x","data":1,"extra":2}',
   '{"type":"error","code":"c","message":"m","seq":-9007199254740992}',
   '\ufeff{"type":"ack","seq":1}',
   '{"type":"ack","seq":1}\u0000',
@@ -796,7 +806,7 @@ describe('msg frames the relay builds (message-codec) and the SDK reads', () => 
     fc.constantFrom(0, -1, 1_700_000_000, 1_700_000_000_000, 'x'),
   );
 
-  it('decode to the message: its id, timestamp, content type and body (JSON as written, else base64)', () => {
+  it('decode to the message: its id, timestamp, content type, topic and body (JSON as written, else base64)', () => {
     fc.assert(
       fc.property(
         seq,
@@ -807,8 +817,9 @@ describe('msg frames the relay builds (message-codec) and the SDK reads', () => 
           fc.record({ contentType: jsonType, body: jsonBody.map((body) => Buffer.from(body)) }),
           fc.record({ contentType: otherType, body: fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)) }),
         ),
-        (n, redelivered, id, ts, { contentType, body }) => {
-          const decoded = decodeMessage(body, { messageId: id, contentType, timestamp: ts, headers: undefined }, 1 << 20, 1_234);
+        fc.option(fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_-]{1,8}){0,4}$/), { nil: undefined }),
+        (n, redelivered, id, ts, { contentType, body }, topic) => {
+          const decoded = decodeMessage(body, { messageId: id, contentType, timestamp: ts, headers: undefined, topic }, 1 << 20, 1_234);
           if (!decoded.ok) throw new Error(decoded.reason);
           const frame = msgFrame(n, redelivered, decoded.fragment);
           expect(survivesUtf8(frame)).toBe(true);
@@ -816,7 +827,16 @@ describe('msg frames the relay builds (message-codec) and the SDK reads', () => 
           const data = isJsonType(effectiveType) ? JSON.parse(body.toString('utf8')) : body.toString('base64');
           expect(decodeServerFrame(frame)).toEqual({
             ok: true,
-            frame: { type: 'msg', seq: n, id, ts: decoded.ts, redelivered, contentType: effectiveType, data },
+            frame: {
+              type: 'msg',
+              seq: n,
+              id,
+              ts: decoded.ts,
+              redelivered,
+              contentType: effectiveType,
+              ...(topic === undefined ? {} : { topic }),
+              data,
+            },
           });
         },
       ),

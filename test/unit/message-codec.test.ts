@@ -29,6 +29,14 @@ describe('message codec', () => {
     });
   });
 
+  it('carries the topic a message came through into the frame, and none for a direct message', () => {
+    const viaTopic = decodeMessage(Buffer.from('{"a":1}'), { ...props(), topic: 'news.sports.x' }, 1024);
+    const direct = decodeMessage(Buffer.from('{"a":1}'), props(), 1024);
+    if (!viaTopic.ok || !direct.ok) throw new Error('refused');
+    expect(JSON.parse(msgFrame(3, false, viaTopic.fragment))).toMatchObject({ topic: 'news.sports.x', data: { a: 1 } });
+    expect('topic' in (JSON.parse(msgFrame(3, false, direct.fragment)) as object)).toBe(false);
+  });
+
   it('encodes other content types as base64 and scales a timestamp in seconds to ms', () => {
     const decoded = decodeMessage(Buffer.from([1, 2, 3]), props({ contentType: 'image/png', timestamp: 1_700_000_000 }), 1024);
     if (!decoded.ok) throw new Error(decoded.reason);
