@@ -78,6 +78,16 @@ export function deadLetterCopyOptions(properties: MessageProperties, label: Dead
   if (label.user !== undefined) headers[DEAD_LETTER_USER_HEADER] = label.user;
   headers[DEAD_LETTER_QUEUE_HEADER] = label.queue;
   headers[DEAD_LETTER_AT_HEADER] = label.at;
+  return persistentCopyOptions(properties, headers);
+}
+
+/**
+ * Persistent publish options that keep a message's own properties (its id, content type and
+ * encoding, timestamp, correlation, reply-to, type, app id, priority) with `headers`; never
+ * `expiration` (a copy would expire where it is kept) nor `userId` (RabbitMQ checks it against
+ * the publishing user). For the relay's dead-letter copies and the operators' replays.
+ */
+export function persistentCopyOptions(properties: MessageProperties, headers: Record<string, unknown>): Options.Publish {
   const options: Options.Publish = { persistent: true, headers };
   if (typeof properties.messageId === 'string') options.messageId = properties.messageId;
   if (typeof properties.contentType === 'string') options.contentType = properties.contentType;

@@ -15,6 +15,7 @@
  *   as the delivery it already numbered (see message-codec.ts).
  */
 import type { MessageProperties, Options } from 'amqplib';
+import { persistentCopyOptions } from '../amqp/dead-letter-copy.js';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER, replayCountOf, type ReplaySeal } from '../delivery/replay-seal.js';
 import {
   DEAD_LETTER_AT_HEADER,
@@ -99,17 +100,7 @@ export function replayProperties(
   } else {
     delete headers[REPLAY_SEAL_HEADER];
   }
-  const options: Options.Publish = { persistent: true, headers };
-  if (typeof properties.messageId === 'string') options.messageId = properties.messageId;
-  if (typeof properties.contentType === 'string') options.contentType = properties.contentType;
-  if (typeof properties.contentEncoding === 'string') options.contentEncoding = properties.contentEncoding;
-  if (typeof properties.timestamp === 'number') options.timestamp = properties.timestamp;
-  if (typeof properties.correlationId === 'string') options.correlationId = properties.correlationId;
-  if (typeof properties.replyTo === 'string') options.replyTo = properties.replyTo;
-  if (typeof properties.type === 'string') options.type = properties.type;
-  if (typeof properties.appId === 'string') options.appId = properties.appId;
-  if (typeof properties.priority === 'number') options.priority = properties.priority;
-  return options;
+  return persistentCopyOptions(properties, headers);
 }
 
 function timeOf(value: unknown): string | undefined {

@@ -6,13 +6,12 @@
  * RabbitMQ took the message, the cumulative ack cleared the request and the redelivered message
  * was acked instead. Only this test's named connections are closed.
  */
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEAD_LETTER_EXCHANGE } from '../../src/amqp/topology.js';
 import type { Producer } from '../../src/amqp/producer.js';
+import { tapDeadLetters, type DeadLetterTap } from '../helpers/dead-letter-tap.js';
 import { closeConnections } from '../helpers/rabbitmqctl.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { queueCounts, rabbitmqUrl, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { queueCounts, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
 /** Users that nack at once (consumer alive), and users that nack once told the consumer was lost. */
 const EARLY = 3;
@@ -22,23 +21,11 @@ describe('dead-letter request around a lost broker connection', () => {
   const name = uid('chaos-dl');
   let relay: TestRelay;
   let producer: Producer;
-  let tap: amqp.ChannelModel;
-  const deadIds = new Set<string>();
+  let tap: DeadLetterTap;
   beforeAll(async () => {
     relay = await startTestRelay(testConfig({ AMQP_CONNECTION_NAME: name, WINDOW_DEFAULT: '10', STREAM_LINGER_MS: '0' }));
     producer = testProducer(relay.config);
-    // A private queue on the dead-letter exchange (fanout) sees every dead letter as it goes out.
-    tap = await amqp.connect(rabbitmqUrl());
-    const channel = await tap.createChannel();
-    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, DEAD_LETTER_EXCHANGE, '');
-    await channel.consume(
-      queue,
-      (message) => {
-        if (typeof message?.properties.messageId === 'string') deadIds.add(message.properties.messageId);
-      },
-      { noAck: true },
-    );
+    tap = await tapDeadLetters();
   });
   afterAll(async () => {
     await tap.close();
@@ -72,13 +59,13 @@ describe('dead-letter request around a lost broker connection', () => {
     );
     expect(await closing).toBeGreaterThan(0);
 
-    await expect.poll(() => users.filter((user) => !deadIds.has(`${user}-1`)), { timeout: 30_000, interval: 250 }).toEqual([]);
+    await expect.poll(() => users.filter((user) => !tap.ids.has(`${user}-1`)), { timeout: 30_000, interval: 250 }).toEqual([]);
     // Messages 2 and 3 were acked, not dead-lettered: once the clients leave and the consumers
     // are released (anything unacked would go back to the queue then), every queue is empty.
     for (const client of clients) client.close();
     await expect
       .poll(async () => Promise.all(users.map((user) => queueCounts(user))), { timeout: 30_000, interval: 250 })
       .toEqual(users.map(() => ({ ready: 0, consumers: 0 })));
-    expect(users.flatMap((user) => [`${user}-2`, `${user}-3`]).filter((id) => deadIds.has(id))).toEqual([]);
+    expect(users.flatMap((user) => [`${user}-2`, `${user}-3`]).filter((id) => tap.ids.has(id))).toEqual([]);
   });
 });

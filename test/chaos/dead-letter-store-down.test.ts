@@ -6,22 +6,20 @@
  * handed to the user's next stream on the node, the resumed position acked the message.
  * Runs against a Redis of its own; only this test's named broker connections are closed.
  */
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
-import { DEAD_LETTER_EXCHANGE } from '../../src/amqp/topology.js';
+import { tapDeadLetters, type DeadLetterTap } from '../helpers/dead-letter-tap.js';
 import { OwnRedis } from '../helpers/own-redis.js';
 import { closeConnections } from '../helpers/rabbitmqctl.js';
 import { RawClient, msgs } from '../helpers/raw-client.js';
-import { queueCounts, rabbitmqUrl, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { queueCounts, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
 describe('dead-letter request while Redis and the consumer are gone', () => {
   const name = uid('chaos-dlstore');
   const redis = new OwnRedis();
   let relay: TestRelay;
   let producer: Producer;
-  let tap: amqp.ChannelModel;
-  const deadIds = new Set<string>();
+  let tap: DeadLetterTap;
   beforeAll(async () => {
     await redis.start();
     relay = await startTestRelay(
@@ -34,17 +32,7 @@ describe('dead-letter request while Redis and the consumer are gone', () => {
       }),
     );
     producer = testProducer(relay.config);
-    tap = await amqp.connect(rabbitmqUrl());
-    const channel = await tap.createChannel();
-    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, DEAD_LETTER_EXCHANGE, '');
-    await channel.consume(
-      queue,
-      (message) => {
-        if (typeof message?.properties.messageId === 'string') deadIds.add(message.properties.messageId);
-      },
-      { noAck: true },
-    );
+    tap = await tapDeadLetters();
   });
   afterAll(async () => {
     await tap.close();
@@ -74,11 +62,11 @@ describe('dead-letter request while Redis and the consumer are gone', () => {
     const resumed = await helloWhenReady(relay, user, epoch);
     expect(resumed.frames.find((frame) => frame.type === 'welcome')).toMatchObject({ resumed: true, lastSeq: 3 });
 
-    await expect.poll(() => deadIds.has(`${user}-2`), { timeout: 30_000, interval: 250 }).toBe(true);
+    await expect.poll(() => tap.ids.has(`${user}-2`), { timeout: 30_000, interval: 250 }).toBe(true);
     resumed.close();
     await expect.poll(() => queueCounts(user), { timeout: 30_000, interval: 250 }).toEqual({ ready: 0, consumers: 0 });
     expect(msgs(resumed.frames)).toEqual([]);
-    expect([`${user}-1`, `${user}-3`].filter((id) => deadIds.has(id))).toEqual([]);
+    expect([`${user}-1`, `${user}-3`].filter((id) => tap.ids.has(id))).toEqual([]);
   });
 });
 
