@@ -94,7 +94,9 @@ describe('relay start-up that fails half-way', () => {
       (failure: unknown) => failure,
     );
     expect(isRelayError(error, ErrorCode.topology)).toBe(true);
-    expect((error as Error).message).toMatch(/^cannot declare exchanges inbox\/inbox\.unrouted\/inbox\.dlx .*PRECONDITION_FAILED/);
+    expect((error as Error).message).toMatch(
+      /^cannot declare exchanges inbox\/inbox\.unrouted\/inbox\.dlx\/inbox\.topics .*PRECONDITION_FAILED/,
+    );
     // It did get as far as connecting to both, so there was something to close.
     expect(opened).toContain('redis connected');
     expect(opened).toContain('amqp connected');

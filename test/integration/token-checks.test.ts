@@ -80,7 +80,9 @@ describe('token checks with the default settings (JWT_AUDIENCE and JWT_ISSUER un
     const audToken = signed(user, { iat: nowS(), exp: nowS() + 600, aud: 'some-other-service' });
     expect(await helloClose(url, audToken)).toEqual({ code: 4001, reason: 'invalid token' });
     expect(
-      log.lines.some((line) => line.msg === 'token refused' && line.detail === 'the token has an aud claim and JWT_AUDIENCE is not set'),
+      log.lines.some(
+        (line) => line.msg === 'token refused: detail' && line.detail === 'the token has an aud claim and JWT_AUDIENCE is not set',
+      ),
     ).toBe(true);
     expect(log.raw).not.toContain(audToken);
   });
