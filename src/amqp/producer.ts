@@ -1,9 +1,15 @@
 /**
  * The producer library: publishes one message to a user's inbox and resolves only once RabbitMQ
  * confirmed it (persistent, publisher confirms, a unique messageId). Rejects with a RelayError:
- * `RELAY_ERR_PUBLISH_NACKED` when the broker refused it (the inbox is full: its length limit
+ * `RELAY_ERR_PUBLISH_NACKED` when the broker kept refusing it (the inbox is full: its length limit
  * rejects new messages instead of dropping old ones), `RELAY_ERR_BROKER_BLOCKED` at once while a
  * resource alarm blocks publishing, `RELAY_ERR_PUBLISH_TIMEOUT` when no confirm came in time.
+ *
+ * A refusal is tried again on a new channel, after a short wait, before it is reported: RabbitMQ
+ * 3.10 also refuses, on one channel, every publish to a quorum queue whose leader's node died
+ * while that channel first published to it, until the channel closes (a new channel is accepted
+ * once a new leader is elected; the cluster tests show it). A full inbox is reported after the
+ * retries, a few seconds later than the first refusal.
  * `publish` never sets a header of the relay and its operators (`x-inbox-relay-*`, such as the
  * replay mark of dead letters): it refuses a message that asks for one.
  *
@@ -12,12 +18,13 @@
  * topic and RabbitMQ copies the message into every following inbox.
  */
 import { randomUUID } from 'node:crypto';
-import type { ConfirmChannel } from 'amqplib';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULTS } from '../config.js';
 import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import { ConnectionPool } from './connection-pool.js';
+import { PublishChannel } from './publish-channel.js';
 import { vhostOf } from './management-request.js';
 import { checkTopic, checkTopicPattern, declareTopicExchange, followTopic, listFollowedPatterns, unfollowTopic } from './topics.js';
 import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, TOPIC_EXCHANGE, provisionInbox, type QueueSettings } from './topology.js';
@@ -35,6 +42,11 @@ export interface ProducerOptions {
    * did reach the broker is not delivered twice.
    */
   attempts?: number;
+  /**
+   * The waits before each new try of a refused publish (a nack), in ms; default
+   * NACK_RETRY_DELAYS_MS, `[]` reports the first refusal. Each try is on a new channel.
+   */
+  nackRetryDelaysMs?: readonly number[];
   /** With these, each user's inbox is declared before the first publish to it, so that no message takes the unrouted path. */
   provision?: QueueSettings;
   publishTimeoutMs?: number;
@@ -64,6 +76,9 @@ export interface PublishOptions {
 export interface PublishReceipt {
   messageId: string;
 }
+
+/** The default waits before the tries of a refused publish: 3.75 s in all, past a leader election. */
+export const NACK_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1000, 2000];
 
 /** amqplib's error for a negative confirm (RabbitMQ refused the message), as opposed to a closed channel. */
 function channelNacked(error: unknown): boolean {
@@ -95,7 +110,7 @@ function checkUserId(userId: string): void {
 export class Producer {
   private readonly pool: ConnectionPool;
   private readonly ownsPool: boolean;
-  private channel: Promise<ConfirmChannel> | undefined;
+  private readonly channel: PublishChannel;
   private readonly provisioned = new Set<string>();
   private closing: Promise<void> | undefined;
   private readonly logger: Logger;
@@ -114,6 +129,7 @@ export class Producer {
         channelsPerConnection: 16,
         logger: this.logger,
       });
+    this.channel = new PublishChannel(this.pool, options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs);
   }
 
   /** Publishes `data` to the user's inbox; resolves once RabbitMQ confirmed it. */
@@ -206,8 +222,9 @@ export class Producer {
 
   /**
    * Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm.
-   * The relay's own path (moving and dead-lettering messages): headers go as given. Tried again
-   * as `attempts` says; a refusal (a nack: the inbox is full) or a blocked broker is not.
+   * The relay's own path (moving and dead-lettering messages): headers go as given. A lost
+   * channel or a timeout is tried again as `attempts` says, a refusal (a nack) as
+   * `nackRetryDelaysMs` says; a blocked broker is not.
    */
   async publishRaw(
     exchange: string,
@@ -217,19 +234,36 @@ export class Producer {
   ): Promise<void> {
     const urls = typeof this.options.url === 'string' ? 1 : this.options.url.length;
     const attempts = this.options.attempts ?? Math.max(2, urls + 1);
+    const nackDelays = this.options.nackRetryDelaysMs ?? NACK_RETRY_DELAYS_MS;
+    let lost = 0;
+    let refused = 0;
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.publishOnce(exchange, routingKey, body, properties);
         return;
       } catch (error) {
-        const again = isRelayError(error) && (error.code === ErrorCode.brokerUnavailable || error.code === ErrorCode.publishTimeout);
-        if (!again || attempt >= attempts || this.closing) throw error;
-        if (attempt === 1) this.retriedCount += 1;
-        this.logger.warn({ routingKey, attempt, err: errorMessage(error) }, 'publish not confirmed; trying again');
+        if (this.closing || !isRelayError(error)) throw error;
+        if (error.code === ErrorCode.publishNacked) {
+          const delay = nackDelays[refused];
+          if (delay === undefined) throw error;
+          refused += 1;
+          this.countRetry(attempt, routingKey, error);
+          await sleep(delay);
+          continue;
+        }
+        if (error.code !== ErrorCode.brokerUnavailable && error.code !== ErrorCode.publishTimeout) throw error;
+        lost += 1;
+        if (lost >= attempts) throw error;
+        this.countRetry(attempt, routingKey, error);
         // A channel that timed out may sit on a connection that went silent: start on a new one.
-        await this.dropChannel();
+        await this.channel.drop();
       }
     }
+  }
+
+  private countRetry(attempt: number, routingKey: string, error: RelayError): void {
+    if (attempt === 1) this.retriedCount += 1;
+    this.logger.warn({ routingKey, attempt, code: error.code, err: errorMessage(error) }, 'publish not confirmed; trying again');
   }
 
   private async publishOnce(
@@ -243,19 +277,23 @@ export class Producer {
       throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked}); try again later`, { retryable: true });
     }
     if (exchange === INBOX_EXCHANGE) await this.provisionOnce(routingKey);
-    const channel = await this.confirmChannel();
+    const channel = await this.channel.current();
     const timeoutMs = this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new RelayError(ErrorCode.publishTimeout, `no confirm from RabbitMQ within ${timeoutMs} ms`, { retryable: true }));
       }, timeoutMs);
       try {
+        this.channel.published(channel);
         channel.publish(exchange, routingKey, body, { ...properties, persistent: true }, (error: unknown) => {
           clearTimeout(timer);
+          this.channel.settled(channel);
           if (error && !channelNacked(error)) {
             // The channel closed before the confirm (its connection or node went away).
             reject(new RelayError(ErrorCode.brokerUnavailable, `no confirm: ${errorMessage(error)}`, { cause: error, retryable: true }));
           } else if (error) {
+            // The refusal may be the channel's alone (see the module comment): the next try goes on a new one.
+            this.channel.retire(channel);
             reject(
               new RelayError(ErrorCode.publishNacked, `RabbitMQ refused the message for ${routingKey} (inbox full or queue unavailable)`, {
                 cause: error,
@@ -268,6 +306,7 @@ export class Producer {
         });
       } catch (error) {
         clearTimeout(timer);
+        this.channel.settled(channel);
         reject(new RelayError(ErrorCode.brokerUnavailable, `cannot publish: ${errorMessage(error)}`, { cause: error, retryable: true }));
       }
     });
@@ -280,7 +319,7 @@ export class Producer {
    * first message after an alarm instead of waiting for a confirm that cannot come.
    */
   async touch(): Promise<void> {
-    const channel = await this.confirmChannel();
+    const channel = await this.channel.current();
     await new Promise<void>((resolve) => {
       // Settles on the confirm, or after a while when a blocked connection holds it back.
       const timer = setTimeout(resolve, 30_000);
@@ -292,40 +331,10 @@ export class Producer {
     });
   }
 
-  /**
-   * Forgets the confirm channel (closing it in the background): the next publish opens a new one.
-   * The close is not awaited: on a connection RabbitMQ blocks (a resource alarm) or that went
-   * silent, its answer may never come.
-   */
-  private async dropChannel(): Promise<void> {
-    const opening = this.channel;
-    this.channel = undefined;
-    const channel = await opening?.catch(() => undefined);
-    channel?.close().catch(() => undefined);
-  }
-
-  private confirmChannel(): Promise<ConfirmChannel> {
-    if (!this.channel) {
-      const opening = this.pool.openConfirmChannel();
-      this.channel = opening;
-      opening.then(
-        (channel) =>
-          channel.once('close', () => {
-            if (this.channel === opening) this.channel = undefined;
-          }),
-        () => {
-          if (this.channel === opening) this.channel = undefined;
-        },
-      );
-    }
-    return this.channel;
-  }
-
   /** Closes the channel and, unless the pool was shared, the connection. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const channel = await this.channel?.catch(() => undefined);
-      await channel?.close().catch(() => undefined);
+      await this.channel.close();
       if (this.ownsPool) await this.pool.close();
     })();
     return this.closing;

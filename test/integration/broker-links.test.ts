@@ -6,10 +6,12 @@
  * one. Nothing lost, nothing out of order. Only this test's proxies are disturbed.
  */
 import amqp from 'amqplib';
+import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConnectionPool } from '../../src/amqp/connection-pool.js';
 import { Producer } from '../../src/amqp/producer.js';
 import { inboxQueueName } from '../../src/amqp/topology.js';
+import { ErrorCode, isRelayError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { freePort } from '../../src/process/free-port.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -123,6 +125,69 @@ describe('broker links', () => {
     const distinct = ids.filter((id, index) => ids.indexOf(id) === index);
     expect(distinct).toEqual(confirmed);
     console.info(`producer: 300 publishes, ${producer.retried} retried, ${ids.length - distinct.length} copies in the queue`);
+    await channel.deleteQueue(queue);
+  });
+
+  it('tries a refused publish again on a new channel, and reports the refusal of a full inbox after the last try', async () => {
+    const user = uid('refused');
+    const queue = inboxQueueName(user);
+    let refusals = 0;
+    let onRefusal = (): void => undefined;
+    const logger = pino(
+      { level: 'warn' },
+      {
+        write(line: string) {
+          if (line.includes('trying again')) {
+            refusals += 1;
+            onRefusal();
+          }
+        },
+      },
+    );
+    const producer = new Producer({
+      url: rabbitmqUrl(),
+      provision: { queueType: 'quorum', queueMaxLength: 1, queueDeliveryLimit: 20 },
+      nackRetryDelaysMs: [100, 100, 100, 100, 100, 100, 100, 100],
+      logger,
+    });
+    cleanups.push(() => producer.close());
+    const connection = await amqp.connect(rabbitmqUrl());
+    cleanups.push(() => connection.close());
+    const channel = await connection.createChannel();
+    // A quorum queue refuses once it is over its limit (not at it): fill it until a first refusal.
+    const fill = async (): Promise<void> => {
+      let full = false;
+      for (let n = 1; n <= 10 && !full; n += 1) {
+        full = await filler.publish(user, { n }).then(
+          () => false,
+          (caught: unknown) => isRelayError(caught, ErrorCode.publishNacked),
+        );
+      }
+      expect(full).toBe(true);
+    };
+    const filler = new Producer({ url: rabbitmqUrl(), nackRetryDelaysMs: [], logger: silentLogger() });
+    cleanups.push(() => filler.close());
+    await producer.publish(user, { n: 1 }, { messageId: `${user}-1` });
+    await fill();
+
+    // The inbox is full; it is emptied after the first refusal, so a later try is accepted.
+    onRefusal = () => {
+      onRefusal = () => undefined;
+      channel.purgeQueue(queue).catch(() => undefined);
+    };
+    await producer.publish(user, { n: 2 }, { messageId: `${user}-2` });
+    expect(refusals).toBeGreaterThanOrEqual(1);
+    expect(producer.retried).toBe(1);
+    expect((await channel.checkQueue(queue)).messageCount).toBe(1);
+
+    // Full again: every try is refused, then the refusal is reported.
+    await fill();
+    refusals = 0;
+    const error = await producer.publish(user, { n: 3 }, { messageId: `${user}-3` }).catch((caught: unknown) => caught);
+    expect(isRelayError(error, ErrorCode.publishNacked), String(error)).toBe(true);
+    expect(refusals).toBe(8);
+    expect(producer.retried).toBe(2);
+    expect(filler.retried).toBe(0);
     await channel.deleteQueue(queue);
   });
 });
