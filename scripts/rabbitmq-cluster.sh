@@ -38,11 +38,9 @@ LEADER_LOCATOR=${INBOX_RELAY_CLUSTER_LEADER_LOCATOR:-client-local}
 # How long `up` and `start` wait for a node to boot and for the cluster to form.
 WAIT_S=${INBOX_RELAY_CLUSTER_WAIT_S:-120}
 
-log() { printf '[rabbitmq-cluster +%ss] %s\n' "$SECONDS" "$*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
+LOG_TAG=rabbitmq-cluster
+# shellcheck source=scripts/local-cluster-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/local-cluster-lib.sh"
 
 node_name() { echo "ir$1@$HOST"; }
 amqp_port() { echo $((5680 + $1)); }
@@ -147,11 +145,6 @@ node_pid() {
   done
 }
 
-# Whether PID still runs: a killed daemon stays a zombie until init reaps it, which can take a second.
-alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 start_node() {
   local n=$1 env_lines=()
   if [ -n "$(node_pid "$n")" ]; then
@@ -205,21 +198,16 @@ join_node() {
   }
 }
 
+all_running() { [ "$(running_count 1)" = "${#NODES[@]}" ]; }
+
 await_cluster() {
-  local deadline=$((SECONDS + WAIT_S))
-  until [ "$(running_count 1)" = "${#NODES[@]}" ]; do
-    [ "$SECONDS" -lt "$deadline" ] || die "the cluster did not reach ${#NODES[@]} running nodes in ${WAIT_S}s"
-    sleep 1
-  done
+  await_true "$WAIT_S" 1 "the cluster did not reach ${#NODES[@]} running nodes in ${WAIT_S}s" all_running
 }
 
 urls() {
   local list=() n
   for n in "${NODES[@]}"; do list+=("amqp://guest:guest@127.0.0.1:$(amqp_port "$n")"); done
-  (
-    IFS=,
-    echo "${list[*]}"
-  )
+  comma_join "${list[@]}"
 }
 
 cmd_up() {
@@ -252,17 +240,7 @@ stop_node() {
   while alive "$pid"; do sleep 0.2; done
 }
 
-kill_node() {
-  local n=$1 pid
-  pid=$(node_pid "$n")
-  if [ -z "$pid" ]; then
-    log "$(node_name "$n") is not running"
-    return 0
-  fi
-  kill -KILL "$pid"
-  while alive "$pid"; do sleep 0.05; done
-  log "killed $(node_name "$n") (pid $pid)"
-}
+kill_node() { sigkill "$(node_pid "$1")" "$(node_name "$1")"; }
 
 cmd_down() {
   local n

@@ -30,11 +30,9 @@ DOWN_AFTER_MS=1000
 FAILOVER_TIMEOUT_MS=5000
 WAIT_S=${INBOX_RELAY_CLUSTER_WAIT_S:-60}
 
-log() { printf '[redis-sentinel +%ss] %s\n' "$SECONDS" "$*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
+LOG_TAG=redis-sentinel
+# shellcheck source=scripts/local-cluster-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/local-cluster-lib.sh"
 
 server_port() { echo $((6390 + $1)); }
 sentinel_port() { echo $((26390 + $1)); }
@@ -60,11 +58,6 @@ pid_of() {
     echo "$pid"
   fi
 }
-
-# Whether PID still runs: a killed daemon stays a zombie until init reaps it, which can take a second.
-alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 write_server_conf() {
   local n=$1 port
@@ -115,17 +108,7 @@ start_process() {
 start_server() { start_process "$(server_port "$1")" "server-$1"; }
 start_sentinel() { start_process "$(sentinel_port "$1")" "sentinel-$1" --sentinel; }
 
-kill_process() {
-  local port=$1 what=$2 pid
-  pid=$(pid_of "$port" "$what")
-  if [ -z "$pid" ]; then
-    log "$what (127.0.0.1:$port) is not running"
-    return 0
-  fi
-  kill -KILL "$pid"
-  while alive "$pid"; do sleep 0.05; done
-  log "killed $what (127.0.0.1:$port, pid $pid)"
-}
+kill_process() { sigkill "$(pid_of "$1" "$2")" "$2 (127.0.0.1:$1)"; }
 
 # The primary's port as the first sentinel that answers says it; empty when none answers.
 primary_port() {
@@ -172,20 +155,13 @@ in_sync() {
 }
 
 await_sync() {
-  local deadline=$((SECONDS + WAIT_S))
-  until in_sync; do
-    [ "$SECONDS" -lt "$deadline" ] || die "the servers and sentinels did not agree within ${WAIT_S}s; see $BASE/*.log"
-    sleep 0.5
-  done
+  await_true "$WAIT_S" 0.5 "the servers and sentinels did not agree within ${WAIT_S}s; see $BASE/*.log" in_sync
 }
 
 sentinel_list() {
   local list=() n
   for n in "${SENTINELS[@]}"; do list+=("127.0.0.1:$(sentinel_port "$n")"); done
-  (
-    IFS=,
-    echo "${list[*]}"
-  )
+  comma_join "${list[@]}"
 }
 
 anything_running() {

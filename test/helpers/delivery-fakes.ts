@@ -1,6 +1,9 @@
 /** Fakes for the delivery core's unit tests: a RabbitMQ queue, a connection, fake-time helpers. */
 import { pino } from 'pino';
 import { vi } from 'vitest';
+import type { MemoryBusHub } from '../../src/cluster/memory-node-bus.js';
+import { MemoryNodeBus } from '../../src/cluster/memory-node-bus.js';
+import type { NodeBus } from '../../src/cluster/node-bus.js';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
 import { silentLogger, type Logger } from '../../src/log.js';
@@ -196,6 +199,39 @@ export function newStream(
     restartDelayMs: () => 1,
     ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }),
     ...(options.storeAckIntervalMs === undefined ? {} : { storeAckIntervalMs: options.storeAckIntervalMs }),
+  });
+}
+
+/** The cluster heartbeat of nodeStream's streams (ms). */
+export const CLUSTER_BEAT_MS = 500;
+
+/** A consumer that RabbitMQ keeps waiting behind the active one (single active consumer): it is up and gets nothing. */
+export const waitingConsumer: ConsumerFactory = async () => ({
+  ack: () => undefined,
+  reject: () => undefined,
+  sync: async () => undefined,
+  close: async () => undefined,
+});
+
+/** User u1's stream on node `nodeId` of a memory bus (the bus can be given, to cut it off). */
+export function nodeStream(
+  store: SeqStore,
+  hub: MemoryBusHub,
+  nodeId: string,
+  consumers: ConsumerFactory,
+  bus: NodeBus = new MemoryNodeBus({ hub, nodeId }),
+): UserStream {
+  return new UserStream({
+    user: 'u1',
+    store,
+    consumers,
+    prefetch: 10,
+    nackLimit: 3,
+    maxMessageBytes: 1024,
+    logger: silentLogger(),
+    restartDelayMs: () => 1,
+    bus,
+    clusterHeartbeatMs: CLUSTER_BEAT_MS,
   });
 }
 

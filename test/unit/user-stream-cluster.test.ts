@@ -7,8 +7,17 @@ import { MemoryBusHub, MemoryNodeBus } from '../../src/cluster/memory-node-bus.j
 import type { ConsumerFactory, ConsumerHandle } from '../../src/delivery/consumer.js';
 import { UserStream } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
-import type { MemoryStore } from '../../src/store/memory-store.js';
-import { FakeQueue, FakeSub, done, elapse, newMemory, settle } from '../helpers/delivery-fakes.js';
+import {
+  CLUSTER_BEAT_MS,
+  FakeQueue,
+  FakeSub,
+  done,
+  elapse,
+  newMemory,
+  nodeStream,
+  settle,
+  waitingConsumer,
+} from '../helpers/delivery-fakes.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -17,37 +26,14 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-const BEAT_MS = 500;
-
-/** A consumer RabbitMQ keeps waiting behind the active one: it is up and gets nothing. */
-const waitingConsumer: ConsumerFactory = async () => ({
-  ack: () => undefined,
-  reject: () => undefined,
-  sync: async () => undefined,
-  close: async () => undefined,
-});
-
-function stream(store: MemoryStore, hub: MemoryBusHub, nodeId: string, consumers: ConsumerFactory): UserStream {
-  return new UserStream({
-    user: 'u1',
-    store,
-    consumers,
-    prefetch: 10,
-    nackLimit: 3,
-    maxMessageBytes: 1024,
-    logger: silentLogger(),
-    restartDelayMs: () => 1,
-    bus: new MemoryNodeBus({ hub, nodeId }),
-    clusterHeartbeatMs: BEAT_MS,
-  });
-}
+const BEAT_MS = CLUSTER_BEAT_MS;
 
 async function twoNodes() {
   const store = newMemory();
   const hub = new MemoryBusHub();
   const queue = new FakeQueue();
-  const owner = stream(store, hub, 'a', (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks));
-  const other = stream(store, hub, 'b', waitingConsumer);
+  const owner = nodeStream(store, hub, 'a', (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks));
+  const other = nodeStream(store, hub, 'b', waitingConsumer);
   const phone = new FakeSub(10);
   const laptop = new FakeSub(10);
   await done(owner.attach(phone, undefined));
@@ -99,7 +85,7 @@ describe('a user stream with a peer on another node', () => {
     const store = newMemory();
     const hub = new MemoryBusHub();
     const queue = new FakeQueue();
-    const owner = stream(store, hub, 'a', (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks));
+    const owner = nodeStream(store, hub, 'a', (user, prefetch, callbacks) => queue.factory(user, prefetch, callbacks));
     const otherBus = new MemoryNodeBus({ hub, nodeId: 'b' });
     const other = new UserStream({
       user: 'u1',
@@ -131,8 +117,8 @@ describe('a user stream with a peer on another node', () => {
     const hub = new MemoryBusHub();
     const queue = new FakeQueue();
     const consumers = singleActive(queue);
-    const owner = stream(store, hub, 'a', consumers);
-    const other = stream(store, hub, 'b', consumers);
+    const owner = nodeStream(store, hub, 'a', consumers);
+    const other = nodeStream(store, hub, 'b', consumers);
     const phone = new FakeSub(10);
     const laptop = new FakeSub(10);
     await done(owner.attach(phone, undefined));

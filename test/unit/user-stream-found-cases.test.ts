@@ -21,13 +21,21 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBusHub, MemoryNodeBus } from '../../src/cluster/memory-node-bus.js';
-import type { ConsumerFactory } from '../../src/delivery/consumer.js';
-import { UserStream } from '../../src/delivery/user-stream.js';
 import { silentLogger } from '../../src/log.js';
-import type { MemoryStore } from '../../src/store/memory-store.js';
 import { DeadLetterHandover } from '../../src/delivery/dead-letter-handover.js';
 import { StreamRegistry } from '../../src/delivery/stream-registry.js';
-import { done, elapse, FakeQueue, FakeSub, newMemory, settle, setup, storeWith } from '../helpers/delivery-fakes.js';
+import {
+  done,
+  elapse,
+  FakeQueue,
+  FakeSub,
+  newMemory,
+  nodeStream,
+  settle,
+  setup,
+  storeWith,
+  waitingConsumer,
+} from '../helpers/delivery-fakes.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -39,35 +47,6 @@ afterEach(() => {
 });
 
 const down = () => Promise.reject(new Error('store down'));
-
-/** A consumer that RabbitMQ keeps waiting behind the active one (single active consumer). */
-const waitingConsumer: ConsumerFactory = async () => ({
-  ack: () => undefined,
-  reject: () => undefined,
-  sync: async () => undefined,
-  close: async () => undefined,
-});
-
-function nodeStream(
-  store: MemoryStore,
-  hub: MemoryBusHub,
-  nodeId: string,
-  consumers: ConsumerFactory,
-  bus = new MemoryNodeBus({ hub, nodeId }),
-): UserStream {
-  return new UserStream({
-    user: 'u1',
-    store,
-    consumers,
-    prefetch: 10,
-    nackLimit: 3,
-    maxMessageBytes: 1024,
-    logger: silentLogger(),
-    restartDelayMs: () => 1,
-    bus,
-    clusterHeartbeatMs: 500,
-  });
-}
 
 describe('defects the delivery properties found (smallest cases)', () => {
   it('A: a message a client asked to dead-letter while the store was down is rejected when it comes back to the next stream', async () => {
