@@ -58,8 +58,5 @@ export interface PresenceStore {
   close(): Promise<void>;
 }
 
-/** The longest `device` label a client may send in `hello` (PROTOCOL.md 3.4). */
-export const MAX_DEVICE_LENGTH = 64;
-
 /** How long a user's lastSeen is kept after it went offline: 30 days. */
 export const LAST_SEEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
