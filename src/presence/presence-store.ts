@@ -25,8 +25,7 @@ export interface PresenceEntry {
 
 /** A change to the store: put (add, or refresh the expiry of) or remove one connection's entry. */
 export type PresenceOperation =
-  | { kind: 'put'; user: string; connection: string; entry: PresenceEntry }
-  | { kind: 'remove'; user: string; connection: string };
+  { kind: 'put'; user: string; connection: string; entry: PresenceEntry } | { kind: 'remove'; user: string; connection: string };
 
 /** A user went online or offline; `connections` is how many entries the user has after it. */
 export interface PresenceTransition {
@@ -60,3 +59,10 @@ export interface PresenceStore {
 
 /** How long a user's lastSeen is kept after it went offline: 30 days. */
 export const LAST_SEEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+/** One user's presence. */
+export async function readPresence(store: PresenceStore, user: string): Promise<UserPresence> {
+  const [presence] = await store.read([user]);
+  if (!presence) throw new Error(`no presence answered for ${user}`);
+  return presence;
+}
