@@ -17,6 +17,7 @@
  * - `close()` (idempotent) stops the timers, sends what is queued, and resolves once those
  *   writes and the publishes they caused settled; it never closes the store it was handed.
  */
+import { background } from '../background.js';
 import { errorMessage } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
@@ -150,7 +151,8 @@ export class PresenceTracker implements PresenceSink {
     this.flushTimer = undefined;
     const queue = this.queue;
     this.queue = [];
-    this.send(queue);
+    // Each write counts and logs its own failure (write never rejects).
+    background(this.send(queue), () => undefined);
   }
 
   /** Sends `operations` in calls of at most maxBatchOps; resolves once every call settled. */

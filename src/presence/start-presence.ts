@@ -20,7 +20,7 @@ import { RedisPresenceStore } from './redis-presence-store.js';
 export interface PresenceBackend {
   readonly store: PresenceStore;
   /** Publishes one event to `inbox.presence` (routing key: the user); resolves once RabbitMQ confirmed it. */
-  publish(event: PresenceEvent): Promise<void>;
+  readonly publish: (event: PresenceEvent) => Promise<void>;
 }
 
 /** Opens a resource as one step of the relay's start-up (closed with the others on failure). */
