@@ -82,8 +82,12 @@ export class RedisPresenceStore implements PresenceStore {
     return users.map((user, i) => decodeUser(user, rows[i]));
   }
 
-  /** Closes the connection once Redis answered what was sent. Idempotent. */
+  /** Closes the connection once Redis answered what was sent; one that is not up is only stopped. Idempotent. */
   close(): Promise<void> {
+    if (this.redis.status !== 'ready') {
+      this.redis.disconnect();
+      this.closing ??= Promise.resolve();
+    }
     this.closing ??= this.redis.quit().then(
       () => undefined,
       () => this.redis.disconnect(),
