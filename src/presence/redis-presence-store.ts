@@ -47,6 +47,9 @@ export class RedisPresenceStore implements PresenceStore {
 
   constructor(private readonly options: RedisPresenceStoreOptions) {
     this.redis = createRedisClient(options.url, options.commandTimeoutMs);
+    // A lost connection shows as failed calls (and ioredis reconnects by itself); without a
+    // listener, ioredis would print every failed reconnect attempt.
+    this.redis.on('error', () => undefined);
     this.redis.defineCommand('irPresence', { lua: PRESENCE });
     const call = (this.redis as unknown as Record<string, ScriptCall | undefined>)['irPresence'];
     if (!call) throw new Error('script irPresence not defined');

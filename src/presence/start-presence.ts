@@ -40,7 +40,6 @@ export async function startPresence(
   );
   // Redis answered the state store a moment ago; a presence connection that fails now is left to
   // reconnect by itself: presence never holds the relay back.
-  store.redis.on('error', () => undefined);
   store.connect().catch(() => undefined);
   const producer = await step(
     'presence producer',

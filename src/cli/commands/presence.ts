@@ -38,7 +38,6 @@ export async function presence(invocation: Invocation, env: Env, output: Output)
   const config = loadOperatorConfig(env);
   if (!config.redis) throw failure("presence: neither REDIS_URL nor REDIS_SENTINELS is set: presence lives in the relays' Redis");
   const store = new RedisPresenceStore({ url: config.redis, keyPrefix: config.redisKeyPrefix, commandTimeoutMs: REDIS_TIMEOUT_MS });
-  store.redis.on('error', () => undefined);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
