@@ -107,11 +107,6 @@ export class PresenceTracker implements PresenceSink {
     ];
   }
 
-  /** Connections of this node that presence holds entries for. */
-  get size(): number {
-    return this.open.size;
-  }
-
   opened(connection: PresenceConnection): void {
     if (this.closing) return;
     const entry: PresenceEntry = {
@@ -127,6 +122,8 @@ export class PresenceTracker implements PresenceSink {
     const known = this.open.get(session);
     if (!known) return;
     this.open.delete(session);
+    // After close nothing is sent: the entry expires (the relay closes presence after its connections).
+    if (this.closing) return;
     this.enqueue({ kind: 'remove', user: known.user, connection: session });
   }
 
