@@ -54,6 +54,10 @@ export interface RelayEventMap {
   'publish-api-request': [status: number, seconds: number];
   /** Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable. */
   'publish-api-messages': [outcome: string, count: number];
+  /** A presence script call (a batch of puts and removes, or a sweep) succeeded or failed. */
+  'presence-write': [request: 'apply' | 'sweep', outcome: 'ok' | 'failed'];
+  /** A user went online or offline (this node's call made the move) and its event was published to inbox.presence, or not. */
+  'presence-transition': [state: 'online' | 'offline', outcome: 'published' | 'failed'];
 }
 
 export class RelayEvents extends EventEmitter<RelayEventMap> {}

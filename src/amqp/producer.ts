@@ -16,6 +16,8 @@
  * Topics (topics.ts): `follow`/`unfollow` bind and unbind a user's inbox to `inbox.topics`,
  * `following` lists the bindings through the management API, `publishTopic` publishes once to a
  * topic and RabbitMQ copies the message into every following inbox.
+ *
+ * Presence (src/presence/): `presence` reads who is connected from the relays' Redis.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +29,9 @@ import { ConnectionPool } from './connection-pool.js';
 import { PublishChannel } from './publish-channel.js';
 import { vhostOf } from './management-request.js';
 import { checkTopic, checkTopicPattern, declareTopicExchange, followTopic, listFollowedPatterns, unfollowTopic } from './topics.js';
+import type { UserPresence } from '../presence/presence-store.js';
+import { RedisPresenceStore } from '../presence/redis-presence-store.js';
+import type { RedisTarget } from '../store/redis-target.js';
 import { INBOX_EXCHANGE, RESERVED_HEADER_PREFIX, TOPIC_EXCHANGE, provisionInbox, type QueueSettings } from './topology.js';
 
 export interface ProducerOptions {
@@ -60,6 +65,13 @@ export interface ProducerOptions {
    * by `following()`, because AMQP cannot list a queue's bindings. The virtual host is the first URL's.
    */
   managementUrl?: string;
+  /**
+   * The Redis the relays use (REDIS_URL, or the Sentinel set): needed only by `presence()`, which
+   * reads there. A connection of its own is opened on the first call.
+   */
+  redis?: RedisTarget;
+  /** The relays' REDIS_KEY_PREFIX (default `inbox-relay:`): presence is read under it. */
+  redisKeyPrefix?: string;
 }
 
 export interface PublishOptions {
@@ -103,6 +115,9 @@ function checkHeaders(headers: Record<string, unknown> | undefined): void {
   }
 }
 
+/** Users read in one script call: Redis serves no one else while a script runs. */
+const PRESENCE_READ_BATCH = 200;
+
 function checkUserId(userId: string): void {
   if (!isValidUserId(userId)) throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
 }
@@ -116,6 +131,7 @@ export class Producer {
   private readonly logger: Logger;
   private retriedCount = 0;
   private topicExchange: Promise<void> | undefined;
+  private presenceStore: RedisPresenceStore | undefined;
 
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
@@ -182,6 +198,40 @@ export class Producer {
     checkUserId(userId);
     const first = typeof this.options.url === 'string' ? this.options.url : (this.options.url[0] ?? 'amqp://localhost');
     return listFollowedPatterns(this.options.managementUrl, vhostOf(first), userId);
+  }
+
+  /**
+   * The presence of a user (or of each user, in the order given): the connections open now, on
+   * which node, since when, with their device labels, and `lastSeen` once offline. Needs the
+   * `redis` option (RELAY_ERR_CONFIG without it); RELAY_ERR_STORE_UNAVAILABLE when Redis fails.
+   */
+  presence(user: string): Promise<UserPresence>;
+  presence(users: readonly string[]): Promise<UserPresence[]>;
+  async presence(users: string | readonly string[]): Promise<UserPresence | UserPresence[]> {
+    this.checkOpen();
+    const list = typeof users === 'string' ? [users] : [...users];
+    for (const user of list) checkUserId(user);
+    const redis = this.options.redis;
+    if (redis === undefined) {
+      throw new RelayError(
+        ErrorCode.config,
+        'presence needs the Redis the relays use: pass the `redis` option (a redis:// URL or a Sentinel set)',
+      );
+    }
+    this.presenceStore ??= new RedisPresenceStore({ url: redis, keyPrefix: this.options.redisKeyPrefix ?? DEFAULTS.redisKeyPrefix });
+    const found: UserPresence[] = [];
+    try {
+      for (let start = 0; start < list.length; start += PRESENCE_READ_BATCH) {
+        found.push(...(await this.presenceStore.read(list.slice(start, start + PRESENCE_READ_BATCH))));
+      }
+    } catch (error) {
+      if (isRelayError(error)) throw error;
+      throw new RelayError(ErrorCode.storeUnavailable, `cannot read presence from Redis: ${errorMessage(error)}`, {
+        cause: error,
+        retryable: true,
+      });
+    }
+    return typeof users === 'string' ? found[0]! : found;
   }
 
   private checkOpen(): void {
@@ -335,6 +385,7 @@ export class Producer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.channel.close();
+      await this.presenceStore?.close();
       if (this.ownsPool) await this.pool.close();
     })();
     return this.closing;

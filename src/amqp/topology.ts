@@ -16,6 +16,12 @@ export const INBOX_EXCHANGE = 'inbox';
  * exchange: a topic nobody follows routes nowhere, by design.
  */
 export const TOPIC_EXCHANGE = 'inbox.topics';
+/**
+ * The relay publishes here when a user goes online or offline (presence), routing key = user id,
+ * body `{user, online, connections, at}`. Applications bind their own queues to it; with none
+ * bound, the events route nowhere.
+ */
+export const PRESENCE_EXCHANGE = 'inbox.presence';
 /** Catches messages for users whose queue does not exist yet. */
 export const UNROUTED_EXCHANGE = 'inbox.unrouted';
 export const UNROUTED_QUEUE = 'inbox.unrouted';
@@ -140,10 +146,11 @@ export async function declareSharedTopology(open: ChannelOpener, settings: Queue
       arguments: { 'alternate-exchange': UNROUTED_EXCHANGE },
     });
     await channel.assertExchange(TOPIC_EXCHANGE, 'topic', { durable: true });
+    await channel.assertExchange(PRESENCE_EXCHANGE, 'topic', { durable: true });
   } catch (error) {
     throw new RelayError(
       ErrorCode.topology,
-      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE}/${TOPIC_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
+      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE}/${TOPIC_EXCHANGE}/${PRESENCE_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
       { cause: error },
     );
   } finally {

@@ -127,6 +127,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     details: ['Reads the bindings from the management API (RABBITMQ_MANAGEMENT_URL; AMQP cannot list them).'],
   },
   {
+    name: 'presence',
+    args: ['user'],
+    options: {},
+    summary: "show a user's presence: online or not, each connection's node, since when and device, lastSeen once offline",
+    details: ['Read-only, from the Redis the relays use (REDIS_URL or REDIS_SENTINELS, REDIS_KEY_PREFIX).'],
+  },
+  {
     name: 'provision',
     args: ['user'],
     options: {},

@@ -14,6 +14,7 @@ import { commandHelp, findCommand, groupCommands, overallHelp, parseInvocation, 
 import { dlqList, dlqPurge, dlqReplay } from './commands/dlq.js';
 import { drain } from './commands/drain.js';
 import { inspect } from './commands/inspect.js';
+import { presence } from './commands/presence.js';
 import { provision } from './commands/provision.js';
 import { publish } from './commands/publish.js';
 import { serve } from './commands/serve.js';
@@ -33,6 +34,7 @@ const HANDLERS: Record<string, Handler> = {
   'topics follow': topicsFollow,
   'topics unfollow': topicsUnfollow,
   'topics list': topicsList,
+  presence,
   provision,
   drain,
   token,

@@ -11,13 +11,14 @@ import type { GapEvent, OpenEvent, ResetEvent } from './events.js';
 import type { Position } from './position-store.js';
 import type { Adoption } from './position-tracker.js';
 
-/** The `hello` for `token`, resuming after `resume` when given, asking for `window` when set. */
-export function helloFrame(token: string, resume: Position | undefined, window: number | undefined): HelloFrame {
+/** The `hello` for `token`, resuming after `resume` when given, asking for `window` and labelled `device` when set. */
+export function helloFrame(token: string, resume: Position | undefined, window: number | undefined, device?: string): HelloFrame {
   return {
     type: 'hello',
     token,
     ...(resume ? { resume: { epoch: resume.epoch, lastSeq: resume.lastSeq } } : {}),
     ...(window === undefined ? {} : { window }),
+    ...(device === undefined ? {} : { device }),
   };
 }
 

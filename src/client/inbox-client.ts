@@ -218,7 +218,7 @@ export class InboxClient implements AsyncIterable<InboxMessage> {
     }
     if (this.#closeRequested || !this.#webSocket) return;
     this.#tokens.use(token);
-    const hello = helloFrame(token, this.#tracker.resumeFor(jwtSubject(token)), this.#options.window);
+    const hello = helloFrame(token, this.#tracker.resumeFor(jwtSubject(token)), this.#options.window, this.#options.device);
     const { url, clock, connectTimeoutMs, ackDelayMs, ackBatch } = this.#options;
     try {
       // Read through a closure: the constructor may report a close before it returns.

@@ -2,6 +2,7 @@
  * Client options: every default as a named constant, validated once at construction. The
  * caller's object is never mutated or kept.
  */
+import { MAX_DEVICE_LENGTH } from '../protocol/frame-types.js';
 import { DEFAULT_ACK_BATCH, DEFAULT_ACK_DELAY_MS } from './ack-coalescer.js';
 import { DEFAULT_INITIAL_DELAY_MS, DEFAULT_MAX_DELAY_MS, type RandomSource } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
@@ -25,6 +26,8 @@ export interface InboxClientOptions {
   positionStore?: PositionStore;
   /** Delivery window to ask for (the relay caps it). Default: the relay's. */
   window?: number;
+  /** A label for this client in the user's presence (`hello.device`): 1-64 characters. Default: none. */
+  device?: string;
   /** Upper bound of the first reconnect delay. Default 500 ms. */
   reconnectInitialDelayMs?: number;
   /** Cap of the reconnect jitter window. Default 30 s. */
@@ -55,6 +58,7 @@ export interface ResolvedOptions {
   readonly webSocket: WebSocketConstructorLike | undefined;
   readonly positionStore: PositionStore;
   readonly window: number | undefined;
+  readonly device: string | undefined;
   readonly reconnectInitialDelayMs: number;
   readonly reconnectMaxDelayMs: number;
   readonly ackDelayMs: number;
@@ -83,6 +87,13 @@ function positiveInteger(name: string, value: number | undefined, max: number): 
   return value;
 }
 
+function deviceLabel(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const length = typeof value === 'string' ? [...value].length : 0;
+  if (length < 1 || length > MAX_DEVICE_LENGTH) throw invalid('device', `must be a string of 1 to ${MAX_DEVICE_LENGTH} characters`);
+  return value;
+}
+
 /** Validates and fills in defaults. Throws `RELAY_ERR_INVALID_OPTION` naming the option. */
 export function resolveOptions(options: InboxClientOptions): ResolvedOptions {
   if (typeof options.url !== 'string') throw invalid('url', 'is required');
@@ -107,6 +118,7 @@ export function resolveOptions(options: InboxClientOptions): ResolvedOptions {
     webSocket: options.webSocket,
     positionStore: options.positionStore ?? new MemoryPositionStore(),
     window: positiveInteger('window', options.window, 65_535),
+    device: deviceLabel(options.device),
     reconnectInitialDelayMs,
     reconnectMaxDelayMs,
     ackDelayMs: nonNegative('ackDelayMs', options.ackDelayMs, DEFAULT_ACK_DELAY_MS),

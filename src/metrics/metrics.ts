@@ -316,6 +316,18 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     help: "Times this node found itself behind another node's numbering (a lost notification) and read the gap from history.",
     registers,
   });
+  const presenceWrites = new Counter({
+    name: name('presence_writes_total'),
+    help: 'Presence script calls to Redis (apply: puts and removes of one turn; sweep: expired entries), by outcome (ok, failed).',
+    labelNames: ['request', 'outcome'] as const,
+    registers,
+  });
+  const presenceTransitions = new Counter({
+    name: name('presence_transitions_total'),
+    help: 'Users this node saw go online or offline, by whether the event reached inbox.presence (published, failed).',
+    labelNames: ['state', 'outcome'] as const,
+    registers,
+  });
   // Created with the bus's first state: a node without a bus (no REDIS_URL) has no such series,
   // so that an alert on it never fires for a single in-memory node.
   let busUp: Gauge | undefined;
@@ -369,6 +381,8 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
       publishDuration.observe(seconds);
     },
     'publish-api-messages': (outcome, count) => publishMessages.inc({ outcome: publishOutcomes.value(outcome) }, count),
+    'presence-write': (request, outcome) => presenceWrites.inc({ request, outcome }),
+    'presence-transition': (state, outcome) => presenceTransitions.inc({ state, outcome }),
     'broker-blocked': (value) => {
       if (value && !isBlocked) blockedTotal.inc();
       isBlocked = value;

@@ -8,6 +8,8 @@
 
 export const SUBPROTOCOL = 'inbox-relay.v1';
 export const STREAM_PATH = '/v1/stream';
+/** The longest `device` label a `hello` may carry, in characters. */
+export const MAX_DEVICE_LENGTH = 64;
 
 // Client frames (PROTOCOL 3.4) ---------------------------------------------------------------
 
@@ -16,6 +18,8 @@ export interface HelloFrame {
   token?: string;
   resume?: { epoch: string; lastSeq: number };
   window?: number;
+  /** A label the client picks for itself, shown in presence (v1, addition 11): 1-64 characters. */
+  device?: string;
 }
 export interface AckFrame {
   type: 'ack';

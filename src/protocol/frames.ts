@@ -10,9 +10,9 @@
  * This module re-exports the zod-free ones, so that server code keeps importing frames from here.
  */
 import { z } from 'zod';
-import { parseFrameJson, type ClientFrame, type DecodeResult } from './frame-types.js';
+import { MAX_DEVICE_LENGTH, parseFrameJson, type ClientFrame, type DecodeResult } from './frame-types.js';
 
-export { SUBPROTOCOL, STREAM_PATH, ErrorFrameCode, encodeFrame } from './frame-types.js';
+export { SUBPROTOCOL, STREAM_PATH, MAX_DEVICE_LENGTH, ErrorFrameCode, encodeFrame } from './frame-types.js';
 export type {
   AckFrame,
   ClientFrame,
@@ -44,6 +44,7 @@ export const helloSchema = z.object({
     })
     .optional(),
   window: z.number().int().min(1).max(65_535).optional(),
+  device: z.string().min(1, 'must not be empty').max(MAX_DEVICE_LENGTH, `at most ${MAX_DEVICE_LENGTH} characters`).optional(),
 });
 export const ackSchema = z.object({ type: z.literal('ack'), seq });
 export const nackSchema = z.object({ type: z.literal('nack'), seq, requeue: z.boolean() });

@@ -4,7 +4,7 @@
  * close-codes), never this file: `decodeClientFrame` brings in zod.
  */
 export { decodeClientFrame } from './frames.js';
-export { SUBPROTOCOL, STREAM_PATH, encodeFrame, ErrorFrameCode } from './frame-types.js';
+export { SUBPROTOCOL, STREAM_PATH, MAX_DEVICE_LENGTH, encodeFrame, ErrorFrameCode } from './frame-types.js';
 export { decodeServerFrame } from './server-frames.js';
 export type {
   AckFrame,

@@ -1,6 +1,7 @@
 /**
  * The HTTP publish API, for producers that cannot speak AMQP: `POST /v1/publish` on a listener of
- * its own (PUBLISH_PORT, PUBLISH_HOST), documented in docs/publish-api.openapi.yaml.
+ * its own (PUBLISH_PORT, PUBLISH_HOST), documented in docs/publish-api.openapi.yaml; and
+ * `GET /v1/presence/<user>`, the user's presence (src/presence/), behind the same token.
  *
  * This module guarantees:
  * - 202 only once RabbitMQ confirmed every message of the request (publisher confirms, through
@@ -27,8 +28,12 @@ import { settledWithin } from '../settle.js';
 import { bearerMatches } from '../server/admin-server.js';
 import { answerFor, answerForAll, failureOf, RETRY_AFTER_S, type PublishFailure, type RequestRefusal } from './publish-outcome.js';
 import { parsePublishRequest, type PublishMessage } from './publish-request.js';
+import type { UserPresence } from '../presence/presence-store.js';
+import { isValidUserId } from '../protocol/user-id.js';
 
 export const PUBLISH_PATH = '/v1/publish';
+/** `GET /v1/presence/<user>`: the user's presence. */
+export const PRESENCE_PATH = '/v1/presence/';
 /** Bytes of request bodies held at once across all requests; past it new requests get 503. */
 const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 /** A request must be complete within this long (slow senders hold a socket and a buffer). */
@@ -49,13 +54,15 @@ export interface PublishApiOptions {
   publish(message: PublishMessage): Promise<void>;
   /** Why no publish can succeed now (a resource alarm, the broker breaker open), if so. */
   unavailable(): Unavailable | undefined;
+  /** The user's presence; none: presence is off (no Redis) and `GET /v1/presence/<user>` answers 503. */
+  presence?: ((user: string) => Promise<UserPresence>) | undefined;
   /** How long `close` waits for requests in flight (their confirms) before cutting their sockets. */
   closeWaitMs: number;
   events?: RelayEvents | undefined;
   logger: Logger;
 }
 
-export type PublishRoute = 'publish' | 'not-found' | 'method-not-allowed' | 'unauthorized' | 'unsupported-media-type';
+export type PublishRoute = 'publish' | 'presence' | 'not-found' | 'method-not-allowed' | 'unauthorized' | 'unsupported-media-type';
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
 
@@ -64,7 +71,11 @@ export function routePublishRequest(
   request: { method: string | undefined; url: string | undefined; authorization: string | undefined; contentType: string | undefined },
   tokenDigest: Buffer,
 ): PublishRoute {
-  const path = (request.url ?? '').split('?')[0];
+  const path = (request.url ?? '').split('?')[0] ?? '';
+  if (path.startsWith(PRESENCE_PATH) && path.length > PRESENCE_PATH.length) {
+    if (request.method !== 'GET') return 'method-not-allowed';
+    return bearerMatches(request.authorization, tokenDigest) ? 'presence' : 'unauthorized';
+  }
   if (path !== PUBLISH_PATH) return 'not-found';
   if (request.method !== 'POST') return 'method-not-allowed';
   if (!bearerMatches(request.authorization, tokenDigest)) return 'unauthorized';
@@ -149,8 +160,11 @@ export class PublishApi {
     );
     switch (route) {
       case 'not-found':
-        return this.refuse(response, 404, 'not-found', `the publish API serves POST ${PUBLISH_PATH} only`);
+        return this.refuse(response, 404, 'not-found', `the publish API serves POST ${PUBLISH_PATH} and GET ${PRESENCE_PATH}<user> only`);
       case 'method-not-allowed':
+        if (request.url?.startsWith(PRESENCE_PATH)) {
+          return this.refuse(response, 405, 'method-not-allowed', `use GET ${PRESENCE_PATH}<user>`, { Allow: 'GET' });
+        }
         return this.refuse(response, 405, 'method-not-allowed', `use POST ${PUBLISH_PATH}`, { Allow: 'POST' });
       case 'unauthorized':
         this.options.logger.info({ remote: request.socket.remoteAddress }, 'publish request refused: no valid PUBLISH_TOKEN');
@@ -161,6 +175,27 @@ export class PublishApi {
         return this.refuse(response, 415, 'unsupported-media-type', 'send the body as Content-Type: application/json');
       case 'publish':
         return this.publishRequest(request, response);
+      case 'presence':
+        return this.presenceRequest(request.url ?? '', response);
+    }
+  }
+
+  /** Answers the presence of the user the path names: 200, 400 (not a user id), 503 (no Redis, or it failed). */
+  private async presenceRequest(url: string, response: ServerResponse): Promise<void> {
+    let user: string;
+    try {
+      user = decodeURIComponent((url.split('?')[0] ?? '').slice(PRESENCE_PATH.length));
+    } catch {
+      return this.refuse(response, 400, 'invalid-request', 'the path does not name a user id');
+    }
+    if (!isValidUserId(user)) return this.refuse(response, 400, 'invalid-request', 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
+    const presence = this.options.presence;
+    if (!presence) return this.refuse(response, 503, 'unavailable', 'presence is off on this relay (it needs Redis)');
+    try {
+      return this.json(response, 200, await presence(user));
+    } catch (error) {
+      this.options.logger.warn({ err: errorMessage(error) }, 'presence read failed');
+      return this.refuse(response, 503, 'unavailable', 'presence cannot be read now (Redis); retry', this.retryAfter('unavailable'));
     }
   }
 

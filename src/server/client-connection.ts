@@ -39,6 +39,7 @@ import { PongLiveness } from './heartbeat.js';
 import { rawDataToString } from './raw-data.js';
 import { SocketWriter } from './socket-writer.js';
 import type { TokenKeys } from './token-keys.js';
+import type { PresenceSink } from '../presence/presence-tracker.js';
 
 export interface ClientConnectionOptions {
   config: RelayConfig;
@@ -63,6 +64,8 @@ export interface ClientConnectionOptions {
   /** The upgraded TCP socket under `ws`: frames sent in one turn are corked into one write. */
   socket?: Pick<Duplex, 'cork' | 'uncork'>;
   onClose: (connection: ClientConnection) => void;
+  /** Told when the connection is welcomed and when it closes after that (presence); none: not told. */
+  presence?: PresenceSink;
   /** Time and timers (the system clock when omitted). */
   clock?: BackgroundClock;
 }
@@ -340,6 +343,7 @@ export class ClientConnection implements Subscriber {
     this.options.events?.emit('handshake', outcome);
     this.log.info({ user: this.user, lastSeq: result.lastSeq, resumed: result.resumed, recovered: result.recovered }, 'connection open');
     this.moveTo('open');
+    this.options.presence?.opened({ session: this.session, user: this.user, device: hello.device });
     this.lastAckProgressAt = this.clock.now();
     this.delivery.set('stream', stream.degradedReason);
     this.delivery.set('node', this.options.nodeDegraded?.());
@@ -448,9 +452,11 @@ export class ClientConnection implements Subscriber {
     if (this.state === 'closed') return;
     // One info line per connection that opened (its `connection open` line is the other); one
     // that never did (bad hello, refused token, attach failure) was logged where it was refused.
-    if (this.state === 'open') this.log.info({ user: this.user, code }, 'connection closed');
+    const wasOpen = this.state === 'open';
+    if (wasOpen) this.log.info({ user: this.user, code }, 'connection closed');
     else this.log.debug({ user: this.user, code, state: this.state }, 'connection closed before open');
     this.moveTo('closed');
+    if (wasOpen) this.options.presence?.closed(this.session);
     this.options.events?.emit('connection-closed', code);
     this.settleHello();
     this.expiryTimer?.cancel();

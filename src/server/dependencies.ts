@@ -1,7 +1,7 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer and the dead-letter publisher, the shared
- * topology, the unrouted mover and the resource-alarm probe.
+ * the state store, the AMQP pools, the producer and the dead-letter publisher, presence, the
+ * shared topology, the unrouted mover and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
  * the broker has, ...), everything the earlier steps started is closed, newest first, before
@@ -34,6 +34,7 @@ import type { NodeBus } from '../cluster/node-bus.js';
 import { RedisNodeBus } from '../cluster/redis-node-bus.js';
 import type { BackgroundClock } from '../delivery/background-clock.js';
 import { ResourceStack } from './resource-stack.js';
+import { startPresence, type PresenceBackend } from '../presence/start-presence.js';
 
 export interface DependencyOptions {
   logger: Logger;
@@ -52,6 +53,8 @@ export interface Dependencies {
   readonly storeKind: string;
   /** How this node talks to the other relay nodes (Redis pub/sub); none without REDIS_URL (a single node). */
   readonly bus: NodeBus | undefined;
+  /** Presence in Redis and its events (src/presence/); none without REDIS_URL (a single node). */
+  readonly presence: PresenceBackend | undefined;
   /** Starts a user's consumer through the broker breaker; refused while any breaker is open. */
   readonly consumers: ConsumerFactory;
   readonly guards: readonly Guard[];
@@ -214,6 +217,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     (created) => created.close(),
   );
 
+  const presence = config.redis ? await startPresence(config.redis, config, publisherPool, logger, step) : undefined;
   const deadLetters = await step(
     'dead-letter publisher',
     () => new DeadLetterPublisher({ pool: publisherPool, timeoutMs: config.publishTimeoutMs }),
@@ -280,6 +284,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     guards,
     openGuard,
     bus,
+    presence,
     nodeDegraded: () => {
       const open = openGuard();
       if (open) return `${open.name} unavailable`;

@@ -34,6 +34,7 @@ import { ClientConnection } from './client-connection.js';
 import type { BackgroundClock, TimerHandle } from '../delivery/background-clock.js';
 import { closeReason } from './close-reason.js';
 import type { TokenKeys } from './token-keys.js';
+import type { PresenceSink } from '../presence/presence-tracker.js';
 import { checkUpgrade, refuseUpgrade, type UpgradeCheck } from './upgrade.js';
 import {
   MAX_SOCKETS_REFUSAL,
@@ -83,6 +84,8 @@ export interface GatewayOptions {
   nodeDegraded: () => string | undefined;
   /** The keys that verify tokens, at the upgrade and in every connection. */
   tokenKeys: TokenKeys;
+  /** Told of every connection welcomed and closed (presence); none: presence is off. */
+  presence?: PresenceSink;
 }
 
 export class Gateway {
@@ -269,6 +272,7 @@ export class Gateway {
         nodeDegraded: this.options.nodeDegraded,
         socket,
         clock: this.options.clock,
+        ...(this.options.presence ? { presence: this.options.presence } : {}),
         onClose: (closed) => {
           this.connections.delete(closed);
           if (closed.userId !== undefined) this.userCap.release(closed.userId, closed);

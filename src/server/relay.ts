@@ -3,7 +3,8 @@
  * WebSocket gateway (gateway.ts), metrics and the admin listener, and owns all of them. A start
  * that fails at any step closes what the earlier steps opened before it rejects. `drain()` is the
  * shutdown order: readiness off, no new upgrades, clients told to reconnect (1012),
- * in-flight messages released to RabbitMQ in order, channels closed, store closed.
+ * in-flight messages released to RabbitMQ in order, presence removed (offline events out),
+ * channels closed, store closed.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +27,8 @@ import { securityWarnings } from './security-warnings.js';
 import { TokenKeys, type KeyReload } from './token-keys.js';
 import { ReplaySeal } from '../delivery/replay-seal.js';
 import { PublishApi } from '../publish/publish-api.js';
+import { PresenceTracker } from '../presence/presence-tracker.js';
+import { readPresence } from '../presence/presence-store.js';
 
 export interface Relay {
   /** Metrics and logs listen here. */
@@ -123,6 +126,11 @@ async function assemble(
     ...(deps.bus ? { bus: deps.bus, clusterHeartbeatMs: config.clusterHeartbeatMs } : {}),
   });
   started.add('streams', () => registry.closeAll());
+  const presence = deps.presence
+    ? new PresenceTracker({ store: deps.presence.store, publish: deps.presence.publish, nodeId: config.nodeId, clock, logger, events })
+    : undefined;
+  if (presence) started.add('presence', () => presence.close());
+  else logger.info('presence is off: it needs Redis (REDIS_URL or REDIS_SENTINELS)');
   const gateway = new Gateway({
     config,
     registry,
@@ -132,6 +140,7 @@ async function assemble(
     unavailable: () => deps.openGuard()?.name,
     nodeDegraded: () => deps.nodeDegraded(),
     tokenKeys,
+    ...(presence ? { presence } : {}),
   });
   started.add('gateway', () => gateway.close());
   events.on('breaker', (_name, state) => {
@@ -184,6 +193,7 @@ async function assemble(
     { token: config.adminToken, metricsRequireToken: config.metricsRequireToken },
   );
   started.add('admin listener', () => closeServer(admin));
+  const presenceStore = deps.presence?.store;
   const publishApi = config.publishApi
     ? new PublishApi({
         config: config.publishApi,
@@ -197,6 +207,7 @@ async function assemble(
           if (open) return { error: 'unavailable', message: `${open.name} unavailable (breaker open); retry later` };
           return undefined;
         },
+        presence: presenceStore && ((user) => readPresence(presenceStore, user)),
         // Requests in flight wait for their confirms (PUBLISH_TIMEOUT_MS at most).
         closeWaitMs: config.publishTimeoutMs + 1_000,
         events,
@@ -225,6 +236,8 @@ async function assemble(
       await deps.quiesce();
       await registry.closeAll();
       await gateway.close();
+      // Every connection closed above: their removes go out, and the offline events they cause.
+      await presence?.close();
       await publishClosed;
       // Producer, AMQP connections, store (its last batch still goes through the breaker), breakers.
       await deps.close();

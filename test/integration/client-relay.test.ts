@@ -7,7 +7,8 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Producer } from '../../src/amqp/producer.js';
+import { Producer } from '../../src/amqp/producer.js';
+import type { UserPresence } from '../../src/presence/presence-store.js';
 import { signDevToken } from '../../src/server/auth.js';
 import { waitUntil } from '../../src/wait-until.js';
 import {
@@ -19,7 +20,17 @@ import {
   type InboxMessage,
   type ResetEvent,
 } from '../../src/client/index.js';
-import { TEST_SECRET, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import {
+  TEST_SECRET,
+  rabbitmqUrl,
+  redisUrl,
+  startTestRelay,
+  testConfig,
+  testProducer,
+  token,
+  uid,
+  type TestRelay,
+} from '../helpers/relay.js';
 
 /** A TCP proxy in front of the relay that can cut or freeze the connections through it. */
 class TcpProxy {
@@ -170,6 +181,21 @@ describe('InboxClient against the relay', () => {
     expect(c.violations).toEqual([]);
     expect(c.disconnects.filter((d) => d.code === 1006 && d.willReconnect)).toHaveLength(3);
     expect(c.client.stats().connections).toBe(4);
+  });
+
+  it("sends its device label in hello, and the user's presence shows it on each connection", async () => {
+    const user = uid('sdk-device');
+    const c = recordingClient({ url: relay.url, token: () => token(user), device: 'sdk-phone' });
+    clients.push(c.client);
+    await c.client.connect();
+    const reader = new Producer({ url: rabbitmqUrl(), redis: redisUrl(), redisKeyPrefix: relay.config.redisKeyPrefix });
+    try {
+      let found: UserPresence | undefined;
+      await waitUntil(async () => (found = await reader.presence(user)).online, { timeoutMs: 1_000, what: 'online' });
+      expect(found!.connections).toMatchObject([{ node: relay.config.nodeId, device: 'sdk-phone' }]);
+    } finally {
+      await reader.close();
+    }
   });
 
   it('notices a frozen connection within two heartbeats and resumes on a new one', async () => {

@@ -13,6 +13,7 @@ import { inboxQueueName, provisionInbox } from '../../src/amqp/topology.js';
 import { ErrorCode, RelayError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { PublishApi, type Unavailable } from '../../src/publish/publish-api.js';
+import { waitUntil } from '../../src/wait-until.js';
 import { PUBLISH_FAILURES, REQUEST_REFUSALS } from '../../src/publish/publish-outcome.js';
 import type { PublishMessage } from '../../src/publish/publish-request.js';
 import { AmqpFixture } from '../helpers/ops-cli.js';
@@ -29,7 +30,7 @@ interface Answer {
 }
 
 /** Statuses and error words seen, by method, for the check against the OpenAPI document. */
-const seen = { POST: new Set<number>(), GET: new Set<number>(), errors: new Set<string>() };
+const seen = { POST: new Set<number>(), GET: new Set<number>(), presence: new Set<string>(), errors: new Set<string>() };
 
 /** One request with node:http (full control over headers and how the body is sent). */
 function send(
@@ -49,6 +50,7 @@ function send(
           if (options.path === undefined || options.path === '/v1/publish') {
             if (method === 'POST' || method === 'GET') seen[method].add(res.statusCode ?? 0);
           }
+          if (options.path?.startsWith('/v1/presence/')) seen.presence.add(`${method} ${res.statusCode ?? 0}`);
           if (typeof body.error === 'string') seen.errors.add(body.error);
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
         });
@@ -109,6 +111,41 @@ describe('HTTP publish API', () => {
       await ws.next('welcome');
       return { user, ws };
     }
+
+    it("answers GET /v1/presence/<user> with the user's presence, behind the same token", async () => {
+      const user = uid('http-presence');
+      cleanup.push(inboxQueueName(user));
+      const path = `/v1/presence/${user}`;
+      const headers = { Authorization: `Bearer ${PUBLISH_TOKEN}` };
+      const ws = await RawClient.connect(relay.url);
+      ws.send({ type: 'hello', token: token(user), device: 'kiosk' });
+      await ws.next('welcome');
+      let answer: Answer | undefined;
+      await waitUntil(async () => (answer = await send(port, { method: 'GET', path, headers })).body.online === true, {
+        timeoutMs: 1_000,
+        what: () => `online (last: ${JSON.stringify(answer)})`,
+      });
+      expect(answer).toMatchObject({
+        status: 200,
+        body: { user, online: true, connections: [{ node: relay.config.nodeId, device: 'kiosk' }] },
+      });
+      expect(answer!.body).not.toHaveProperty('lastSeen');
+      ws.close();
+      await ws.closed;
+      await waitUntil(async () => (answer = await send(port, { method: 'GET', path, headers })).body.online === false, {
+        timeoutMs: 1_000,
+        what: () => `offline (last: ${JSON.stringify(answer)})`,
+      });
+      expect(answer).toMatchObject({ status: 200, body: { user, online: false, connections: [], lastSeen: expect.any(Number) } });
+      expect(await send(port, { method: 'GET', path })).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+      const post = await send(port, { method: 'POST', path, headers });
+      expect(post).toMatchObject({ status: 405, body: { error: 'method-not-allowed' } });
+      expect(post.headers.allow).toBe('GET');
+      expect(await send(port, { method: 'GET', path: '/v1/presence/no%20such', headers })).toMatchObject({
+        status: 400,
+        body: { error: 'invalid-request' },
+      });
+    });
 
     it('answers 202 once RabbitMQ confirmed, and a connected client receives the message', async () => {
       const { user, ws } = await client('http-one');
@@ -305,6 +342,7 @@ describe('HTTP publish API', () => {
           return publish(message);
         },
         unavailable: () => unavailable,
+        presence: () => Promise.reject(new Error('Connection is closed.')),
         closeWaitMs: 1_000,
         logger: silentLogger(),
       });
@@ -312,6 +350,12 @@ describe('HTTP publish API', () => {
     });
     afterAll(async () => {
       await api.close();
+    });
+
+    it('answers a presence request 503 with Retry-After when Redis fails', async () => {
+      const answer = await send(port, { method: 'GET', path: '/v1/presence/alice', headers: { Authorization: `Bearer ${PUBLISH_TOKEN}` } });
+      expect(answer).toMatchObject({ status: 503, body: { error: 'unavailable' } });
+      expect(answer.headers['retry-after']).toBe('5');
     });
 
     it('answers 503 with Retry-After at once, without publishing, while RabbitMQ blocks publishers or a breaker is open', async () => {
@@ -391,6 +435,13 @@ describe('HTTP publish API', () => {
       expect(Object.keys(operation.post.responses).map(Number).sort()).toEqual([...seen.POST].sort());
       expect(Object.keys(operation.get.responses).map(Number)).toEqual([...seen.GET]);
       for (const status of ['429', '503']) expect(operation.post.responses[status]?.headers, status).toHaveProperty('Retry-After');
+      const presence = doc.paths['/v1/presence/{user}']!;
+      const documented = [
+        ...Object.keys(presence.get.responses).map((status) => `GET ${status}`),
+        ...Object.keys(presence.post.responses).map((status) => `POST ${status}`),
+      ];
+      expect(documented.sort()).toEqual([...seen.presence].sort());
+      expect(presence.get.responses['503']?.headers).toHaveProperty('Retry-After');
     });
 
     it('names every error word of the implementation, and each one these tests saw', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { ClientErrorCode } from '../../src/client/errors.js';
 import { helloFrame, readWelcome } from '../../src/client/handshake.js';
+import { resolveOptions } from '../../src/client/options.js';
 import type { WelcomeFrame } from '../../src/protocol/index.js';
 
 const welcome = (over: Partial<WelcomeFrame> = {}): WelcomeFrame => ({
@@ -24,6 +26,28 @@ describe('helloFrame', () => {
       window: 5,
     });
     expect(helloFrame('t', undefined, undefined)).toEqual({ type: 'hello', token: 't' });
+  });
+
+  it('carries the device label when one is set', () => {
+    expect(helloFrame('t', undefined, undefined, 'phone')).toEqual({ type: 'hello', token: 't', device: 'phone' });
+  });
+});
+
+describe('the device option', () => {
+  const base = { url: 'ws://127.0.0.1:1', token: 't' };
+
+  it('accepts 1 to 64 characters, counted as code points', () => {
+    expect(resolveOptions({ ...base, device: 'x'.repeat(64) }).device).toBe('x'.repeat(64));
+    expect(resolveOptions({ ...base, device: '📱'.repeat(64) }).device).toBe('📱'.repeat(64));
+    expect(resolveOptions(base).device).toBeUndefined();
+  });
+
+  it('refuses a longer or empty label with an error naming the option', () => {
+    for (const device of ['x'.repeat(65), '']) {
+      expect(() => resolveOptions({ ...base, device })).toThrow(
+        expect.objectContaining({ code: ClientErrorCode.invalidOption, message: 'device: must be a string of 1 to 64 characters' }),
+      );
+    }
   });
 });
 

@@ -80,6 +80,11 @@ function clientOracle(value: unknown): ClientFrame | undefined {
         if (!isInt(window, 1, 65_535)) return undefined;
         frame.window = window;
       }
+      const device = field('device');
+      if (device !== undefined) {
+        if (!isText(device, 1, 64)) return undefined;
+        frame.device = device;
+      }
       return frame;
     }
     case 'ack':
@@ -174,7 +179,7 @@ function serverOracle(value: unknown): ServerFrame | undefined {
 
 /** The fields each frame type may carry: a decoded frame has no other own property. */
 const KNOWN_FIELDS: Record<string, readonly string[]> = {
-  hello: ['type', 'token', 'resume', 'window'],
+  hello: ['type', 'token', 'resume', 'window', 'device'],
   ack: ['type', 'seq'],
   nack: ['type', 'seq', 'requeue'],
   refresh: ['type', 'token'],
@@ -318,6 +323,7 @@ const clientFrames = {
       token,
       resume: fc.record({ epoch: fc.oneof(text(1, 128), fc.constant(sized(128))), lastSeq: position }),
       window: fc.oneof(fc.integer({ min: 1, max: 65_535 }), fc.constantFrom(1, 65_535)),
+      device: fc.oneof(text(1, 64), fc.constant(sized(64))),
     },
     { requiredKeys: ['type'] },
   ),
@@ -391,6 +397,7 @@ const CLIENT_LIMITS: Record<keyof typeof clientFrames, Limited[]> = {
     { path: ['resume', 'epoch'], kind: 'text', min: 1, max: 128 },
     { path: ['resume', 'lastSeq'], kind: 'int', min: 0, max: MAX },
     { path: ['window'], kind: 'int', min: 1, max: 65_535 },
+    { path: ['device'], kind: 'text', min: 1, max: 64 },
   ],
   ack: [{ path: ['seq'], kind: 'int', min: 1, max: MAX }],
   nack: [{ path: ['seq'], kind: 'int', min: 1, max: MAX }],

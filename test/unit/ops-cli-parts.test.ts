@@ -7,6 +7,7 @@ import { defaultManagementUrl, loadOperatorConfig, vhostOf } from '../../src/cli
 import { jsonSafe, redactUrl, terminalSafe } from '../../src/cli/io.js';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER } from '../../src/delivery/message-codec.js';
 import { ReplaySeal } from '../../src/delivery/replay-seal.js';
+import { cli } from '../helpers/ops-cli.js';
 
 const seal = new ReplaySeal(['replay-key-4f9c1e7a2b8d6f0319a5c7e2d4b6f8a0']);
 
@@ -293,5 +294,16 @@ describe('operator configuration', () => {
 
   it('hides passwords in URLs it prints', () => {
     expect(redactUrl('amqp://user:hunter2@host:5672')).not.toContain('hunter2');
+  });
+});
+
+describe('presence <user>', () => {
+  it('refuses a bad user id as a usage error, and a configuration without Redis as a failure, before connecting', async () => {
+    const bad = await cli(['presence', 'no such'], { RABBITMQ_URL: 'amqp://127.0.0.1:1' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('presence: <user> must be 1-128 characters');
+    const noRedis = await cli(['presence', 'alice'], { RABBITMQ_URL: 'amqp://127.0.0.1:1' });
+    expect(noRedis.code).toBe(1);
+    expect(noRedis.stderr).toContain('neither REDIS_URL nor REDIS_SENTINELS is set');
   });
 });

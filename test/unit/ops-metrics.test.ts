@@ -32,6 +32,20 @@ describe('createMetrics', () => {
     expect(sampleValue(text, 'inbox_relay_resumes_total', { outcome: 'new' })).toBeUndefined();
   });
 
+  it('counts presence writes by request and outcome, and transitions by state and whether they were published', async () => {
+    const events = start();
+    events.emit('presence-write', 'apply', 'ok');
+    events.emit('presence-write', 'apply', 'ok');
+    events.emit('presence-write', 'sweep', 'failed');
+    events.emit('presence-transition', 'online', 'published');
+    events.emit('presence-transition', 'offline', 'failed');
+    const text = await metrics!.render();
+    expect(sampleValue(text, 'inbox_relay_presence_writes_total', { request: 'apply', outcome: 'ok' })).toBe(2);
+    expect(sampleValue(text, 'inbox_relay_presence_writes_total', { request: 'sweep', outcome: 'failed' })).toBe(1);
+    expect(sampleValue(text, 'inbox_relay_presence_transitions_total', { state: 'online', outcome: 'published' })).toBe(1);
+    expect(sampleValue(text, 'inbox_relay_presence_transitions_total', { state: 'offline', outcome: 'failed' })).toBe(1);
+  });
+
   it('counts delivered, redelivered, acked, nacked and dead-lettered messages', async () => {
     const events = start();
     events.emit('delivered', 1, 0);

@@ -155,6 +155,13 @@ describe('routePublishRequest', () => {
     expect(route({ method: 'GET', authorization: undefined })).toBe('method-not-allowed');
   });
 
+  it('takes GET /v1/presence/<user> with the token, whatever the content type, and refuses other methods with 405 first', () => {
+    expect(route({ method: 'GET', url: '/v1/presence/alice', contentType: undefined })).toBe('presence');
+    expect(route({ method: 'GET', url: '/v1/presence/alice', authorization: undefined })).toBe('unauthorized');
+    expect(route({ method: 'POST', url: '/v1/presence/alice', authorization: undefined })).toBe('method-not-allowed');
+    expect(route({ method: 'GET', url: '/v1/presence/' })).toBe('not-found');
+  });
+
   it('refuses a missing or wrong token before the content type', () => {
     expect(route({ authorization: undefined, contentType: 'text/plain' })).toBe('unauthorized');
     expect(route({ authorization: `Bearer ${token}x` })).toBe('unauthorized');
