@@ -12,7 +12,7 @@
 // `error`, with `state` 'closed'.
 export function createUseInbox(React, { InboxClient, LocalStoragePositionStore }) {
   const { useEffect, useState } = React;
-  return function useInbox({ url, token, positionKey, limit = 100 }) {
+  return function useInbox({ url, token, device, positionKey, limit = 100 }) {
     const [messages, setMessages] = useState([]);
     const [state, setState] = useState('idle');
     const [error, setError] = useState(undefined);
@@ -20,6 +20,7 @@ export function createUseInbox(React, { InboxClient, LocalStoragePositionStore }
       const client = new InboxClient({
         url,
         token,
+        device,
         positionStore: positionKey ? new LocalStoragePositionStore(positionKey) : undefined,
       });
       client.on('state', ({ to }) => setState(to));
@@ -32,7 +33,7 @@ export function createUseInbox(React, { InboxClient, LocalStoragePositionStore }
       return () => {
         void client.close();
       };
-    }, [url, token, positionKey, limit]);
+    }, [url, token, device, positionKey, limit]);
     return { messages, state, error };
   };
 }

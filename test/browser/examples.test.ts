@@ -1,8 +1,9 @@
 /**
  * The examples in examples/, built and run in chromium against the real relay: the plain page
  * that loads the SDK's global bundle with a <script> tag, and the React page on the useInbox hook.
- * Each shows a published message, and the React page shows why the client gave up on a refused
- * token.
+ * Each shows a published message; the React page also shows a topic message with its topic, the
+ * user's presence from the example backend (examples/react/backend.js, mounted on the test's
+ * server), and why the client gave up on a refused token.
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -12,8 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Producer } from '../../src/amqp/producer.js';
-import { startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import { Producer } from '../../src/amqp/producer.js';
+// @ts-expect-error: the example is plain JavaScript, without types
+import { createBackend } from '../../examples/react/backend.js';
+import { TEST_SECRET, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 import { SKIP_NOTE, bundleClient, hasChromium, launchChromium } from './harness.js';
 
 const file = (path: string): string => fileURLToPath(new URL(`../../${path}`, import.meta.url));
@@ -43,6 +46,7 @@ describe(`examples in chromium against the relay${SKIP_NOTE}`, () => {
   let browser: Browser;
   let relay: TestRelay;
   let producer: Producer;
+  let backendProducer: Producer;
   let origin = '';
   let close: () => Promise<void> = async () => undefined;
 
@@ -54,7 +58,9 @@ describe(`examples in chromium against the relay${SKIP_NOTE}`, () => {
       ['/react/', { type: 'text/html', body: REACT_PAGE }],
       ['/react.js', { type: 'text/javascript', body: await bundleReactExample() }],
     ]);
+    let backend: (request: unknown, response: unknown) => boolean = () => false;
     const server = createServer((request, response) => {
+      if (backend(request, response)) return;
       const route = routes.get((request.url ?? '').split('?')[0] ?? '');
       if (!route) return response.writeHead(404).end();
       response.writeHead(200, { 'Content-Type': `${route.type}; charset=utf-8` }).end(route.body);
@@ -70,10 +76,17 @@ describe(`examples in chromium against the relay${SKIP_NOTE}`, () => {
     browser = await launchChromium();
     relay = await startTestRelay(testConfig({ ALLOWED_ORIGINS: origin }));
     producer = testProducer(relay.config);
+    backendProducer = new Producer({
+      url: relay.config.rabbitmqUrl,
+      redis: relay.config.redis,
+      redisKeyPrefix: relay.config.redisKeyPrefix,
+    });
+    backend = createBackend({ producer: backendProducer, jwtSecret: TEST_SECRET }) as typeof backend;
   });
   afterAll(async () => {
     if (!hasChromium) return;
     await producer?.close();
+    await backendProducer?.close();
     await relay?.stop();
     await browser?.close();
     await close();
@@ -104,6 +117,30 @@ describe(`examples in chromium against the relay${SKIP_NOTE}`, () => {
       '1 {"n":1}',
       '2 {"n":2}',
       '3 {"n":3}',
+    ]);
+    await page.close();
+  });
+
+  it.runIf(hasChromium)('the React page shows a topic message with its topic, and where the user is connected', async () => {
+    const user = uid('ex-topic');
+    const topic = `scores.${user.replace(/[^A-Za-z0-9_-]/g, '-')}.goal`;
+    await producer.follow(user, topic.replace(/\.goal$/, '.*'));
+    const page = await browser.newPage();
+    await page.goto(pageUrl('/react/', { token: token(user), url: wsUrl() }));
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'open', undefined, { timeout: 20_000 });
+    await page.waitForFunction(
+      () => document.getElementById('presence')?.textContent === 'online on 1 connection: react example',
+      undefined,
+      {
+        timeout: 20_000,
+      },
+    );
+    await producer.publish(user, { direct: 1 });
+    await producer.publishTopic(topic, { score: '2-1' });
+    await page.waitForFunction(() => document.querySelectorAll('#messages li').length === 2, undefined, { timeout: 20_000 });
+    expect(await page.$$eval('#messages li', (items) => items.map((item) => item.textContent))).toEqual([
+      '1 {"direct":1}',
+      `2 [${topic}] {"score":"2-1"}`,
     ]);
     await page.close();
   });
