@@ -13,22 +13,7 @@ import { z } from 'zod';
 import { MAX_DEVICE_LENGTH, parseFrameJson, type ClientFrame, type DecodeResult } from './frame-types.js';
 
 export { SUBPROTOCOL, STREAM_PATH, MAX_DEVICE_LENGTH, ErrorFrameCode, encodeFrame } from './frame-types.js';
-export type {
-  AckFrame,
-  ClientFrame,
-  DecodeResult,
-  ErrorFrame,
-  HelloFrame,
-  MsgFrame,
-  NackFrame,
-  PingFrame,
-  PongFrame,
-  RefreshFrame,
-  ResetFrame,
-  ServerFrame,
-  StatusFrame,
-  WelcomeFrame,
-} from './frame-types.js';
+export type * from './frame-types.js';
 export { decodeServerFrame } from './server-frames.js';
 
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);

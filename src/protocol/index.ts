@@ -6,22 +6,7 @@
 export { decodeClientFrame } from './frames.js';
 export { SUBPROTOCOL, STREAM_PATH, MAX_DEVICE_LENGTH, encodeFrame, ErrorFrameCode } from './frame-types.js';
 export { decodeServerFrame } from './server-frames.js';
-export type {
-  AckFrame,
-  ClientFrame,
-  DecodeResult,
-  ErrorFrame,
-  HelloFrame,
-  MsgFrame,
-  NackFrame,
-  PingFrame,
-  PongFrame,
-  RefreshFrame,
-  ResetFrame,
-  ServerFrame,
-  StatusFrame,
-  WelcomeFrame,
-} from './frame-types.js';
+export type * from './frame-types.js';
 export {
   CloseCode,
   RECOVERABLE_CLOSE_CODES,
