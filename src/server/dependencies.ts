@@ -1,6 +1,6 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer and the dead-letter publisher, the shared
+ * the state store, the AMQP pools, the producer, the dead-letter and receipt publishers, the shared
  * topology, the unrouted mover and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
@@ -19,6 +19,8 @@ import { ConnectionPool } from '../amqp/connection-pool.js';
 import { DeadLetterPublisher } from '../amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
+import { ReceiptPublisher } from '../amqp/receipt-publisher.js';
+import type { ReceiptSink } from '../delivery/delivery-receipt.js';
 import { INBOX_EXCHANGE, declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
 import { UnroutedMover, type UnroutedMoverOptions } from '../amqp/unrouted-mover.js';
 import type { PublishMessage } from '../publish/publish-request.js';
@@ -52,6 +54,8 @@ export interface Dependencies {
   readonly storeKind: string;
   /** How this node talks to the other relay nodes (Redis pub/sub); none without REDIS_URL (a single node). */
   readonly bus: NodeBus | undefined;
+  /** Publishes delivery receipts to inbox.receipts (on the publishing connection). */
+  readonly receipts: ReceiptSink;
   /** Starts a user's consumer through the broker breaker; refused while any breaker is open. */
   readonly consumers: ConsumerFactory;
   readonly guards: readonly Guard[];
@@ -220,6 +224,12 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     (created) => created.close(),
   );
 
+  const receipts = await step(
+    'receipt publisher',
+    () => new ReceiptPublisher({ pool: publisherPool, timeoutMs: config.publishTimeoutMs, nodeId: config.nodeId }),
+    (created) => created.close(),
+  );
+
   await step('topology', () =>
     declareSharedTopology(() => consumers.openChannel(), settings, {
       onQueueMismatch: (queue, error) =>
@@ -277,6 +287,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     store,
     storeKind: rawStore.constructor.name,
     consumers: guardedConsumers,
+    receipts,
     guards,
     openGuard,
     bus,

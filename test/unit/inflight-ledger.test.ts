@@ -18,7 +18,7 @@ describe('InFlightLedger', () => {
   it('settles every held seq at or below the mark with one multiple-ack when nothing else is outstanding below', () => {
     const ledger = ledgerOf(5);
     const settled = ledger.settleUpTo(3);
-    expect(settled).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002, 1003] });
+    expect(settled).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002, 1003], receipts: [] });
     expect(ledger.seqs()).toEqual([4, 5]);
     expect(ledger.size).toBe(2);
     expect(ledger.outstandingCount).toBe(2);
@@ -27,7 +27,7 @@ describe('InFlightLedger', () => {
   it('settles nothing and returns no ack when no held seq is at or below the mark', () => {
     const ledger = new InFlightLedger();
     deliver(ledger, 4, 1);
-    expect(ledger.settleUpTo(3)).toEqual({ ack: undefined, count: 0, timestamps: [] });
+    expect(ledger.settleUpTo(3)).toEqual({ ack: undefined, count: 0, timestamps: [], receipts: [] });
     expect(ledger.seqs()).toEqual([4]);
     expect(ledger.outstandingCount).toBe(1);
   });
@@ -80,7 +80,7 @@ describe('InFlightLedger', () => {
     expect(ledger.get(1)).toEqual({ tags: [1, 3], fragment: 'f1', redelivered: false, ts: 500 });
     const settled = ledger.settleUpTo(1);
     // Tag 2 (seq 2, not acked) lies between the two copies: they are acked one by one.
-    expect(settled).toEqual({ ack: { multiple: false, tags: [1, 3] }, count: 2, timestamps: [500] });
+    expect(settled).toEqual({ ack: { multiple: false, tags: [1, 3] }, count: 2, timestamps: [500], receipts: [] });
     expect(ledger.seqs()).toEqual([2]);
     expect(ledger.outstandingCount).toBe(1);
   });
@@ -90,7 +90,7 @@ describe('InFlightLedger', () => {
     deliver(ledger, 1, 1);
     deliver(ledger, 2, 2);
     deliver(ledger, 1, 3);
-    expect(ledger.settleUpTo(2)).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002] });
+    expect(ledger.settleUpTo(2)).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002], receipts: [] });
     expect(ledger.outstandingCount).toBe(0);
   });
 
@@ -115,10 +115,10 @@ describe('InFlightLedger', () => {
   it('never settles a tag twice: a second settleUpTo, or one after take, names nothing settled before', () => {
     const ledger = ledgerOf(4);
     expect(ledger.settleUpTo(2).ack).toEqual({ multiple: true, tag: 2 });
-    expect(ledger.settleUpTo(2)).toEqual({ ack: undefined, count: 0, timestamps: [] });
+    expect(ledger.settleUpTo(2)).toEqual({ ack: undefined, count: 0, timestamps: [], receipts: [] });
     expect(ledger.take(3)).toEqual([3]);
     const last = ledger.settleUpTo(4);
-    expect(last).toEqual({ ack: { multiple: true, tag: 4 }, count: 1, timestamps: [1004] });
+    expect(last).toEqual({ ack: { multiple: true, tag: 4 }, count: 1, timestamps: [1004], receipts: [] });
     expect(ledger.settleUpTo(10).count).toBe(0);
     expect(ledger.outstandingCount).toBe(0);
   });
