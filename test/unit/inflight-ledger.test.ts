@@ -157,4 +157,39 @@ describe('InFlightLedger', () => {
     expect(settled.timestamps).toEqual([30, 10, 20]);
     expect(settled.ack).toEqual({ multiple: true, tag: 3 });
   });
+
+  it('hands back messages that asked for a receipt apart from the ack, and keeps their tags outstanding until released', () => {
+    const ledger = new InFlightLedger();
+    for (let i = 1; i <= 4; i += 1) {
+      ledger.received(i);
+      ledger.hold(i, i, { fragment: `f${i}`, redelivered: false, ts: 1000 + i, ...(i % 2 === 0 ? { receipt: `m${i}` } : {}) });
+    }
+    const settled = ledger.settleUpTo(4);
+    // 2 and 4 wait for their receipts: 1 and 3 are acked one by one, no multiple-ack covers 2.
+    expect(settled.ack).toEqual({ multiple: false, tags: [1, 3] });
+    expect(settled.receipts).toEqual([
+      { seq: 2, messageId: 'm2', tags: [2] },
+      { seq: 4, messageId: 'm4', tags: [4] },
+    ]);
+    expect(ledger.size).toBe(0);
+    expect(ledger.outstandingCount).toBe(2);
+    expect(ledger.release([2, 4])).toEqual({ multiple: true, tag: 4 });
+    expect(ledger.outstandingCount).toBe(0);
+    // Released once: a second release names nothing.
+    expect(ledger.release([2, 4])).toBeUndefined();
+  });
+
+  it('releases tags one by one while an earlier tag is still outstanding', () => {
+    const ledger = new InFlightLedger();
+    for (let i = 1; i <= 3; i += 1) {
+      ledger.received(i);
+      ledger.hold(i, i, { fragment: `f${i}`, redelivered: false, ts: 0, receipt: `m${i}` });
+    }
+    const entry = ledger.detach(1);
+    expect(entry?.tags).toEqual([1]);
+    const settled = ledger.settleUpTo(3);
+    expect(settled.receipts.map((r) => r.seq)).toEqual([2, 3]);
+    expect(ledger.release([2, 3])).toEqual({ multiple: false, tags: [2, 3] });
+    expect(ledger.release([1])).toEqual({ multiple: true, tag: 1 });
+  });
 });
