@@ -10,6 +10,10 @@
  *   receipt RabbitMQ had handed over and the loop did not take yet goes back to the queue;
  * - only valid receipts are yielded (parseReceipt); anything else in the queue is acked and
  *   skipped, and counted in `skipped`, so that one bad message cannot stop the loop for ever;
+ * - the queue holds the receipts published once its bindings exist: from when `ready()` (or the
+ *   first `next()`) resolved, and for ever after, while the queue lives. A receipt published
+ *   before routes nowhere (`inbox.receipts` has no alternate exchange): await `ready()` before the
+ *   first publish whose receipt matters;
  * - a lost channel or a consumer the broker cancelled (the queue was deleted) ends the loop with
  *   a RelayError `RELAY_ERR_BROKER_UNAVAILABLE`: call `receipts()` again to go on, from the
  *   receipts still in the queue.
@@ -78,10 +82,19 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
     return this;
   }
 
+  /**
+   * Declares the queue and its bindings and starts consuming (once; `next()` does it too).
+   * Rejects with RELAY_ERR_TOPOLOGY when the queue cannot be declared or bound (one that exists
+   * with another type, say).
+   */
+  async ready(): Promise<void> {
+    await (this.setup ??= this.start());
+  }
+
   /** Acks the receipt handed out last, then waits for the next one. */
   async next(): Promise<IteratorResult<DeliveryReceipt, undefined>> {
     if (this.finished) return { done: true, value: undefined };
-    await (this.setup ??= this.start());
+    await this.ready();
     this.ackHeld();
     for (;;) {
       const next = this.arrived.shift() ?? (await new Promise<Next>((resolve) => (this.waiter = resolve)));

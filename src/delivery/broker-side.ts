@@ -379,7 +379,8 @@ export class BrokerSide {
 
   /**
    * Rejects a message a client asked to dead-letter, if the consumer holds it now; one that asked
-   * for a receipt once its `dead-lettered` receipt is confirmed (held back from acks meanwhile).
+   * for a receipt once the store holds the request and its `dead-lettered` receipt is confirmed
+   * (held back from acks meanwhile).
    */
   private rejectHeld(seq: number): void {
     const session = this.supervisor.session;
@@ -387,6 +388,10 @@ export class BrokerSide {
     if (!session?.handle || !entry) return;
     const reason = this.intents.reason(seq);
     if (entry.receipt === undefined) return this.rejectTags(session, seq, session.ledger.take(seq), reason);
+    // Its receipt waits for the store to hold the request (`onStored` comes back here): a relay
+    // that dies after the receipt then still dead-letters the message when RabbitMQ redelivers it,
+    // instead of taking a resume past it for processed and acking what the receipt says is dead.
+    if (!this.intents.isStored(seq)) return;
     session.ledger.detach(seq);
     this.afterReceipts(session, [this.receipt(entry.receipt, seq, 'dead-lettered', reason)], () => {
       session.ledger.release(entry.tags);

@@ -18,7 +18,17 @@ import { freePort } from '../../src/process/free-port.js';
 import { RelayProcess } from '../../src/process/relay-process.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { ReceiptClient } from '../helpers/receipt-client.js';
-import { rabbitmqUrl, startTestRelay, testConfig, testEnv, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
+import {
+  queueCounts,
+  rabbitmqUrl,
+  startTestRelay,
+  testConfig,
+  testEnv,
+  testProducer,
+  token,
+  uid,
+  type TestRelay,
+} from '../helpers/relay.js';
 
 const USERS = 20;
 /** Per user: 55 messages, n = 1..55; every 11th does not ask for a receipt, n % 10 === 7 is nacked. */
@@ -104,12 +114,14 @@ describe('delivery receipts', () => {
     queues.push(receiptQueue);
     const receipts: DeliveryReceipt[] = [];
     const stream = producer.receipts({ queue: receiptQueue, users });
+    await stream.ready();
     const collecting = collect(stream, receipts);
     const dead = await tapDeadLetters();
 
     const asked = new Set<string>();
     const plain = new Set<string>();
     const tail = new Set<string>();
+    const published = new Map<string, { user: string; n: number }>();
     const url = `ws://127.0.0.1:${port}/v1/stream`;
     const clients = users.map((user) => new ReceiptClient({ url, token: () => token(user), maxSeq: MESSAGES, dropRate: 1 / 40 }));
     for (const client of clients) client.start();
@@ -118,6 +130,7 @@ describe('delivery receipts', () => {
         for (let n = 1; n <= MESSAGES + TAIL; n += 1) {
           const wantsReceipt = n % 11 !== 0;
           const { messageId } = await producer.publish(user, { n, nack: n % 10 === 7 }, { receipt: wantsReceipt });
+          published.set(messageId, { user, n });
           (n > MESSAGES ? tail : wantsReceipt ? asked : plain).add(messageId);
         }
       }),
@@ -146,13 +159,18 @@ describe('delivery receipts', () => {
     const acked = new Set(clients.flatMap((client) => [...client.acked]));
     const nacked = new Set(clients.flatMap((client) => [...client.nacked]));
     const mine = new Set([...asked, ...plain, ...tail]);
-    const deadLettered = new Map(dead.seen.filter((d) => d.messageId !== undefined && mine.has(d.messageId)).map((d) => [d.messageId!, d]));
+    // Read again at each check: a dead letter's copy goes out after its receipt.
+    const deadLettered = new Map<string, DeadLetterSeen>();
+    const readDeadLetters = () => {
+      for (const d of dead.seen) if (d.messageId !== undefined && mine.has(d.messageId)) deadLettered.set(d.messageId, d);
+    };
     const outcomes = () => {
       const byId = new Map<string, DeliveryReceipt[]>();
       for (const receipt of receipts) byId.set(receipt.messageId, [...(byId.get(receipt.messageId) ?? []), receipt]);
       return byId;
     };
     const missing = () => {
+      readDeadLetters();
       const byId = outcomes();
       const ackedMissing = [...acked].filter((id) => asked.has(id) && !byId.get(id)?.some((r) => r.outcome === 'acked'));
       const deadMissing = [...deadLettered.keys()].filter(
@@ -160,15 +178,31 @@ describe('delivery receipts', () => {
       );
       return [...ackedMissing, ...deadMissing];
     };
-    await until(
-      () => missing().length === 0,
-      20_000,
-      () => `receipts of ${missing().length} settled messages (${missing().slice(0, 5).join(', ')})`,
-    );
+    try {
+      await until(
+        () => missing().length === 0,
+        20_000,
+        () => `receipts of ${missing().length} settled messages (${missing().slice(0, 5).join(', ')})`,
+      );
+    } catch (error) {
+      const detail = await Promise.all(
+        missing().map(async (id) => {
+          const { user, n } = published.get(id)!;
+          const client = clients[users.indexOf(user)]!;
+          const counts = await queueCounts(user).catch((e: unknown) => String(e));
+          return { id, user, n, acked: acked.has(id), dead: deadLettered.get(id)?.reason, lastSeq: client.lastSeq, counts };
+        }),
+      );
+      const warnings = logs.filter((line) => /"level":(40|50|60)/.test(line)).slice(-30);
+      throw new Error(`${(error as Error).message}\n${JSON.stringify(detail, null, 1)}\nrelay warnings:\n${warnings.join('\n')}`, {
+        cause: error,
+      });
+    }
     // Receipts of the tail (never acked) or of plain messages would have come with the others.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await stream.close();
     await collecting;
+    readDeadLetters();
     await dead.close();
     for (const client of clients) client.stop();
 
@@ -231,6 +265,7 @@ describe('delivery receipts', () => {
     queues.push(receiptQueue);
     const receipts: DeliveryReceipt[] = [];
     const stream = producer.receipts({ queue: receiptQueue, users: [user] });
+    await stream.ready();
     const collecting = collect(stream, receipts);
     const dead = await tapDeadLetters();
     await producer.publish(user, { first: true }, { messageId: `${user}-first`, receipt: true });
