@@ -256,6 +256,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     pool: consumers,
     publish: publishGuarded,
     publishDeadLetter: deadLetters.publish,
+    receipts,
     settings,
     provisionRatePerSec: config.unroutedProvisionRatePerSec,
     logger,
