@@ -11,7 +11,8 @@ import { SUBPROTOCOL, decodeServerFrame, type MsgFrame } from '../../src/protoco
 import { rawDataToString } from '../../src/server/raw-data.js';
 
 export interface ReceiptClientOptions {
-  url: string;
+  /** Where to connect; a function is asked again on every connect (a load balancer). */
+  url: string | (() => string);
   token: () => string;
   /** The highest seq it processes; later ones are received and left unacked. */
   maxSeq: number;
@@ -45,7 +46,8 @@ export class ReceiptClient {
   private connect(): void {
     if (this.stopped) return;
     this.connections += 1;
-    const ws = new WebSocket(this.options.url, [SUBPROTOCOL]);
+    const { url } = this.options;
+    const ws = new WebSocket(typeof url === 'string' ? url : url(), [SUBPROTOCOL]);
     this.ws = ws;
     ws.on('open', () => {
       const hello: Record<string, unknown> = { type: 'hello', token: this.options.token(), window: 10 };

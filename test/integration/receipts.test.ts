@@ -1,6 +1,7 @@
 /**
- * Delivery receipts against the real RabbitMQ and Redis, through a relay process that is
- * SIGKILLed once mid-stream and started again: 20 users x 50 messages that ask for a receipt
+ * Delivery receipts against the real RabbitMQ and Redis, through one relay process, or two
+ * sharing the users (clients connect to either), one of them SIGKILLed once mid-stream and
+ * started again: 20 users x 50 messages that ask for a receipt
  * (and 5 each that do not), clients that drop and resume, and nack some without requeue. Every
  * message a client acked has an `acked` receipt, every dead-lettered one a `dead-lettered` receipt
  * with its reason, no message that was not acked has an `acked` receipt, and the messages that
@@ -99,161 +100,172 @@ describe('delivery receipts', () => {
     for (const queue of queues) await deleteQueue(queue).catch(() => undefined);
   });
 
-  it('one per settled message, at least once, across client drops and a relay SIGKILL', async () => {
-    const startedAt = Date.now();
-    const port = await freePort();
-    const env = testEnv({ PORT: String(port), WINDOW_DEFAULT: '10', LOG_LEVEL: 'info' });
-    const logs: string[] = [];
-    // Readiness is the relay's "listening" line (info); each process names itself in its receipts.
-    const start = (nodeId: string) => RelayProcess.start({ env: { ...env, NODE_ID: nodeId }, onLine: (line) => logs.push(line) });
-    relays.push(await start('relay-a'));
-    const producer = testProducer(loadConfig(env));
-    producers.push(producer);
-    const users = Array.from({ length: USERS }, (_, i) => uid(`rcpt${i}`));
-    const receiptQueue = uid('receipts-q');
-    queues.push(receiptQueue);
-    const receipts: DeliveryReceipt[] = [];
-    const stream = producer.receipts({ queue: receiptQueue, users });
-    await stream.ready();
-    const collecting = collect(stream, receipts);
-    const dead = await tapDeadLetters();
+  it.each([1, 2])(
+    'one per settled message, at least once, across client drops and a relay SIGKILL (%i node(s))',
+    async (nodes) => {
+      const startedAt = Date.now();
+      const ports = await Promise.all(Array.from({ length: nodes }, () => freePort()));
+      // One key prefix for every node: they share the users' numbering.
+      const env = testEnv({ WINDOW_DEFAULT: '10', LOG_LEVEL: 'info' });
+      const logs: string[] = [];
+      // Readiness is the relay's "listening" line (info); each process names itself in its receipts.
+      const start = (nodeId: string, port: number) =>
+        RelayProcess.start({ env: { ...env, PORT: String(port), NODE_ID: nodeId }, onLine: (line) => logs.push(line) });
+      const first = await start('relay-a', ports[0]!);
+      relays.push(first);
+      if (nodes === 2) relays.push(await start('relay-b', ports[1]!));
+      const nodeIds = ['relay-a', 'relay-b', 'relay-a2'];
+      const producer = testProducer(loadConfig(env));
+      producers.push(producer);
+      const users = Array.from({ length: USERS }, (_, i) => uid(`rcpt${i}`));
+      const receiptQueue = uid('receipts-q');
+      queues.push(receiptQueue);
+      const receipts: DeliveryReceipt[] = [];
+      const stream = producer.receipts({ queue: receiptQueue, users });
+      await stream.ready();
+      const collecting = collect(stream, receipts);
+      const dead = await tapDeadLetters();
 
-    const asked = new Set<string>();
-    const plain = new Set<string>();
-    const tail = new Set<string>();
-    const published = new Map<string, { user: string; n: number }>();
-    const url = `ws://127.0.0.1:${port}/v1/stream`;
-    const clients = users.map((user) => new ReceiptClient({ url, token: () => token(user), maxSeq: MESSAGES, dropRate: 1 / 40 }));
-    for (const client of clients) client.start();
-    const publishing = Promise.all(
-      users.map(async (user) => {
-        for (let n = 1; n <= MESSAGES + TAIL; n += 1) {
-          const wantsReceipt = n % 11 !== 0;
-          const { messageId } = await producer.publish(user, { n, nack: n % 10 === 7 }, { receipt: wantsReceipt });
-          published.set(messageId, { user, n });
-          (n > MESSAGES ? tail : wantsReceipt ? asked : plain).add(messageId);
-        }
-      }),
-    );
-    const progress = () => clients.reduce((sum, client) => sum + client.lastSeq, 0);
-    await until(
-      () => progress() >= (USERS * MESSAGES) / 3,
-      30_000,
-      () => `a third processed (${progress()})`,
-    );
-    await relays[0]!.stop('SIGKILL');
-    relays.push(await start('relay-b'));
-    await publishing;
-    try {
-      await until(
-        () => clients.every((client) => client.lastSeq >= MESSAGES),
-        40_000,
-        () => `every client at seq ${MESSAGES} (${clients.map((c) => c.lastSeq).join(',')})`,
-      );
-    } catch (error) {
-      const warnings = logs.filter((line) => /"level":(40|50|60)/.test(line)).slice(-30);
-      throw new Error(`${(error as Error).message}\nrelay warnings:\n${warnings.join('\n')}`, { cause: error });
-    }
-    for (const client of clients) client.flushAck();
-
-    const acked = new Set(clients.flatMap((client) => [...client.acked]));
-    const nacked = new Set(clients.flatMap((client) => [...client.nacked]));
-    const mine = new Set([...asked, ...plain, ...tail]);
-    // Read again at each check: a dead letter's copy goes out after its receipt.
-    const deadLettered = new Map<string, DeadLetterSeen>();
-    const readDeadLetters = () => {
-      for (const d of dead.seen) if (d.messageId !== undefined && mine.has(d.messageId)) deadLettered.set(d.messageId, d);
-    };
-    const outcomes = () => {
-      const byId = new Map<string, DeliveryReceipt[]>();
-      for (const receipt of receipts) byId.set(receipt.messageId, [...(byId.get(receipt.messageId) ?? []), receipt]);
-      return byId;
-    };
-    const missing = () => {
-      readDeadLetters();
-      const byId = outcomes();
-      const ackedMissing = [...acked].filter((id) => asked.has(id) && !byId.get(id)?.some((r) => r.outcome === 'acked'));
-      const deadMissing = [...deadLettered.keys()].filter(
-        (id) => asked.has(id) && !byId.get(id)?.some((r) => r.outcome === 'dead-lettered'),
-      );
-      return [...ackedMissing, ...deadMissing];
-    };
-    try {
-      await until(
-        () => missing().length === 0,
-        20_000,
-        () => `receipts of ${missing().length} settled messages (${missing().slice(0, 5).join(', ')})`,
-      );
-    } catch (error) {
-      const detail = await Promise.all(
-        missing().map(async (id) => {
-          const { user, n } = published.get(id)!;
-          const client = clients[users.indexOf(user)]!;
-          const counts = await queueCounts(user).catch((e: unknown) => String(e));
-          return { id, user, n, acked: acked.has(id), dead: deadLettered.get(id)?.reason, lastSeq: client.lastSeq, counts };
+      const asked = new Set<string>();
+      const plain = new Set<string>();
+      const tail = new Set<string>();
+      const published = new Map<string, { user: string; n: number }>();
+      // Each connection goes to a node picked at random (a load balancer).
+      const url = () => `ws://127.0.0.1:${ports[Math.floor(Math.random() * ports.length)]!}/v1/stream`;
+      const clients = users.map((user) => new ReceiptClient({ url, token: () => token(user), maxSeq: MESSAGES, dropRate: 1 / 40 }));
+      for (const client of clients) client.start();
+      const publishing = Promise.all(
+        users.map(async (user) => {
+          for (let n = 1; n <= MESSAGES + TAIL; n += 1) {
+            const wantsReceipt = n % 11 !== 0;
+            const { messageId } = await producer.publish(user, { n, nack: n % 10 === 7 }, { receipt: wantsReceipt });
+            published.set(messageId, { user, n });
+            (n > MESSAGES ? tail : wantsReceipt ? asked : plain).add(messageId);
+          }
         }),
       );
-      const warnings = logs.filter((line) => /"level":(40|50|60)/.test(line)).slice(-30);
-      throw new Error(`${(error as Error).message}\n${JSON.stringify(detail, null, 1)}\nrelay warnings:\n${warnings.join('\n')}`, {
-        cause: error,
-      });
-    }
-    // Receipts of the tail (never acked) or of plain messages would have come with the others.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    await stream.close();
-    await collecting;
-    readDeadLetters();
-    await dead.close();
-    for (const client of clients) client.stop();
+      const progress = () => clients.reduce((sum, client) => sum + client.lastSeq, 0);
+      await until(
+        () => progress() >= (USERS * MESSAGES) / 3,
+        30_000,
+        () => `a third processed (${progress()})`,
+      );
+      await first.stop('SIGKILL');
+      relays.push(await start('relay-a2', ports[0]!));
+      await publishing;
+      try {
+        await until(
+          () => clients.every((client) => client.lastSeq >= MESSAGES),
+          40_000,
+          () => `every client at seq ${MESSAGES} (${clients.map((c) => c.lastSeq).join(',')})`,
+        );
+      } catch (error) {
+        const warnings = logs.filter((line) => /"level":(40|50|60)/.test(line)).slice(-30);
+        throw new Error(`${(error as Error).message}\nrelay warnings:\n${warnings.join('\n')}`, { cause: error });
+      }
+      for (const client of clients) client.flushAck();
 
-    const byId = outcomes();
-    const duplicates = [...byId.entries()].filter(([, list]) => list.length > 1);
-    const nackedNotDead = [...nacked].filter((id) => !deadLettered.has(id));
-    console.log(
-      `[receipts] ${receipts.length} receipts for ${byId.size} messages: ${receipts.filter((r) => r.outcome === 'acked').length} acked, ` +
-        `${receipts.filter((r) => r.outcome === 'dead-lettered').length} dead-lettered; ${duplicates.length} messages with duplicates ` +
-        `(${duplicates.reduce((sum, [, list]) => sum + list.length - 1, 0)} extra), e.g. ${JSON.stringify(duplicates.slice(0, 3).map(([id, list]) => [id, list.map((r) => `${r.outcome}@${r.node}`)]))}; ` +
-        `client-acked ${acked.size}, dead-lettered ${deadLettered.size}, nacked but not dead-lettered (a nack lost with the killed relay) ${nackedNotDead.length}; ` +
-        `${Date.now() - startedAt} ms`,
-    );
+      const acked = new Set(clients.flatMap((client) => [...client.acked]));
+      const nacked = new Set(clients.flatMap((client) => [...client.nacked]));
+      const mine = new Set([...asked, ...plain, ...tail]);
+      // Read again at each check: a dead letter's copy goes out after its receipt.
+      const deadLettered = new Map<string, DeadLetterSeen>();
+      const readDeadLetters = () => {
+        for (const d of dead.seen) if (d.messageId !== undefined && mine.has(d.messageId)) deadLettered.set(d.messageId, d);
+      };
+      const outcomes = () => {
+        const byId = new Map<string, DeliveryReceipt[]>();
+        for (const receipt of receipts) byId.set(receipt.messageId, [...(byId.get(receipt.messageId) ?? []), receipt]);
+        return byId;
+      };
+      const missing = () => {
+        readDeadLetters();
+        const byId = outcomes();
+        const ackedMissing = [...acked].filter((id) => asked.has(id) && !byId.get(id)?.some((r) => r.outcome === 'acked'));
+        const deadMissing = [...deadLettered.keys()].filter(
+          (id) => asked.has(id) && !byId.get(id)?.some((r) => r.outcome === 'dead-lettered'),
+        );
+        return [...ackedMissing, ...deadMissing];
+      };
+      try {
+        await until(
+          () => missing().length === 0,
+          20_000,
+          () => `receipts of ${missing().length} settled messages (${missing().slice(0, 5).join(', ')})`,
+        );
+      } catch (error) {
+        const detail = await Promise.all(
+          missing().map(async (id) => {
+            const { user, n } = published.get(id)!;
+            const client = clients[users.indexOf(user)]!;
+            const counts = await queueCounts(user).catch((e: unknown) => String(e));
+            return { id, user, n, acked: acked.has(id), dead: deadLettered.get(id)?.reason, lastSeq: client.lastSeq, counts };
+          }),
+        );
+        const warnings = logs.filter((line) => /"level":(40|50|60)/.test(line)).slice(-30);
+        throw new Error(`${(error as Error).message}\n${JSON.stringify(detail, null, 1)}\nrelay warnings:\n${warnings.join('\n')}`, {
+          cause: error,
+        });
+      }
+      // Receipts of the tail (never acked) or of plain messages would have come with the others.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await stream.close();
+      await collecting;
+      readDeadLetters();
+      await dead.close();
+      for (const client of clients) client.stop();
 
-    // Every message a client acked has an `acked` receipt; every dead-lettered one a `dead-lettered` receipt with its reason.
-    expect(missing()).toEqual([]);
-    for (const [id, deadLetter] of deadLettered) {
-      if (!asked.has(id)) continue;
-      const reasons = byId
-        .get(id)!
-        .filter((r) => r.outcome === 'dead-lettered')
-        .map((r) => r.reason);
-      expect(reasons.length, id).toBeGreaterThan(0);
-      for (const reason of reasons) expect(reason, id).toBe(deadLetter.reason);
-    }
-    // A nack the killed relay had not recorded is lost with it, and the client's resume past the seq
-    // says it was processed (docs/PROTOCOL.md 1.2, item 8): the message is acked, and its receipt says so.
-    for (const id of nackedNotDead)
-      expect(
-        byId.get(id)?.map((r) => r.outcome),
-        id,
-      ).toContain('acked');
-    // No `acked` receipt for a message no client acked (or resumed past); none at all for the tail and the plain messages.
-    const ackedWithoutAck = receipts
-      .filter((r) => r.outcome === 'acked' && !acked.has(r.messageId) && !nackedNotDead.includes(r.messageId))
-      .map((r) => r.messageId);
-    expect(ackedWithoutAck).toEqual([]);
-    expect(receipts.filter((r) => tail.has(r.messageId) || plain.has(r.messageId))).toEqual([]);
-    expect(receipts.filter((r) => !mine.has(r.messageId))).toEqual([]);
-    // What the scenario must have covered, or it proves nothing.
-    expect(asked.size).toBe(USERS * (MESSAGES - 5));
-    expect(acked.size).toBeGreaterThan(USERS * 40);
-    expect(deadLettered.size).toBeGreaterThan(USERS * 3);
-    expect(clients.flatMap((client) => client.closeCodes)).toContain(1006);
-    for (const receipt of receipts) {
-      expect(users).toContain(receipt.user);
-      expect(['relay-a', 'relay-b']).toContain(receipt.node);
-      if (receipt.outcome === 'acked') expect(receipt.seq).toBeGreaterThan(0);
-    }
-    expect(clients.flatMap((client) => client.resets)).toEqual([]);
-  }, 120_000);
+      const byId = outcomes();
+      const duplicates = [...byId.entries()].filter(([, list]) => list.length > 1);
+      const nackedNotDead = [...nacked].filter((id) => !deadLettered.has(id));
+      console.log(
+        `[receipts] ${receipts.length} receipts for ${byId.size} messages: ${receipts.filter((r) => r.outcome === 'acked').length} acked, ` +
+          `${receipts.filter((r) => r.outcome === 'dead-lettered').length} dead-lettered; ${duplicates.length} messages with duplicates ` +
+          `(${duplicates.reduce((sum, [, list]) => sum + list.length - 1, 0)} extra), e.g. ${JSON.stringify(duplicates.slice(0, 3).map(([id, list]) => [id, list.map((r) => `${r.outcome}@${r.node}`)]))}; ` +
+          `client-acked ${acked.size}, dead-lettered ${deadLettered.size}, nacked but not dead-lettered (a nack lost with the killed relay) ${nackedNotDead.length}; ` +
+          `by node ${JSON.stringify(Object.fromEntries(nodeIds.map((id) => [id, receipts.filter((r) => r.node === id).length])))}; ` +
+          `${Date.now() - startedAt} ms`,
+      );
+
+      // Every message a client acked has an `acked` receipt; every dead-lettered one a `dead-lettered` receipt with its reason.
+      expect(missing()).toEqual([]);
+      for (const [id, deadLetter] of deadLettered) {
+        if (!asked.has(id)) continue;
+        const reasons = byId
+          .get(id)!
+          .filter((r) => r.outcome === 'dead-lettered')
+          .map((r) => r.reason);
+        expect(reasons.length, id).toBeGreaterThan(0);
+        for (const reason of reasons) expect(reason, id).toBe(deadLetter.reason);
+      }
+      // A nack the killed relay had not recorded is lost with it, and the client's resume past the seq
+      // says it was processed (docs/PROTOCOL.md 1.2, item 8): the message is acked, and its receipt says so.
+      for (const id of nackedNotDead)
+        expect(
+          byId.get(id)?.map((r) => r.outcome),
+          id,
+        ).toContain('acked');
+      // No `acked` receipt for a message no client acked (or resumed past); none at all for the tail and the plain messages.
+      const ackedWithoutAck = receipts
+        .filter((r) => r.outcome === 'acked' && !acked.has(r.messageId) && !nackedNotDead.includes(r.messageId))
+        .map((r) => r.messageId);
+      expect(ackedWithoutAck).toEqual([]);
+      expect(receipts.filter((r) => tail.has(r.messageId) || plain.has(r.messageId))).toEqual([]);
+      expect(receipts.filter((r) => !mine.has(r.messageId))).toEqual([]);
+      // What the scenario must have covered, or it proves nothing.
+      expect(asked.size).toBe(USERS * (MESSAGES - 5));
+      expect(acked.size).toBeGreaterThan(USERS * 40);
+      expect(deadLettered.size).toBeGreaterThan(USERS * 3);
+      expect(clients.flatMap((client) => client.closeCodes)).toContain(1006);
+      for (const receipt of receipts) {
+        expect(users).toContain(receipt.user);
+        expect(nodeIds).toContain(receipt.node);
+        if (receipt.outcome === 'acked') expect(receipt.seq).toBeGreaterThan(0);
+      }
+      expect(clients.flatMap((client) => client.resets)).toEqual([]);
+    },
+    120_000,
+  );
 
   it('dead-letters a message that asks for a receipt without a messageId, and goes on with the next', async () => {
     const relay = await startTestRelay(testConfig());
