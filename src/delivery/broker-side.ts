@@ -21,14 +21,15 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { Clock } from './background-clock.js';
-import type { ReceiptRequest, ReceiptSink } from './delivery-receipt.js';
+import type { ReceiptSink } from './delivery-receipt.js';
 import type { InvalidMessageCode } from './message-codec.js';
+import { ReceiptGate, sendAck } from './receipt-gate.js';
 import { ReceiptOutbox } from './receipt-outbox.js';
-import type { ConsumerCallbacks, ConsumerFactory, ConsumerHandle, Delivery } from './consumer.js';
+import type { ConsumerCallbacks, ConsumerFactory, Delivery } from './consumer.js';
 import { ConsumerSupervisor, type ConsumerSession } from './consumer-supervisor.js';
 import { DeadLetterIntents } from './dead-letter-intents.js';
 import type { NumberedEntry } from '../cluster/bus-message.js';
-import type { AwaitingReceipt, BrokerAck, HeldMessage } from './inflight-ledger.js';
+import type { HeldMessage } from './inflight-ledger.js';
 import { NumberingIntake, type Numbered } from './numbering-intake.js';
 import type { ReplayRefusal, ReplaySeal } from './replay-seal.js';
 
@@ -75,9 +76,6 @@ export interface BrokerSideOptions {
   onIntentStored(seq: number, reason: string): void;
 }
 
-/** How long closing the consumer waits for receipts in flight (their messages are acked after them). */
-const RECEIPT_WAIT_MS = 2_000;
-
 export class BrokerSide {
   private readonly supervisor: ConsumerSupervisor;
   /** Numbers the current consumer's deliveries (a new one per consumer). */
@@ -85,11 +83,14 @@ export class BrokerSide {
   readonly intents: DeadLetterIntents;
   /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
   private ackScheduled = false;
-  private readonly outbox: ReceiptOutbox | undefined;
+  /** Settles messages that asked for a receipt once it is confirmed. */
+  private readonly receipts: ReceiptGate;
 
   constructor(private readonly options: BrokerSideOptions) {
     const { user, store, logger, clock, numbering } = options;
-    if (options.receipts) this.outbox = new ReceiptOutbox({ user, sink: options.receipts, clock, logger, events: options.events });
+    const sink = options.receipts;
+    const outbox = sink && new ReceiptOutbox({ user, epoch: () => numbering.epoch, sink, clock, logger, events: options.events });
+    this.receipts = new ReceiptGate(outbox, () => this.supervisor.session, options.events);
     this.intents = new DeadLetterIntents({
       user,
       store,
@@ -199,42 +200,10 @@ export class BrokerSide {
     const settled = session.ledger.settleUpTo(this.options.numbering.brokerAckMark, (seq) => this.intents.has(seq));
     const now = this.options.clock.now();
     for (const ts of settled.timestamps) this.options.events?.emit('delivery-latency', now - ts);
-    if (settled.receipts.length > 0) this.ackAfterReceipts(session, settled.receipts);
+    if (settled.receipts.length > 0) this.receipts.ackAfter(session, settled.receipts);
     if (!settled.ack) return;
     sendAck(session.handle, settled.ack);
     this.options.events?.emit('acked', settled.count);
-  }
-
-  /** Publishes an `acked` receipt for each message, then acks them (RabbitMQ keeps them until then). */
-  private ackAfterReceipts(session: ConsumerSession, awaiting: AwaitingReceipt[]): void {
-    const tags = awaiting.flatMap((entry) => entry.tags);
-    const receipts = awaiting.map(({ seq, messageId }) => this.receipt(messageId, seq, 'acked'));
-    this.afterReceipts(session, receipts, () => {
-      const ack = session.ledger.release(tags);
-      if (!ack || !session.handle) return;
-      sendAck(session.handle, ack);
-      this.options.events?.emit('acked', tags.length);
-    });
-  }
-
-  /** A receipt of this stream's user; `seq` null for a message dead-lettered before it was numbered. */
-  private receipt(messageId: string, seq: number | null, outcome: 'acked' | 'dead-lettered', reason?: string): ReceiptRequest {
-    const { user, numbering, clock } = this.options;
-    return {
-      messageId,
-      user,
-      seq,
-      epoch: seq === null ? null : numbering.epoch,
-      outcome,
-      ...(reason === undefined ? {} : { reason }),
-      at: clock.now(),
-    };
-  }
-
-  /** Runs `then` once the receipts are confirmed, while `session` is the consumer (else RabbitMQ has the messages back). */
-  private afterReceipts(session: ConsumerSession, receipts: ReceiptRequest[], then: () => void): void {
-    if (!this.outbox) return then();
-    this.outbox.send(receipts, () => session.live && this.supervisor.session === session, then);
   }
 
   /** No consumer starts from now on; what was delivered is numbered, for at most `timeoutMs`. */
@@ -250,8 +219,7 @@ export class BrokerSide {
    * flight get a moment first, so that their messages are acked rather than sent again.
    */
   async close(): Promise<void> {
-    if (this.outbox) await settledWithin(this.outbox.settled(), RECEIPT_WAIT_MS);
-    this.outbox?.stop();
+    await this.receipts.close();
     await this.supervisor.close();
   }
 
@@ -266,7 +234,7 @@ export class BrokerSide {
       inflight: session?.ledger.seqs() ?? [],
       outstanding: session?.ledger.outstandingCount ?? 0,
       pending: this.intake?.pendingCount ?? 0,
-      receiptsPending: this.outbox?.pendingCount ?? 0,
+      receiptsPending: this.receipts.pendingCount,
       assigning: this.intake?.busy ?? false,
       deadLetterIntents: this.intents.size,
     };
@@ -320,7 +288,7 @@ export class BrokerSide {
     const held: NumberedEntry[] = [];
     for (const { delivery, seq, deadLetter, fragment, ts, receipt: asked } of batch) {
       // Only with a sink: without one a message that asks is settled as any other.
-      const receipt = this.outbox ? asked : undefined;
+      const receipt = this.receipts.enabled ? asked : undefined;
       const message = { fragment, redelivered: delivery.redelivered, ts, receipt };
       if (deadLetter) this.intents.known(seq);
       if (this.intents.has(seq)) {
@@ -337,7 +305,7 @@ export class BrokerSide {
           session.handle?.ack(delivery.tag, false);
         };
         if (receipt === undefined) finish();
-        else this.afterReceipts(session, [this.receipt(receipt, seq, 'acked')], finish);
+        else this.receipts.after(session, (outbox) => [outbox.receipt(receipt, seq, 'acked')], finish);
         continue;
       }
       session.ledger.hold(seq, delivery.tag, message);
@@ -354,9 +322,11 @@ export class BrokerSide {
     code: InvalidMessageCode,
     receiptFor: string | undefined,
   ): void {
-    if (receiptFor !== undefined && this.outbox) {
-      this.afterReceipts(session, [this.receipt(receiptFor, null, 'dead-lettered', code)], () =>
-        this.rejectInvalid(session, delivery, reason, code, undefined),
+    if (receiptFor !== undefined && this.receipts.enabled) {
+      this.receipts.after(
+        session,
+        (outbox) => [outbox.receipt(receiptFor, null, 'dead-lettered', code)],
+        () => this.rejectInvalid(session, delivery, reason, code, undefined),
       );
       return;
     }
@@ -393,10 +363,15 @@ export class BrokerSide {
     // instead of taking a resume past it for processed and acking what the receipt says is dead.
     if (!this.intents.isStored(seq)) return;
     session.ledger.detach(seq);
-    this.afterReceipts(session, [this.receipt(entry.receipt, seq, 'dead-lettered', reason)], () => {
-      session.ledger.release(entry.tags);
-      this.rejectTags(session, seq, entry.tags, reason);
-    });
+    const messageId = entry.receipt;
+    this.receipts.after(
+      session,
+      (outbox) => [outbox.receipt(messageId, seq, 'dead-lettered', reason)],
+      () => {
+        session.ledger.release(entry.tags);
+        this.rejectTags(session, seq, entry.tags, reason);
+      },
+    );
   }
 
   private rejectTags(session: ConsumerSession, seq: number, tags: number[], reason: string): void {
@@ -417,9 +392,4 @@ export class BrokerSide {
         this.options.logger.info({ user: this.options.user, seq, err: errorMessage(error) }, 'reject not confirmed; kept'),
     );
   }
-}
-
-function sendAck(handle: ConsumerHandle, ack: BrokerAck): void {
-  if (ack.multiple) handle.ack(ack.tag, true);
-  else for (const tag of ack.tags) handle.ack(tag, false);
 }

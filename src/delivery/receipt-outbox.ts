@@ -18,10 +18,13 @@ import { errorMessage } from '../errors.js';
 import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Clock, TimerHandle } from './background-clock.js';
-import type { ReceiptRequest, ReceiptSink } from './delivery-receipt.js';
+import { settledWithin } from '../settle.js';
+import type { ReceiptOutcome, ReceiptRequest, ReceiptSink } from './delivery-receipt.js';
 
 export interface ReceiptOutboxOptions {
   user: string;
+  /** The stream's epoch, written with each seq. */
+  epoch: () => string;
   sink: ReceiptSink;
   clock: Clock;
   logger: Logger;
@@ -78,6 +81,26 @@ export class ReceiptOutbox {
     this.unsettled.add(settled);
     this.queued.push({ receipts, live, then, done });
     if (this.queued.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  /** A receipt of this stream's user, settled now; `seq` null for a message dead-lettered before it was numbered. */
+  receipt(messageId: string, seq: number | null, outcome: ReceiptOutcome, reason?: string): ReceiptRequest {
+    const epoch = seq === null ? null : this.options.epoch();
+    return {
+      messageId,
+      user: this.options.user,
+      seq,
+      epoch,
+      outcome,
+      ...(reason === undefined ? {} : { reason }),
+      at: this.options.clock.now(),
+    };
+  }
+
+  /** Waits at most `waitMs` for the groups in flight (their messages are settled after them), then stops. */
+  async close(waitMs: number): Promise<void> {
+    await settledWithin(this.settled(), waitMs);
+    this.stop();
   }
 
   /** Resolves once every group handed over so far was settled or dropped. */

@@ -10,7 +10,7 @@ function receipt(seq: number): ReceiptRequest {
 }
 
 function outboxWith(sink: FakeReceiptSink): ReceiptOutbox {
-  return new ReceiptOutbox({ user: 'u1', sink, clock: backgroundClock, logger: silentLogger() });
+  return new ReceiptOutbox({ user: 'u1', epoch: () => 'e1', sink, clock: backgroundClock, logger: silentLogger() });
 }
 
 describe('ReceiptOutbox', () => {
