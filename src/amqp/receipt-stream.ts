@@ -38,7 +38,8 @@ export interface ReceiptsOptions {
 
 const DEFAULT_PREFETCH = 100;
 
-type Next = ConsumeMessage | RelayError;
+/** A delivery, why the stream failed, or `end` (closed by the caller). */
+type Next = ConsumeMessage | RelayError | 'end';
 
 /** Checks the options before anything is declared. */
 function checkOptions(options: ReceiptsOptions): void {
@@ -88,6 +89,7 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
    * with another type, say).
    */
   async ready(): Promise<void> {
+    if (this.finished && !this.setup) throw new RelayError(ErrorCode.closed, 'the receipt stream is closed');
     await (this.setup ??= this.start());
   }
 
@@ -98,6 +100,7 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
     this.ackHeld();
     for (;;) {
       const next = this.arrived.shift() ?? (await new Promise<Next>((resolve) => (this.waiter = resolve)));
+      if (next === 'end' || this.finished) return { done: true, value: undefined };
       if (next instanceof RelayError) {
         await this.end();
         throw next;
@@ -108,7 +111,7 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
         return { done: false, value: parsed.receipt };
       }
       this.skippedCount += 1;
-      this.channel?.ack(next);
+      this.ack(next);
     }
   }
 
@@ -165,9 +168,12 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
   private ackHeld(): void {
     const held = this.holding;
     this.holding = undefined;
-    if (!held) return;
+    if (held) this.ack(held);
+  }
+
+  private ack(message: ConsumeMessage): void {
     try {
-      this.channel?.ack(held);
+      this.channel?.ack(message);
     } catch {
       // The channel is gone: RabbitMQ has the receipt back and hands it over again (a duplicate).
     }
@@ -177,6 +183,8 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
     if (this.finished) return;
     this.finished = true;
     this.arrived.length = 0;
+    // A `next()` waiting now (the caller closed the stream from outside the loop) ends the loop.
+    this.push('end');
     const channel = this.channel;
     if (!channel) return;
     if (this.consumerTag !== undefined) await channel.cancel(this.consumerTag).catch(() => undefined);

@@ -11,10 +11,9 @@ import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Producer } from '../../src/amqp/producer.js';
 import type { ReceiptStream } from '../../src/amqp/receipt-stream.js';
-import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_REASON_HEADER, inboxQueueName } from '../../src/amqp/topology.js';
+import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_REASON_HEADER, RECEIPTS_EXCHANGE, inboxQueueName } from '../../src/amqp/topology.js';
 import { loadConfig } from '../../src/config.js';
-import type { DeliveryReceipt } from '../../src/delivery/delivery-receipt.js';
-import { RECEIPT_HEADER } from '../../src/delivery/delivery-receipt.js';
+import { RECEIPT_HEADER, encodeReceipt, type DeliveryReceipt } from '../../src/delivery/delivery-receipt.js';
 import { freePort } from '../../src/process/free-port.js';
 import { RelayProcess } from '../../src/process/relay-process.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -320,4 +319,51 @@ describe('delivery receipts', () => {
     await check.close();
     expect(messageCount).toBe(0);
   }, 30_000);
+
+  it('reads receipts of the bound users only, acks one when the loop asks for the next, skips what is not a receipt', async () => {
+    const producer = testProducer(testConfig());
+    producers.push(producer);
+    const [mine, other] = [uid('rcpt-reader'), uid('rcpt-other')];
+    const receiptQueue = uid('receipts-q');
+    queues.push(receiptQueue);
+    const first = producer.receipts({ queue: receiptQueue, users: [mine], prefetch: 10 });
+    await first.ready();
+    const connection = await amqp.connect(rabbitmqUrl());
+    const channel = await connection.createConfirmChannel();
+    const put = async (user: string, body: Buffer): Promise<void> => {
+      channel.publish(RECEIPTS_EXCHANGE, user, body, { persistent: true });
+      await channel.waitForConfirms();
+    };
+    const make = (messageId: string, user: string): DeliveryReceipt => ({
+      messageId,
+      user,
+      seq: 1,
+      epoch: 'e1',
+      outcome: 'acked',
+      at: 1,
+      node: 'n1',
+    });
+    await put(mine, encodeReceipt(make('r1', mine)));
+    await put(mine, Buffer.from('not a receipt'));
+    await put(other, encodeReceipt(make('r-other', other)));
+    await put(mine, encodeReceipt(make('r2', mine)));
+    const seen: string[] = [];
+    for await (const receipt of first) {
+      seen.push(receipt.messageId);
+      // Breaking out while holding r2 leaves it in the queue.
+      if (receipt.messageId === 'r2') break;
+    }
+    expect(seen).toEqual(['r1', 'r2']);
+    expect(first.skipped).toBe(1);
+    await put(mine, encodeReceipt(make('r3', mine)));
+    const second = producer.receipts({ queue: receiptQueue, users: [mine] });
+    const again: string[] = [];
+    for await (const receipt of second) {
+      again.push(receipt.messageId);
+      if (receipt.messageId === 'r3') break;
+    }
+    // r1 was acked when the loop asked for r2; r2 comes again; the other user's receipt never came.
+    expect(again).toEqual(['r2', 'r3']);
+    await connection.close();
+  });
 });
