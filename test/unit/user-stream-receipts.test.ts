@@ -1,6 +1,6 @@
 /** Delivery receipts through a user stream: no broker ack or reject of a message that asked before its receipt is confirmed. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeQueue, FakeReceiptSink, FakeSub, done, elapse, newMemory, newStream, settle } from '../helpers/delivery-fakes.js';
+import { FakeQueue, FakeReceiptSink, FakeSub, done, elapse, newMemory, newStream, settle, storeWith } from '../helpers/delivery-fakes.js';
 
 function setupWithReceipts(options: { maxMessageBytes?: number } = {}) {
   const queue = new FakeQueue();
@@ -161,5 +161,35 @@ describe('UserStream with delivery receipts', () => {
     expect(sink.batches).toEqual([]);
     expect(queue.rejected).toHaveLength(1);
     expect(queue.unacked.size).toBe(0);
+  });
+
+  it('publishes a dead-lettered receipt only once the store holds the dead-letter request', async () => {
+    const queue = new FakeQueue();
+    const sink = new FakeReceiptSink();
+    const memory = newMemory();
+    let storeUp = false;
+    const store = storeWith(memory, {
+      deadLetter: async (user: string, epoch: string, seq: number) => {
+        if (!storeUp) throw new Error('store down');
+        return memory.deadLetter(user, epoch, seq);
+      },
+    });
+    const stream = newStream(queue.factory, store, { prefetch: 10, receipts: sink });
+    queue.receiptIds.add('a');
+    const sub = new FakeSub(10);
+    await done(stream.attach(sub, undefined));
+    queue.publishIds(['a']);
+    await settle();
+    expect(stream.nack(sub, 1, false)).toBe('dead-lettered');
+    await elapse(1_500);
+    // Without the store's record, a relay that died after the receipt could ack the message later.
+    expect(sink.batches).toEqual([]);
+    expect(queue.rejected).toEqual([]);
+    storeUp = true;
+    await elapse(1_000);
+    expect(sink.all).toMatchObject([{ messageId: 'a', outcome: 'dead-lettered', reason: 'client-nack' }]);
+    sink.confirm();
+    await settle();
+    expect(queue.rejected).toEqual([{ id: 'a', requeue: false }]);
   });
 });
