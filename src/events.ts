@@ -25,6 +25,10 @@ export interface RelayEventMap {
    * plainly instead, and reached inbox.dead with `x-death` reason `rejected` and no relay reason.
    */
   'dead-letter-fallback': [reason: string];
+  /** Delivery receipts RabbitMQ confirmed (published to inbox.receipts), per batch. */
+  'receipts-published': [count: number];
+  /** Delivery receipts of a batch that was not confirmed (kept, published again after a backoff). */
+  'receipts-failed': [count: number];
   'consumer-lost': [reason: string];
   'epoch-lost': [];
   'unrouted-moved': [];

@@ -6,8 +6,12 @@
  */
 export { Producer } from './amqp/producer.js';
 export type { ProducerOptions, PublishOptions, PublishReceipt } from './amqp/producer.js';
+export { ReceiptStream } from './amqp/receipt-stream.js';
+export type { ReceiptsOptions } from './amqp/receipt-stream.js';
 export type { QueueSettings } from './amqp/topology.js';
-export { TOPIC_EXCHANGE } from './amqp/topology.js';
+export { RECEIPTS_EXCHANGE, TOPIC_EXCHANGE } from './amqp/topology.js';
+export { RECEIPT_HEADER, parseReceipt } from './delivery/delivery-receipt.js';
+export type { DeliveryReceipt, ReceiptOutcome } from './delivery/delivery-receipt.js';
 export { isValidTopic, isValidTopicPattern } from './amqp/topics.js';
 export type { QueueType } from './config.js';
 export type { PresenceEntry, UserPresence } from './presence/presence-store.js';

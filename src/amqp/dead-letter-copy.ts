@@ -30,6 +30,8 @@ export const DeadLetterReason = {
   invalidMessage: 'invalid-message',
   /** A body over MAX_MESSAGE_BYTES. */
   tooLarge: 'too-large',
+  /** The message asks for a delivery receipt (`inbox-receipt`) but has no valid messageId to name it by. */
+  receiptWithoutMessageId: 'receipt-without-message-id',
   /** From `inbox.unrouted`: the routing key is not a valid user id. */
   invalidUserId: 'invalid-user-id',
   /** From `inbox.unrouted`: the user's inbox refused the copy (full). */

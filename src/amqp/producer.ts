@@ -13,6 +13,9 @@
  * `publish` never sets a header of the relay and its operators (`x-inbox-relay-*`, such as the
  * replay mark of dead letters): it refuses a message that asks for one.
  *
+ * Delivery receipts (receipt-stream.ts): `publish(..., { receipt: true })` asks the relay for a
+ * receipt once the message is acked by a client or dead-lettered; `receipts()` reads them.
+ *
  * Topics (topics.ts): `follow`/`unfollow` bind and unbind a user's inbox to `inbox.topics`,
  * `following` lists the bindings through the management API, `publishTopic` publishes once to a
  * topic and RabbitMQ copies the message into every following inbox.
@@ -25,8 +28,10 @@ import { DEFAULTS } from '../config.js';
 import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
+import { RECEIPT_HEADER } from '../delivery/delivery-receipt.js';
 import { ConnectionPool } from './connection-pool.js';
 import { PublishChannel } from './publish-channel.js';
+import { ReceiptStream, type ReceiptsOptions } from './receipt-stream.js';
 import { vhostOf } from './management-request.js';
 import { checkTopic, checkTopicPattern, declareTopicExchange, followTopic, listFollowedPatterns, unfollowTopic } from './topics.js';
 import type { UserPresence } from '../presence/presence-store.js';
@@ -83,6 +88,12 @@ export interface PublishOptions {
   timestamp?: number;
   /** Not delivered to clients. Names starting with `x-inbox-relay-` are the relay's: refused (RELAY_ERR_INVALID_MESSAGE). */
   headers?: Record<string, unknown>;
+  /**
+   * Ask the relay for a delivery receipt (the header `inbox-receipt: true`): once a connection of
+   * the user acked the message, or the relay dead-lettered it, a receipt goes to `inbox.receipts`
+   * (read them with `receipts()`). At least once: a receipt may come twice.
+   */
+  receipt?: boolean;
 }
 
 export interface PublishReceipt {
@@ -238,15 +249,27 @@ export class Producer {
     if (this.closing) throw new RelayError(ErrorCode.closed, 'producer is closed');
   }
 
+  /**
+   * Delivery receipts from the producer's own durable queue `queue`, declared and bound to
+   * `inbox.receipts` for `users` (default: every user) on the first `next()`. Each receipt is
+   * acked when the loop asks for the next one; breaking out leaves the one in hand in the queue.
+   * See ReceiptStream for what ends the loop.
+   */
+  receipts(options: ReceiptsOptions): ReceiptStream {
+    this.checkOpen();
+    return new ReceiptStream(() => this.pool.openChannel(), options);
+  }
+
   private publishMessage(exchange: string, routingKey: string, data: unknown, options: PublishOptions): Promise<PublishReceipt> {
     checkHeaders(options.headers);
     const { body, contentType } = encode(data, options.contentType);
     const messageId = options.messageId ?? randomUUID();
+    const headers = options.receipt ? { ...options.headers, [RECEIPT_HEADER]: true } : options.headers;
     return this.publishRaw(exchange, routingKey, body, {
       messageId,
       contentType,
       timestamp: options.timestamp ?? Date.now(),
-      ...(options.headers === undefined ? {} : { headers: options.headers }),
+      ...(headers === undefined ? {} : { headers }),
     }).then(() => ({ messageId }));
   }
 

@@ -22,6 +22,12 @@ export const TOPIC_EXCHANGE = 'inbox.topics';
  * bound, the events route nowhere.
  */
 export const PRESENCE_EXCHANGE = 'inbox.presence';
+/**
+ * The relay publishes delivery receipts here (src/delivery/delivery-receipt.ts) with routing key =
+ * the user id; producers bind queues of their own to it. No alternate exchange: a receipt nobody
+ * subscribed to routes nowhere, by design.
+ */
+export const RECEIPTS_EXCHANGE = 'inbox.receipts';
 /** Catches messages for users whose queue does not exist yet. */
 export const UNROUTED_EXCHANGE = 'inbox.unrouted';
 export const UNROUTED_QUEUE = 'inbox.unrouted';
@@ -147,10 +153,11 @@ export async function declareSharedTopology(open: ChannelOpener, settings: Queue
     });
     await channel.assertExchange(TOPIC_EXCHANGE, 'topic', { durable: true });
     await channel.assertExchange(PRESENCE_EXCHANGE, 'topic', { durable: true });
+    await channel.assertExchange(RECEIPTS_EXCHANGE, 'topic', { durable: true });
   } catch (error) {
     throw new RelayError(
       ErrorCode.topology,
-      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE}/${TOPIC_EXCHANGE}/${PRESENCE_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
+      `cannot declare exchanges ${INBOX_EXCHANGE}/${UNROUTED_EXCHANGE}/${DEAD_LETTER_EXCHANGE}/${TOPIC_EXCHANGE}/${PRESENCE_EXCHANGE}/${RECEIPTS_EXCHANGE} (an existing one with other arguments?): ${(error as Error).message}`,
       { cause: error },
     );
   } finally {

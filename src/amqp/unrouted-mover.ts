@@ -22,7 +22,9 @@
  *   message's: the mover closes its channel, so this message and those behind it return in
  *   order, and starts again a second later.
  * Dead letters are copies published to `inbox.dlx` (dead-letter-copy.ts), confirmed and routed
- * before the original is acked (DeadLetterPublisher).
+ * before the original is acked (DeadLetterPublisher). A dead letter for a valid user whose
+ * producer asked for a delivery receipt gets its `dead-lettered` receipt (no seq: it was never
+ * numbered) confirmed before the copy is published.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { backgroundClock, type Clock, type TimerHandle } from '../delivery/background-clock.js';
@@ -33,6 +35,7 @@ import { isValidUserId } from '../protocol/user-id.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { DeadLetterReason } from './dead-letter-copy.js';
 import type { PublishDeadLetter } from './dead-letter-publisher.js';
+import { asksForReceipt, type ReceiptSink } from '../delivery/delivery-receipt.js';
 import { INBOX_EXCHANGE, UNROUTED_QUEUE, provisionInbox, type QueueSettings } from './topology.js';
 
 /** The reason a message is dead-lettered with when its user's inbox refuses the copy. */
@@ -52,6 +55,8 @@ export interface UnroutedMoverOptions {
   ) => Promise<void>;
   /** Publishes a dead letter with its reason (DeadLetterPublisher); resolves once confirmed and routed. */
   publishDeadLetter: PublishDeadLetter;
+  /** Where delivery receipts go; undefined: none is sent. */
+  receipts?: ReceiptSink | undefined;
   settings: QueueSettings;
   /** Inboxes declared per second, and at once (UNROUTED_PROVISION_RATE_PER_SEC). */
   provisionRatePerSec: number;
@@ -162,7 +167,12 @@ export class UnroutedMover {
    */
   private async deadLetter(channel: Channel, message: ConsumeMessage, user: string | undefined, reason: string): Promise<void> {
     const queue = this.options.queue ?? UNROUTED_QUEUE;
-    await this.options.publishDeadLetter(message, { reason, queue, user, at: this.clock.now() });
+    const { messageId } = message.properties as { messageId?: unknown };
+    const at = this.clock.now();
+    if (this.options.receipts && user !== undefined && typeof messageId === 'string' && asksForReceipt(message.properties.headers)) {
+      await this.options.receipts.publish([{ messageId, user, seq: null, epoch: null, outcome: 'dead-lettered', reason, at }]);
+    }
+    await this.options.publishDeadLetter(message, { reason, queue, user, at });
     if (channel !== this.channel) return;
     channel.ack(message);
     this.options.onDeadLettered?.(reason);

@@ -152,7 +152,7 @@ export interface DeadLetterSummary {
   reason: string | null;
   /**
    * The relay's reason (`x-inbox-relay-reason`: client-nack, nack-limit, invalid-message,
-   * too-large, invalid-user-id, unroutable-inbox-full), on a dead letter the relay published
+   * too-large, receipt-without-message-id, invalid-user-id, unroutable-inbox-full), on a dead letter the relay published
    * itself; read only from a message without `x-death`, since any producer can set the header.
    */
   relayReason: string | null;

@@ -9,7 +9,11 @@
  *   of the event loop, never for a message with a dead-letter request (that one is rejected as
  *   soon as the consumer holds it);
  * - a lost consumer's messages and numbering are dropped with it (its delivery tags name
- *   nothing on another channel): RabbitMQ delivers them again to the next consumer.
+ *   nothing on another channel): RabbitMQ delivers them again to the next consumer;
+ * - a message that asked for a delivery receipt is acked or rejected (dead-lettered) only once
+ *   RabbitMQ confirmed its receipt (ReceiptOutbox): every path, including the redelivery of a
+ *   message at or below the mark, which therefore sends its receipt again (at least once).
+ *   Messages that did not ask are acked as before, never waiting on another's receipt.
  */
 import { errorMessage } from '../errors.js';
 import type { RelayEvents } from '../events.js';
@@ -17,6 +21,10 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { Clock } from './background-clock.js';
+import type { ReceiptSink } from './delivery-receipt.js';
+import type { InvalidMessageCode } from './message-codec.js';
+import { ReceiptGate, sendAck } from './receipt-gate.js';
+import { ReceiptOutbox } from './receipt-outbox.js';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from './consumer.js';
 import { ConsumerSupervisor, type ConsumerSession } from './consumer-supervisor.js';
 import { DeadLetterIntents } from './dead-letter-intents.js';
@@ -45,6 +53,8 @@ export interface BrokerSideOptions {
   maxMessageBytes: number;
   /** Checks the seal of replayed dead letters; undefined: no replay header is honoured. */
   replaySeal: ReplaySeal | undefined;
+  /** Where delivery receipts go; undefined: none is sent, and messages that ask are settled as the others. */
+  receipts: ReceiptSink | undefined;
   logger: Logger;
   clock: Clock;
   events: RelayEvents | undefined;
@@ -73,9 +83,14 @@ export class BrokerSide {
   readonly intents: DeadLetterIntents;
   /** Set while a broker ack is scheduled for the end of this turn of the event loop. */
   private ackScheduled = false;
+  /** Settles messages that asked for a receipt once it is confirmed. */
+  private readonly receipts: ReceiptGate;
 
   constructor(private readonly options: BrokerSideOptions) {
     const { user, store, logger, clock, numbering } = options;
+    const sink = options.receipts;
+    const outbox = sink && new ReceiptOutbox({ user, epoch: () => numbering.epoch, sink, clock, logger, events: options.events });
+    this.receipts = new ReceiptGate(outbox, () => this.supervisor.session, options.events);
     this.intents = new DeadLetterIntents({
       user,
       store,
@@ -175,16 +190,19 @@ export class BrokerSide {
     });
   }
 
-  /** Acks every held message at or below the acked mark, except those to dead-letter. */
+  /**
+   * Acks every held message at or below the acked mark, except those to dead-letter; those that
+   * asked for a receipt once it is confirmed (one batch of receipts, then one ack, for a burst).
+   */
   ackUpToMark(): void {
     const session = this.supervisor.session;
     if (!session?.handle) return;
     const settled = session.ledger.settleUpTo(this.options.numbering.brokerAckMark, (seq) => this.intents.has(seq));
-    if (!settled.ack) return;
-    if (settled.ack.multiple) session.handle.ack(settled.ack.tag, true);
-    else for (const tag of settled.ack.tags) session.handle.ack(tag, false);
     const now = this.options.clock.now();
     for (const ts of settled.timestamps) this.options.events?.emit('delivery-latency', now - ts);
+    if (settled.receipts.length > 0) this.receipts.ackAfter(session, settled.receipts);
+    if (!settled.ack) return;
+    sendAck(session.handle, settled.ack);
     this.options.events?.emit('acked', settled.count);
   }
 
@@ -196,9 +214,13 @@ export class BrokerSide {
     this.intents.stop();
   }
 
-  /** Closes the consumer's channel: its unacked messages return to the queue in order. */
-  close(): Promise<void> {
-    return this.supervisor.close();
+  /**
+   * Closes the consumer's channel: its unacked messages return to the queue in order. Receipts in
+   * flight get a moment first, so that their messages are acked rather than sent again.
+   */
+  async close(): Promise<void> {
+    await this.receipts.close();
+    await this.supervisor.close();
   }
 
   /** Diagnostics for the stream's snapshot. */
@@ -212,6 +234,7 @@ export class BrokerSide {
       inflight: session?.ledger.seqs() ?? [],
       outstanding: session?.ledger.outstandingCount ?? 0,
       pending: this.intake?.pendingCount ?? 0,
+      receiptsPending: this.receipts.pendingCount,
       assigning: this.intake?.busy ?? false,
       deadLetterIntents: this.intents.size,
     };
@@ -231,7 +254,7 @@ export class BrokerSide {
         onReplayRefused: (delivery, reason) => this.replayRefused(delivery, reason),
         position: () => ({ epoch: numbering.epoch, seen: numbering.head }),
         onNumbered: (batch) => this.accept(session, batch),
-        onInvalid: (delivery, reason, code) => this.rejectInvalid(session, delivery, reason, code),
+        onInvalid: (delivery, reason, code, receiptFor) => this.rejectInvalid(session, delivery, reason, code, receiptFor),
         onEpochGone: () => this.options.onEpochGone(),
         onStoreHealth: (up) => {
           if (!up) this.options.onStoreDown();
@@ -263,8 +286,10 @@ export class BrokerSide {
   private accept(session: ConsumerSession, batch: Numbered[]): void {
     const { numbering } = this.options;
     const held: NumberedEntry[] = [];
-    for (const { delivery, seq, deadLetter, fragment, ts } of batch) {
-      const message = { fragment, redelivered: delivery.redelivered, ts };
+    for (const { delivery, seq, deadLetter, fragment, ts, receipt: asked } of batch) {
+      // Only with a sink: without one a message that asks is settled as any other.
+      const receipt = this.receipts.enabled ? asked : undefined;
+      const message = { fragment, redelivered: delivery.redelivered, ts, receipt };
       if (deadLetter) this.intents.known(seq);
       if (this.intents.has(seq)) {
         // Rejected, never acked, whatever the mark.
@@ -273,9 +298,14 @@ export class BrokerSide {
         continue;
       }
       if (seq <= numbering.brokerAckMark) {
-        // A client already processed this seq in this epoch: finish it without sending it again.
-        session.ledger.settled(delivery.tag);
-        session.handle?.ack(delivery.tag, false);
+        // A client already processed this seq in this epoch: finish it without sending it again
+        // (its receipt first, again: the first one may not have been confirmed before the ack was lost).
+        const finish = (): void => {
+          session.ledger.settled(delivery.tag);
+          session.handle?.ack(delivery.tag, false);
+        };
+        if (receipt === undefined) finish();
+        else this.receipts.after(session, (outbox) => [outbox.receipt(receipt, seq, 'acked')], finish);
         continue;
       }
       session.ledger.hold(seq, delivery.tag, message);
@@ -285,7 +315,21 @@ export class BrokerSide {
     this.options.onNumbered(held);
   }
 
-  private rejectInvalid(session: ConsumerSession, delivery: Delivery, reason: string, code: string): void {
+  private rejectInvalid(
+    session: ConsumerSession,
+    delivery: Delivery,
+    reason: string,
+    code: InvalidMessageCode,
+    receiptFor: string | undefined,
+  ): void {
+    if (receiptFor !== undefined && this.receipts.enabled) {
+      this.receipts.after(
+        session,
+        (outbox) => [outbox.receipt(receiptFor, null, 'dead-lettered', code)],
+        () => this.rejectInvalid(session, delivery, reason, code, undefined),
+      );
+      return;
+    }
     session.ledger.settled(delivery.tag);
     session.handle?.reject(delivery.tag, false, code);
     this.options.events?.emit('dead-lettered', code);
@@ -303,13 +347,37 @@ export class BrokerSide {
     this.options.logger.warn({ user: this.options.user, messageId, reason }, 'replay header without a valid seal ignored');
   }
 
-  /** Rejects a message a client asked to dead-letter, if the consumer holds it now. */
+  /**
+   * Rejects a message a client asked to dead-letter, if the consumer holds it now; one that asked
+   * for a receipt once the store holds the request and its `dead-lettered` receipt is confirmed
+   * (held back from acks meanwhile).
+   */
   private rejectHeld(seq: number): void {
     const session = this.supervisor.session;
-    const handle = session?.handle;
-    if (!session || !handle || !session.ledger.has(seq)) return;
+    const entry = session?.ledger.get(seq);
+    if (!session?.handle || !entry) return;
     const reason = this.intents.reason(seq);
-    for (const tag of session.ledger.take(seq)) handle.reject(tag, false, reason);
+    if (entry.receipt === undefined) return this.rejectTags(session, seq, session.ledger.take(seq), reason);
+    // Its receipt waits for the store to hold the request (`onStored` comes back here): a relay
+    // that dies after the receipt then still dead-letters the message when RabbitMQ redelivers it,
+    // instead of taking a resume past it for processed and acking what the receipt says is dead.
+    if (!this.intents.isStored(seq)) return;
+    session.ledger.detach(seq);
+    const messageId = entry.receipt;
+    this.receipts.after(
+      session,
+      (outbox) => [outbox.receipt(messageId, seq, 'dead-lettered', reason)],
+      () => {
+        session.ledger.release(entry.tags);
+        this.rejectTags(session, seq, entry.tags, reason);
+      },
+    );
+  }
+
+  private rejectTags(session: ConsumerSession, seq: number, tags: number[], reason: string): void {
+    const handle = session.handle;
+    if (!handle) return;
+    for (const tag of tags) handle.reject(tag, false, reason);
     this.options.events?.emit('dead-lettered', reason);
     this.options.logger.info({ user: this.options.user, seq, reason }, 'message dead-lettered');
     handle.sync().then(

@@ -7,6 +7,9 @@
  *   it is told to keep), and uses one multiple-ack only when no other outstanding tag is at or
  *   below the highest of them: a multiple-ack never settles a message nobody acked.
  * - a tag is settled at most once (acking a tag twice is a channel error that ends the consumer).
+ * - a held message that asked for a delivery receipt is never in `settleUpTo`'s ack: it is
+ *   handed back apart, its tags stay outstanding (so no later multiple-ack covers them) until
+ *   `release` names them, once its receipt is confirmed.
  * Delivery tags are valid only on the channel that delivered them, so a ledger belongs to one
  * consumer and is dropped with it.
  */
@@ -27,6 +30,15 @@ export interface HeldMessage {
   redelivered: boolean;
   /** The producer's timestamp (ms), for the delivery latency. */
   ts: number;
+  /** The messageId to name in a delivery receipt, when the producer asked for one. */
+  receipt?: string | undefined;
+}
+
+/** A held message taken out for its receipt: its tags stay outstanding until `release`. */
+export interface AwaitingReceipt {
+  seq: number;
+  messageId: string;
+  tags: number[];
 }
 
 /** The broker ack that settles a set of tags: one multiple-ack, or one ack per tag. */
@@ -38,6 +50,8 @@ export interface Settled {
   count: number;
   /** The producer timestamps of the settled messages (ms). */
   timestamps: number[];
+  /** Messages at or below the seq that asked for a receipt: not in `ack`, acked once `release`d. */
+  receipts: AwaitingReceipt[];
 }
 
 export class InFlightLedger {
@@ -84,11 +98,30 @@ export class InFlightLedger {
 
   /** Removes one held message and returns its tags, for a reject. */
   take(seq: number): number[] {
+    const entry = this.detach(seq);
+    for (const tag of entry?.tags ?? []) this.outstanding.delete(tag);
+    return entry?.tags ?? [];
+  }
+
+  /** Removes one held message but keeps its tags outstanding (a reject waits for its receipt); `release` them later. */
+  detach(seq: number): HeldMessage | undefined {
     const entry = this.held.get(seq);
-    if (!entry) return [];
     this.held.delete(seq);
-    for (const tag of entry.tags) this.outstanding.delete(tag);
-    return entry.tags;
+    return entry;
+  }
+
+  /**
+   * Settles tags kept outstanding (`detach`, `settleUpTo`'s receipts) and returns the ack that
+   * settles them: one multiple-ack when no other outstanding tag is at or below the highest.
+   */
+  release(tags: readonly number[]): BrokerAck | undefined {
+    const mine = tags.filter((tag) => this.outstanding.has(tag));
+    if (mine.length === 0) return undefined;
+    const highest = Math.max(...mine);
+    let below = 0;
+    for (const tag of this.outstanding) if (tag <= highest) below += 1;
+    for (const tag of mine) this.outstanding.delete(tag);
+    return below === mine.length ? { multiple: true, tag: highest } : { multiple: false, tags: mine };
   }
 
   /**
@@ -98,21 +131,26 @@ export class InFlightLedger {
   settleUpTo(seq: number, keep: (seq: number) => boolean = () => false): Settled {
     const tags: number[] = [];
     const timestamps: number[] = [];
+    const receipts: AwaitingReceipt[] = [];
     let highest = 0;
     for (const [heldSeq, entry] of this.held) {
       if (heldSeq > seq || keep(heldSeq)) continue;
       this.held.delete(heldSeq);
       timestamps.push(entry.ts);
+      if (entry.receipt !== undefined) {
+        receipts.push({ seq: heldSeq, messageId: entry.receipt, tags: entry.tags });
+        continue;
+      }
       for (const tag of entry.tags) {
         tags.push(tag);
         if (tag > highest) highest = tag;
       }
     }
-    if (tags.length === 0) return { ack: undefined, count: 0, timestamps };
+    if (tags.length === 0) return { ack: undefined, count: 0, timestamps, receipts };
     let below = 0;
     for (const tag of this.outstanding) if (tag <= highest) below += 1;
     for (const tag of tags) this.outstanding.delete(tag);
     const ack: BrokerAck = below === tags.length ? { multiple: true, tag: highest } : { multiple: false, tags };
-    return { ack, count: tags.length, timestamps };
+    return { ack, count: tags.length, timestamps, receipts };
   }
 }

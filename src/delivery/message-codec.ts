@@ -8,8 +8,13 @@
  * the one it had before it was dead-lettered. The relay takes a replay header only with a valid
  * seal (replay-seal.ts); without one the header is ignored and reported, and the message is
  * deduplicated by its messageId like any other.
+ *
+ * A message that asks for a delivery receipt (`inbox-receipt`, delivery-receipt.ts) must carry a
+ * valid messageId, the name its receipt gives it: one without is invalid
+ * (`receipt-without-message-id`), whatever else it holds.
  */
 import type { MessageProperties } from 'amqplib';
+import { asksForReceipt } from './delivery-receipt.js';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER, replayCountOf, type ReplayRefusal, type ReplaySeal } from './replay-seal.js';
 
 export { REPLAY_HEADER, REPLAY_SEAL_HEADER } from './replay-seal.js';
@@ -29,13 +34,20 @@ export type DecodedMessage =
       fragment: string;
       /** Set when the message carried a replay header that was not honoured, and why. */
       replayRefused?: ReplayRefusal;
+      /** The producer asked for a delivery receipt. */
+      receipt: boolean;
     }
   | {
       ok: false;
       reason: string;
-      /** The dead-letter reason (`x-inbox-relay-reason`): a body over the limit, or anything else that makes it invalid. */
-      code: 'invalid-message' | 'too-large';
+      /** The dead-letter reason (`x-inbox-relay-reason`). */
+      code: InvalidMessageCode;
+      /** The messageId of an invalid message that asked for a receipt and has a valid id: its receipt says `dead-lettered`. */
+      receiptFor?: string;
     };
+
+/** Why the relay refuses a message it reads: a body over the limit, a receipt asked without a messageId, anything else. */
+export type InvalidMessageCode = 'invalid-message' | 'too-large' | 'receipt-without-message-id';
 
 /** What checking a replay header needs: the user whose queue the message came from, and the keys. */
 export interface ReplayContext {
@@ -85,11 +97,16 @@ export function decodeMessage(
   replay?: ReplayContext,
 ): DecodedMessage {
   const id: unknown = properties.messageId;
+  const receipt = asksForReceipt(properties.headers);
   if (typeof id !== 'string' || !MESSAGE_ID.test(id)) {
-    return { ok: false, code: 'invalid-message', reason: 'missing or invalid messageId (1-255 characters, no control characters)' };
+    const reason = 'missing or invalid messageId (1-255 characters, no control characters)';
+    return receipt
+      ? { ok: false, code: 'receipt-without-message-id', reason: `receipt asked; ${reason}` }
+      : { ok: false, code: 'invalid-message', reason };
   }
+  const receiptFor = receipt ? { receiptFor: id } : {};
   if (content.length > maxBytes) {
-    return { ok: false, code: 'too-large', reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES` };
+    return { ok: false, code: 'too-large', reason: `body of ${content.length} bytes exceeds MAX_MESSAGE_BYTES`, ...receiptFor };
   }
   const contentType =
     typeof properties.contentType === 'string' && properties.contentType !== '' ? properties.contentType : DEFAULT_CONTENT_TYPE;
@@ -99,7 +116,7 @@ export function decodeMessage(
     try {
       JSON.parse(text);
     } catch {
-      return { ok: false, code: 'invalid-message', reason: `body is not valid JSON for content type ${contentType}` };
+      return { ok: false, code: 'invalid-message', reason: `body is not valid JSON for content type ${contentType}`, ...receiptFor };
     }
     data = text.trim();
   } else {
@@ -115,6 +132,7 @@ export function decodeMessage(
     ts,
     fragment: `"id":${JSON.stringify(id)},"ts":${ts},"contentType":${JSON.stringify(contentType)},${topic}"data":${data}`,
     ...(refused === undefined ? {} : { replayRefused: refused }),
+    receipt,
   };
 }
 

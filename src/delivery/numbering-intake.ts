@@ -21,7 +21,7 @@ import type { Logger } from '../log.js';
 import type { Assigned, SeqStore } from '../store/store.js';
 import { backgroundClock, type Clock, type TimerHandle } from './background-clock.js';
 import type { Delivery } from './consumer.js';
-import { decodeMessage } from './message-codec.js';
+import { decodeMessage, type InvalidMessageCode } from './message-codec.js';
 import type { ReplayRefusal, ReplaySeal } from './replay-seal.js';
 
 /** A delivery decoded into the parts of a `msg` frame. */
@@ -32,6 +32,8 @@ interface Decoded {
   fragment: string;
   /** The producer's timestamp (ms). */
   ts: number;
+  /** The messageId to name in a delivery receipt, when the producer asked for one. */
+  receipt: string | undefined;
 }
 
 /** A delivery and the seq the store gave it. */
@@ -51,8 +53,11 @@ export interface NumberingIntakeOptions {
   position(): { epoch: string; seen: number };
   /** A batch was numbered (in queue order). */
   onNumbered(batch: Numbered[]): void;
-  /** A delivery is not a valid message: dead-letter it with `code` as its reason (`reason` says more, for the log). */
-  onInvalid(delivery: Delivery, reason: string, code: 'invalid-message' | 'too-large'): void;
+  /**
+   * A delivery is not a valid message: dead-letter it with `code` as its reason (`reason` says
+   * more, for the log); `receiptFor` is its messageId when it asked for a receipt.
+   */
+  onInvalid(delivery: Delivery, reason: string, code: InvalidMessageCode, receiptFor: string | undefined): void;
   /** The store no longer has this numbering (or it went back in time). */
   onEpochGone(): void;
   /** The store failed a batch (it is kept and retried), or numbered one again. */
@@ -158,11 +163,17 @@ export class NumberingIntake {
             { user: this.options.user, seal: this.options.replaySeal },
           );
           if (!decoded.ok) {
-            this.options.onInvalid(delivery, decoded.reason, decoded.code);
+            this.options.onInvalid(delivery, decoded.reason, decoded.code, decoded.receiptFor);
             continue;
           }
           if (decoded.replayRefused !== undefined) this.options.onReplayRefused?.(delivery, decoded.replayRefused);
-          accepted.push({ delivery, id: decoded.key, fragment: decoded.fragment, ts: decoded.ts });
+          accepted.push({
+            delivery,
+            id: decoded.key,
+            fragment: decoded.fragment,
+            ts: decoded.ts,
+            receipt: decoded.receipt ? decoded.id : undefined,
+          });
         }
         if (accepted.length === 0) continue;
         const { epoch, seen } = this.options.position();

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { settledWithin } from '../settle.js';
 import type { SeqStore } from '../store/store.js';
 import type { ConsumerFactory } from './consumer.js';
+import type { ReceiptSink } from './delivery-receipt.js';
 import type { ReplaySeal } from './replay-seal.js';
 import type { NodeBus } from '../cluster/node-bus.js';
 import { DeadLetterHandover } from './dead-letter-handover.js';
@@ -17,6 +18,8 @@ export interface StreamRegistryOptions {
   maxMessageBytes: number;
   /** See UserStreamOptions.replaySeal. */
   replaySeal?: ReplaySeal | undefined;
+  /** See UserStreamOptions.receipts. */
+  receipts?: ReceiptSink | undefined;
   /** See UserStreamOptions.lingerMs. */
   lingerMs?: number;
   /** See UserStreamOptions.storeAckIntervalMs. */

@@ -3,6 +3,7 @@ import type { RelayEvents } from '../events.js';
 import type { Logger } from '../log.js';
 import type { SeqStore } from '../store/store.js';
 import type { Clock } from './background-clock.js';
+import type { ReceiptSink } from './delivery-receipt.js';
 import type { ReplaySeal } from './replay-seal.js';
 import type { ConsumerFactory } from './consumer.js';
 import type { NodeBus } from '../cluster/node-bus.js';
@@ -19,6 +20,8 @@ export interface UserStreamOptions {
   maxMessageBytes: number;
   /** Checks the seal of replayed dead letters (REPLAY_KEY); undefined: no replay header is honoured. */
   replaySeal?: ReplaySeal | undefined;
+  /** Where delivery receipts go (inbox.receipts); undefined: none is sent. */
+  receipts?: ReceiptSink | undefined;
   logger: Logger;
   /** Delay before restarting a lost consumer, by attempt (1, 2, ...). */
   restartDelayMs?: (attempt: number) => number;

@@ -81,6 +81,7 @@ export class UserStream implements CursorSource, StreamNumbering, LinkedStream {
       prefetch: options.prefetch,
       maxMessageBytes: options.maxMessageBytes,
       replaySeal: options.replaySeal,
+      receipts: options.receipts,
       logger,
       clock: this.clock,
       events: options.events,

@@ -167,6 +167,12 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['reason'],
     registers,
   });
+  const receipts = new Counter({
+    name: name('receipts_total'),
+    help: 'Delivery receipts published to inbox.receipts, by result: confirmed, or failed (not confirmed; kept and published again).',
+    labelNames: ['result'] as const,
+    registers,
+  });
   const latency = new Histogram({
     name: name('delivery_latency_seconds'),
     help: 'Time from the producer timestamp to the client ack, per message acked to RabbitMQ.',
@@ -356,6 +362,8 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     nacked: (requeue) => nacked.inc({ requeue: String(requeue) }),
     'dead-lettered': (reason) => deadLettered.inc({ reason: deadReasons.value(reason) }),
     'dead-letter-fallback': (reason) => deadLetterFallbacks.inc({ reason: deadReasons.value(reason) }),
+    'receipts-published': (count) => receipts.inc({ result: 'confirmed' }, count),
+    'receipts-failed': (count) => receipts.inc({ result: 'failed' }, count),
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
     'store-failover': () => storeFailovers.inc(),

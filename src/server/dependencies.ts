@@ -1,7 +1,7 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer and the dead-letter publisher, presence, the
- * shared topology, the unrouted mover and the resource-alarm probe.
+ * the state store, the AMQP pools, the producer, the dead-letter and receipt publishers, presence,
+ * the shared topology, the unrouted mover and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
  * the broker has, ...), everything the earlier steps started is closed, newest first, before
@@ -19,6 +19,8 @@ import { ConnectionPool } from '../amqp/connection-pool.js';
 import { DeadLetterPublisher } from '../amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
+import { ReceiptPublisher } from '../amqp/receipt-publisher.js';
+import type { ReceiptSink } from '../delivery/delivery-receipt.js';
 import { INBOX_EXCHANGE, declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
 import { UnroutedMover, type UnroutedMoverOptions } from '../amqp/unrouted-mover.js';
 import type { PublishMessage } from '../publish/publish-request.js';
@@ -55,6 +57,8 @@ export interface Dependencies {
   readonly bus: NodeBus | undefined;
   /** Presence in Redis and its events (src/presence/); none without REDIS_URL (a single node). */
   readonly presence: PresenceBackend | undefined;
+  /** Publishes delivery receipts to inbox.receipts (on the publishing connection). */
+  readonly receipts: ReceiptSink;
   /** Starts a user's consumer through the broker breaker; refused while any breaker is open. */
   readonly consumers: ConsumerFactory;
   readonly guards: readonly Guard[];
@@ -224,6 +228,12 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     (created) => created.close(),
   );
 
+  const receipts = await step(
+    'receipt publisher',
+    () => new ReceiptPublisher({ pool: publisherPool, timeoutMs: config.publishTimeoutMs, nodeId: config.nodeId }),
+    (created) => created.close(),
+  );
+
   await step('topology', () =>
     declareSharedTopology(() => consumers.openChannel(), settings, {
       onQueueMismatch: (queue, error) =>
@@ -250,6 +260,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     pool: consumers,
     publish: publishGuarded,
     publishDeadLetter: deadLetters.publish,
+    receipts,
     settings,
     provisionRatePerSec: config.unroutedProvisionRatePerSec,
     logger,
@@ -281,6 +292,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     store,
     storeKind: rawStore.constructor.name,
     consumers: guardedConsumers,
+    receipts,
     guards,
     openGuard,
     bus,

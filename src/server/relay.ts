@@ -119,6 +119,7 @@ async function assemble(
     nackLimit: config.queueDeliveryLimit,
     maxMessageBytes: config.maxMessageBytes,
     replaySeal,
+    receipts: deps.receipts,
     lingerMs: config.streamLingerMs,
     storeAckIntervalMs: config.storeAckIntervalMs,
     logger,

@@ -5,6 +5,7 @@ import type { MemoryBusHub } from '../../src/cluster/memory-node-bus.js';
 import { MemoryNodeBus } from '../../src/cluster/memory-node-bus.js';
 import type { NodeBus } from '../../src/cluster/node-bus.js';
 import type { ConsumerCallbacks, ConsumerFactory, Delivery } from '../../src/delivery/consumer.js';
+import { RECEIPT_HEADER, type ReceiptRequest, type ReceiptSink } from '../../src/delivery/delivery-receipt.js';
 import { UserStream, type Subscriber } from '../../src/delivery/user-stream.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -20,6 +21,8 @@ export class FakeQueue {
   private unnoticed: ConsumerCallbacks | undefined;
   prefetch = 0;
   nextTag = 1;
+  /** Messages (by id) published with the receipt header. */
+  readonly receiptIds = new Set<string>();
   starts = 0;
 
   factory: ConsumerFactory = async (_user, prefetch, callbacks) => {
@@ -108,7 +111,7 @@ export class FakeQueue {
         messageId: message.id,
         contentType: 'application/json',
         timestamp: 1_700_000_000_000,
-        headers: undefined,
+        headers: this.receiptIds.has(message.id) ? { [RECEIPT_HEADER]: true } : undefined,
         redelivered: message.redelivered,
       };
       callbacks.onDelivery(delivery);
@@ -186,7 +189,15 @@ export function recordingAcks(memory: MemoryStore, delayMs = 0): { store: Memory
 export function newStream(
   consumers: ConsumerFactory,
   store: SeqStore,
-  options: { user?: string; prefetch?: number; nackLimit?: number; lingerMs?: number; storeAckIntervalMs?: number } = {},
+  options: {
+    user?: string;
+    prefetch?: number;
+    nackLimit?: number;
+    lingerMs?: number;
+    storeAckIntervalMs?: number;
+    receipts?: ReceiptSink;
+    maxMessageBytes?: number;
+  } = {},
 ): UserStream {
   return new UserStream({
     user: options.user ?? 'u1',
@@ -194,9 +205,10 @@ export function newStream(
     consumers,
     prefetch: options.prefetch ?? 10,
     nackLimit: options.nackLimit ?? 3,
-    maxMessageBytes: 1024,
+    maxMessageBytes: options.maxMessageBytes ?? 1024,
     logger: silentLogger(),
     restartDelayMs: () => 1,
+    ...(options.receipts === undefined ? {} : { receipts: options.receipts }),
     ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }),
     ...(options.storeAckIntervalMs === undefined ? {} : { storeAckIntervalMs: options.storeAckIntervalMs }),
   });
@@ -261,4 +273,37 @@ export function jsonDelivery(tag: number, id: string, overrides: Partial<Deliver
     redelivered: false,
     ...overrides,
   };
+}
+
+/**
+ * A receipt sink whose batches settle when the test says: `confirm()` or `fail()` the oldest
+ * batch not settled yet, or set `auto` to confirm every batch at once.
+ */
+export class FakeReceiptSink implements ReceiptSink {
+  readonly batches: ReceiptRequest[][] = [];
+  auto = false;
+  private readonly open: { resolve: () => void; reject: (error: Error) => void }[] = [];
+
+  publish(receipts: readonly ReceiptRequest[]): Promise<void> {
+    this.batches.push([...receipts]);
+    if (this.auto) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.open.push({ resolve, reject }));
+  }
+
+  confirm(): void {
+    this.open.shift()?.resolve();
+  }
+
+  fail(): void {
+    this.open.shift()?.reject(new Error('no confirm'));
+  }
+
+  get pending(): number {
+    return this.open.length;
+  }
+
+  /** Every receipt published so far, in order. */
+  get all(): ReceiptRequest[] {
+    return this.batches.flat();
+  }
 }

@@ -95,7 +95,7 @@ describe('relay start-up that fails half-way', () => {
     );
     expect(isRelayError(error, ErrorCode.topology)).toBe(true);
     expect((error as Error).message).toMatch(
-      /^cannot declare exchanges inbox\/inbox\.unrouted\/inbox\.dlx\/inbox\.topics\/inbox\.presence .*PRECONDITION_FAILED/,
+      /^cannot declare exchanges inbox\/inbox\.unrouted\/inbox\.dlx\/inbox\.topics\/inbox\.presence\/inbox\.receipts .*PRECONDITION_FAILED/,
     );
     // It did get as far as connecting to both, so there was something to close.
     expect(opened).toContain('redis connected');

@@ -22,6 +22,7 @@ import {
 } from '../../src/amqp/topology.js';
 import { INBOX_FULL_REASON, UnroutedMover, type UnroutedMoverOptions } from '../../src/amqp/unrouted-mover.js';
 import { deadLetterUser } from '../../src/cli/dead-letter.js';
+import { RECEIPT_HEADER, type ReceiptRequest } from '../../src/delivery/delivery-receipt.js';
 import { silentLogger } from '../../src/log.js';
 import { AmqpFixture, cli } from '../helpers/ops-cli.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -82,9 +83,20 @@ describe('unrouted mover', () => {
     return name;
   }
 
-  async function publishUnrouted(source: string, user: string, messageId: string, body: unknown): Promise<void> {
+  async function publishUnrouted(
+    source: string,
+    user: string,
+    messageId: string,
+    body: unknown,
+    headers: Record<string, unknown> = {},
+  ): Promise<void> {
     const channel = await model.createConfirmChannel();
-    channel.publish(source, user, Buffer.from(JSON.stringify(body)), { persistent: true, messageId, contentType: 'application/json' });
+    channel.publish(source, user, Buffer.from(JSON.stringify(body)), {
+      persistent: true,
+      messageId,
+      contentType: 'application/json',
+      headers,
+    });
     await channel.waitForConfirms();
     await channel.close();
   }
@@ -244,6 +256,45 @@ describe('unrouted mover', () => {
     expect(found).toMatchObject({ user: null, relayReason: 'invalid-user-id', rabbitmqReason: null, queue: source });
     expect(await fixture.depth(source)).toBe(0);
     await fixture.drainQueue(inboxQueueName(user));
+  });
+
+  it('confirms the dead-lettered receipt of a message whose inbox is full before its dead letter, and sends none unasked', async () => {
+    const source = await unroutedSource();
+    const full = uid('mover-rcpt');
+    await provisionInbox(() => model.createChannel(), full, SETTINGS);
+    await fillUntilRefused(inboxQueueName(full));
+    const [asked, unasked] = [uid('m-asked'), uid('m-unasked')];
+    await publishUnrouted(source, full, asked, { n: 1 }, { [RECEIPT_HEADER]: true });
+    await publishUnrouted(source, full, unasked, { n: 2 });
+    const steps: string[] = [];
+    const receipts: ReceiptRequest[] = [];
+    const { mover, seen } = startMover(source, {
+      receipts: {
+        publish: async (batch) => {
+          receipts.push(...batch);
+          steps.push(...batch.map((receipt) => `receipt ${receipt.messageId}`));
+        },
+      },
+      publishDeadLetter: async (message, label) => {
+        steps.push(`dead letter ${String(message.properties.messageId)}`);
+        await deadLetters.publish(message, label);
+      },
+    });
+    await mover.start();
+    await expect.poll(() => seen.deadLettered, { timeout: 20_000 }).toEqual([INBOX_FULL_REASON, INBOX_FULL_REASON]);
+    expect(steps).toEqual([`receipt ${asked}`, `dead letter ${asked}`, `dead letter ${unasked}`]);
+    expect(receipts).toEqual([
+      {
+        messageId: asked,
+        user: full,
+        seq: null,
+        epoch: null,
+        outcome: 'dead-lettered',
+        reason: INBOX_FULL_REASON,
+        at: expect.any(Number) as unknown,
+      },
+    ]);
+    await fixture.drainQueue(inboxQueueName(full));
   });
 
   it('declares inboxes no faster than its cap, says when it waits for it, and moves every message in the end', async () => {

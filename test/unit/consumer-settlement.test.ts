@@ -285,7 +285,15 @@ describe('deadLetterCopyOptions', () => {
 
   it('names every reason the relay dead-letters for', () => {
     expect([...DEAD_LETTER_REASONS].sort()).toEqual(
-      ['client-nack', 'invalid-message', 'invalid-user-id', 'nack-limit', 'too-large', 'unroutable-inbox-full'].sort(),
+      [
+        'client-nack',
+        'invalid-message',
+        'invalid-user-id',
+        'nack-limit',
+        'receipt-without-message-id',
+        'too-large',
+        'unroutable-inbox-full',
+      ].sort(),
     );
   });
 });

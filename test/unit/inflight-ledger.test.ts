@@ -18,7 +18,7 @@ describe('InFlightLedger', () => {
   it('settles every held seq at or below the mark with one multiple-ack when nothing else is outstanding below', () => {
     const ledger = ledgerOf(5);
     const settled = ledger.settleUpTo(3);
-    expect(settled).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002, 1003] });
+    expect(settled).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002, 1003], receipts: [] });
     expect(ledger.seqs()).toEqual([4, 5]);
     expect(ledger.size).toBe(2);
     expect(ledger.outstandingCount).toBe(2);
@@ -27,7 +27,7 @@ describe('InFlightLedger', () => {
   it('settles nothing and returns no ack when no held seq is at or below the mark', () => {
     const ledger = new InFlightLedger();
     deliver(ledger, 4, 1);
-    expect(ledger.settleUpTo(3)).toEqual({ ack: undefined, count: 0, timestamps: [] });
+    expect(ledger.settleUpTo(3)).toEqual({ ack: undefined, count: 0, timestamps: [], receipts: [] });
     expect(ledger.seqs()).toEqual([4]);
     expect(ledger.outstandingCount).toBe(1);
   });
@@ -80,7 +80,7 @@ describe('InFlightLedger', () => {
     expect(ledger.get(1)).toEqual({ tags: [1, 3], fragment: 'f1', redelivered: false, ts: 500 });
     const settled = ledger.settleUpTo(1);
     // Tag 2 (seq 2, not acked) lies between the two copies: they are acked one by one.
-    expect(settled).toEqual({ ack: { multiple: false, tags: [1, 3] }, count: 2, timestamps: [500] });
+    expect(settled).toEqual({ ack: { multiple: false, tags: [1, 3] }, count: 2, timestamps: [500], receipts: [] });
     expect(ledger.seqs()).toEqual([2]);
     expect(ledger.outstandingCount).toBe(1);
   });
@@ -90,7 +90,7 @@ describe('InFlightLedger', () => {
     deliver(ledger, 1, 1);
     deliver(ledger, 2, 2);
     deliver(ledger, 1, 3);
-    expect(ledger.settleUpTo(2)).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002] });
+    expect(ledger.settleUpTo(2)).toEqual({ ack: { multiple: true, tag: 3 }, count: 3, timestamps: [1001, 1002], receipts: [] });
     expect(ledger.outstandingCount).toBe(0);
   });
 
@@ -115,10 +115,10 @@ describe('InFlightLedger', () => {
   it('never settles a tag twice: a second settleUpTo, or one after take, names nothing settled before', () => {
     const ledger = ledgerOf(4);
     expect(ledger.settleUpTo(2).ack).toEqual({ multiple: true, tag: 2 });
-    expect(ledger.settleUpTo(2)).toEqual({ ack: undefined, count: 0, timestamps: [] });
+    expect(ledger.settleUpTo(2)).toEqual({ ack: undefined, count: 0, timestamps: [], receipts: [] });
     expect(ledger.take(3)).toEqual([3]);
     const last = ledger.settleUpTo(4);
-    expect(last).toEqual({ ack: { multiple: true, tag: 4 }, count: 1, timestamps: [1004] });
+    expect(last).toEqual({ ack: { multiple: true, tag: 4 }, count: 1, timestamps: [1004], receipts: [] });
     expect(ledger.settleUpTo(10).count).toBe(0);
     expect(ledger.outstandingCount).toBe(0);
   });
@@ -156,5 +156,40 @@ describe('InFlightLedger', () => {
     const settled = ledger.settleUpTo(3);
     expect(settled.timestamps).toEqual([30, 10, 20]);
     expect(settled.ack).toEqual({ multiple: true, tag: 3 });
+  });
+
+  it('hands back messages that asked for a receipt apart from the ack, and keeps their tags outstanding until released', () => {
+    const ledger = new InFlightLedger();
+    for (let i = 1; i <= 4; i += 1) {
+      ledger.received(i);
+      ledger.hold(i, i, { fragment: `f${i}`, redelivered: false, ts: 1000 + i, ...(i % 2 === 0 ? { receipt: `m${i}` } : {}) });
+    }
+    const settled = ledger.settleUpTo(4);
+    // 2 and 4 wait for their receipts: 1 and 3 are acked one by one, no multiple-ack covers 2.
+    expect(settled.ack).toEqual({ multiple: false, tags: [1, 3] });
+    expect(settled.receipts).toEqual([
+      { seq: 2, messageId: 'm2', tags: [2] },
+      { seq: 4, messageId: 'm4', tags: [4] },
+    ]);
+    expect(ledger.size).toBe(0);
+    expect(ledger.outstandingCount).toBe(2);
+    expect(ledger.release([2, 4])).toEqual({ multiple: true, tag: 4 });
+    expect(ledger.outstandingCount).toBe(0);
+    // Released once: a second release names nothing.
+    expect(ledger.release([2, 4])).toBeUndefined();
+  });
+
+  it('releases tags one by one while an earlier tag is still outstanding', () => {
+    const ledger = new InFlightLedger();
+    for (let i = 1; i <= 3; i += 1) {
+      ledger.received(i);
+      ledger.hold(i, i, { fragment: `f${i}`, redelivered: false, ts: 0, receipt: `m${i}` });
+    }
+    const entry = ledger.detach(1);
+    expect(entry?.tags).toEqual([1]);
+    const settled = ledger.settleUpTo(3);
+    expect(settled.receipts.map((r) => r.seq)).toEqual([2, 3]);
+    expect(ledger.release([2, 3])).toEqual({ multiple: false, tags: [2, 3] });
+    expect(ledger.release([1])).toEqual({ multiple: true, tag: 1 });
   });
 });

@@ -12,10 +12,12 @@ import type { ConnectionPool } from '../../src/amqp/connection-pool.js';
 import { DeadLetterPublisher } from '../../src/amqp/dead-letter-publisher.js';
 import { createInboxConsumerFactory } from '../../src/amqp/inbox-consumer.js';
 import { Producer } from '../../src/amqp/producer.js';
+import { ReceiptPublisher } from '../../src/amqp/receipt-publisher.js';
 import {
   DEAD_LETTER_EXCHANGE,
   DEAD_LETTER_QUEUE,
   INBOX_EXCHANGE,
+  RECEIPTS_EXCHANGE,
   UNROUTED_EXCHANGE,
   UNROUTED_QUEUE,
   declareSharedTopology,
@@ -193,6 +195,9 @@ async function relayChecks(): Promise<Check[]> {
       await handle.close();
       await provisionInbox(open, user, settings);
     }
+    // Delivery receipts: published to inbox.receipts with the user as routing key.
+    const receipts = new ReceiptPublisher({ pool, timeoutMs: 1_000, nodeId: 'node-1' });
+    await receipts.publish(USERS.map((user) => ({ messageId: `r-${user}`, user, seq: 1, epoch: 'e', outcome: 'acked' as const, at: 1 })));
     // Producer-side paths the relay runs: the publisher probe and provisioned publishes.
     const producer = new Producer({ url: 'amqp://unused', pool, provision: settings, logger: silentLogger() });
     await producer.touch();
@@ -246,7 +251,7 @@ describe('the relay user in ops/rabbitmq/definitions.json', () => {
     expect([...new Set(refused)]).toEqual([]);
     // The recording saw every name of src/amqp/topology.ts and every kind of check.
     const names = new Set(checks.map((check) => `${check.kind} ${check.name}`));
-    for (const exchange of [INBOX_EXCHANGE, UNROUTED_EXCHANGE, DEAD_LETTER_EXCHANGE, 'amq.default'])
+    for (const exchange of [INBOX_EXCHANGE, UNROUTED_EXCHANGE, DEAD_LETTER_EXCHANGE, RECEIPTS_EXCHANGE, 'amq.default'])
       expect(names.has(`exchange ${exchange}`), exchange).toBe(true);
     for (const queue of [UNROUTED_QUEUE, DEAD_LETTER_QUEUE, ...USERS.map(inboxQueueName), inboxQueueName('late-user')])
       expect(names.has(`queue ${queue}`), queue).toBe(true);
@@ -260,6 +265,7 @@ describe('the relay user in ops/rabbitmq/definitions.json', () => {
       UNROUTED_QUEUE,
       DEAD_LETTER_EXCHANGE,
       DEAD_LETTER_QUEUE,
+      RECEIPTS_EXCHANGE,
       ...USERS.map(inboxQueueName),
     ];
     for (const name of relayNames) {

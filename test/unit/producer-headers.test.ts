@@ -1,8 +1,9 @@
 /** The producer library never sets a header of the relay and its operators (the replay mark above all). */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Producer } from '../../src/amqp/producer.js';
 import { ErrorCode } from '../../src/errors.js';
 import { REPLAY_HEADER, REPLAY_SEAL_HEADER } from '../../src/delivery/message-codec.js';
+import { RECEIPT_HEADER } from '../../src/delivery/delivery-receipt.js';
 
 describe('Producer headers', () => {
   it('refuses x-inbox-relay-* headers before it touches the broker', async () => {
@@ -15,6 +16,35 @@ describe('Producer headers', () => {
           message: expect.stringContaining('reserved') as unknown,
         });
       }
+    } finally {
+      await producer.close();
+    }
+  });
+
+  it("asks for a receipt with the inbox-receipt header, next to the caller's headers, and only when told", async () => {
+    const producer = new Producer({ url: 'amqp://127.0.0.1:1' });
+    const publishRaw = vi.fn(async () => undefined);
+    producer.publishRaw = publishRaw;
+    try {
+      await producer.publish('alice', { n: 1 }, { messageId: 'a', receipt: true, headers: { trace: 't1' } });
+      await producer.publish('alice', { n: 2 }, { messageId: 'b' });
+      await producer.publish('alice', { n: 3 }, { messageId: 'c', receipt: false });
+      const headers = publishRaw.mock.calls.map((call) => (call as unknown[])[3] as { headers?: Record<string, unknown> });
+      expect(headers.map((properties) => properties.headers)).toEqual([{ trace: 't1', [RECEIPT_HEADER]: true }, undefined, undefined]);
+    } finally {
+      await producer.close();
+    }
+  });
+
+  it('refuses a receipts queue of the broker or the relay, and invalid user ids, before it touches the broker', async () => {
+    const producer = new Producer({ url: 'amqp://127.0.0.1:1' });
+    try {
+      for (const queue of ['', 'amq.gen-x', 'inbox.alice', 'inbox', 'x'.repeat(256)]) {
+        expect(() => producer.receipts({ queue }), queue).toThrow(expect.objectContaining({ code: ErrorCode.topology }));
+      }
+      expect(() => producer.receipts({ queue: 'billing.receipts', users: ['ok', 'not ok'] })).toThrow(
+        expect.objectContaining({ code: ErrorCode.invalidUserId }),
+      );
     } finally {
       await producer.close();
     }
