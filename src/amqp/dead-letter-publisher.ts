@@ -7,15 +7,18 @@
  * (`inbox.dead` deleted or unbound) comes back and counts as refused: without it RabbitMQ would
  * confirm the copy and drop it, and the original would be acked on the strength of that confirm.
  * `publish` rejects with a RelayError:
- * - RELAY_ERR_PUBLISH_NACKED: RabbitMQ refused the copy, or returned it unrouted;
+ * - RELAY_ERR_PUBLISH_NACKED: RabbitMQ refused the copy (the channel is retired: the next copy
+ *   goes on a new one, since a channel can keep refusing a quorum queue whose leader moved, see
+ *   producer.ts), or returned it unrouted;
  * - RELAY_ERR_PUBLISH_TIMEOUT: no confirm within `timeoutMs` (the copy may still arrive);
  * - RELAY_ERR_BROKER_BLOCKED: at once while a resource alarm blocks publishing;
  * - RELAY_ERR_BROKER_UNAVAILABLE: no channel, or it closed before the confirm.
  * Callers keep the original unacked until `publish` resolved, and never ack it after a rejection.
  */
-import type { ConfirmChannel, Message } from 'amqplib';
+import type { Message } from 'amqplib';
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import type { ConnectionPool } from './connection-pool.js';
+import { PublishChannel } from './publish-channel.js';
 import { deadLetterCopyOptions, type CopySource, type DeadLetterLabel } from './dead-letter-copy.js';
 import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER } from './topology.js';
 
@@ -53,12 +56,16 @@ function confirmError(error: unknown): RelayError {
 }
 
 export class DeadLetterPublisher {
-  private channel: Promise<ConfirmChannel> | undefined;
+  private readonly channels: PublishChannel;
   /** Copies published and not yet confirmed, oldest first. */
   private readonly pending: Pending[] = [];
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly options: DeadLetterPublisherOptions) {}
+  constructor(private readonly options: DeadLetterPublisherOptions) {
+    this.channels = new PublishChannel(options.pool, options.timeoutMs, (channel) =>
+      channel.on('return', (message: Message) => this.onReturn(message)),
+    );
+  }
 
   /** Publishes a copy of `message` labelled with its reason (see the module comment). */
   readonly publish: PublishDeadLetter = async (message, label) => {
@@ -67,7 +74,7 @@ export class DeadLetterPublisher {
     if (blocked !== undefined) {
       throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked})`, { retryable: true });
     }
-    const channel = await this.confirmChannel();
+    const channel = await this.channels.current();
     const options = deadLetterCopyOptions(message.properties, label);
     const entry: Pending = { key: copyKey(options.messageId, label.reason, label.queue), returned: false };
     const { timeoutMs } = this.options;
@@ -80,15 +87,20 @@ export class DeadLetterPublisher {
         }, timeoutMs);
         try {
           // Routing key: the user, as RabbitMQ's own dead-lettering keeps the original's key.
+          this.channels.published(channel);
           channel.publish(exchange, label.user ?? label.queue, message.content, { ...options, mandatory: true }, (error) => {
             clearTimeout(timer);
+            this.channels.settled(channel);
+            const failure = error ? confirmError(error) : undefined;
+            if (failure?.code === ErrorCode.publishNacked) this.channels.retire(channel);
             // RabbitMQ sends basic.return before the confirm of the same message: `returned` is set by now.
-            if (error) reject(confirmError(error));
+            if (failure) reject(failure);
             else if (entry.returned) reject(new RelayError(ErrorCode.publishNacked, `no queue is bound to ${exchange}`));
             else resolve();
           });
         } catch (error) {
           clearTimeout(timer);
+          this.channels.settled(channel);
           reject(new RelayError(ErrorCode.brokerUnavailable, `cannot publish a dead letter: ${errorMessage(error)}`, { cause: error }));
         }
       });
@@ -106,29 +118,9 @@ export class DeadLetterPublisher {
     if (entry) entry.returned = true;
   }
 
-  private confirmChannel(): Promise<ConfirmChannel> {
-    if (!this.channel) {
-      const opening = this.options.pool.openConfirmChannel().then((channel) => {
-        channel.on('return', (message: Message) => this.onReturn(message));
-        channel.once('close', () => {
-          if (this.channel === opening) this.channel = undefined;
-        });
-        return channel;
-      });
-      this.channel = opening;
-      opening.catch(() => {
-        if (this.channel === opening) this.channel = undefined;
-      });
-    }
-    return this.channel;
-  }
-
   /** Closes the channel (not the pool, which belongs to the caller). Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      const channel = await this.channel?.catch(() => undefined);
-      await channel?.close().catch(() => undefined);
-    })();
+    this.closing ??= this.channels.close();
     return this.closing;
   }
 }

@@ -9,6 +9,8 @@
  *   flight on it fail as a lost channel;
  * - `retire(channel)` forgets that channel, if it is still the current one, but lets the confirms of what was published on it come in
  *   first: it closes once none is outstanding, or after `retireAfterMs` at the latest;
+ * - `discard(channel)` forgets that channel, if it is still the current one, and closes it at
+ *   once (one that went silent);
  * - `published` / `settled` count one publish's confirm; every `published` must be followed by
  *   exactly one `settled` (on the confirm, the refusal, or the error).
  */
@@ -27,6 +29,8 @@ export class PublishChannel {
   constructor(
     private readonly pool: ConnectionPool,
     private readonly retireAfterMs: number,
+    /** Called with each channel opened, before anything is published on it. */
+    private readonly onOpen: (channel: ConfirmChannel) => void = () => undefined,
   ) {}
 
   current(): Promise<ConfirmChannel> {
@@ -35,6 +39,7 @@ export class PublishChannel {
       this.channel = opening;
       opening.then(
         (channel) => {
+          this.onOpen(channel);
           if (this.channel === opening) this.opened = channel;
           channel.once('close', () => {
             if (this.channel === opening) this.forget();
@@ -67,6 +72,13 @@ export class PublishChannel {
     this.forget();
     const channel = await opening?.catch(() => undefined);
     channel?.close().catch(() => undefined);
+  }
+
+  discard(channel: ConfirmChannel): void {
+    if (this.opened === channel) this.forget();
+    this.retiring.delete(channel);
+    this.unconfirmed.delete(channel);
+    channel.close().catch(() => undefined);
   }
 
   retire(channel: ConfirmChannel): void {

@@ -8,16 +8,18 @@
  * together: a burst costs one confirm round trip. Not `mandatory`: a receipt for a user nobody
  * subscribed to routes nowhere, and RabbitMQ's confirm of it is the whole answer. `publish`
  * rejects with a RelayError (the caller keeps the messages unacked and tries again):
- * - RELAY_ERR_PUBLISH_NACKED: RabbitMQ refused a receipt;
+ * - RELAY_ERR_PUBLISH_NACKED: RabbitMQ refused a receipt (the channel is retired: the next batch
+ *   goes on a new one, since a channel can keep refusing a quorum queue whose leader moved, see
+ *   producer.ts);
  * - RELAY_ERR_PUBLISH_TIMEOUT: not every confirm came within `timeoutMs` (the channel is
  *   dropped: a later batch opens a new one);
  * - RELAY_ERR_BROKER_BLOCKED: at once while a resource alarm blocks publishing;
  * - RELAY_ERR_BROKER_UNAVAILABLE: no channel, or it closed before the confirms.
  */
-import type { ConfirmChannel } from 'amqplib';
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import { encodeReceipt, type ReceiptRequest, type ReceiptSink } from '../delivery/delivery-receipt.js';
 import type { ConnectionPool } from './connection-pool.js';
+import { PublishChannel } from './publish-channel.js';
 import { RECEIPTS_EXCHANGE } from './topology.js';
 
 export interface ReceiptPublisherOptions {
@@ -43,10 +45,12 @@ function confirmError(error: unknown): RelayError {
 }
 
 export class ReceiptPublisher implements ReceiptSink {
-  private channel: Promise<ConfirmChannel> | undefined;
+  private readonly channels: PublishChannel;
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly options: ReceiptPublisherOptions) {}
+  constructor(private readonly options: ReceiptPublisherOptions) {
+    this.channels = new PublishChannel(options.pool, options.timeoutMs);
+  }
 
   /** Publishes the batch; resolves once RabbitMQ confirmed every receipt (see the module comment). */
   async publish(receipts: readonly ReceiptRequest[]): Promise<void> {
@@ -56,8 +60,7 @@ export class ReceiptPublisher implements ReceiptSink {
     if (blocked !== undefined) {
       throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked})`, { retryable: true });
     }
-    const opening = this.confirmChannel();
-    const channel = await opening;
+    const channel = await this.channels.current();
     const exchange = this.options.exchange ?? RECEIPTS_EXCHANGE;
     const confirms = receipts.map(
       (receipt) =>
@@ -65,8 +68,16 @@ export class ReceiptPublisher implements ReceiptSink {
           try {
             const body = encodeReceipt({ ...receipt, node: this.options.nodeId });
             const properties = { persistent: true, contentType: 'application/json', messageId: receipt.messageId, timestamp: receipt.at };
-            channel.publish(exchange, receipt.user, body, properties, (error) => (error ? reject(confirmError(error)) : resolve()));
+            this.channels.published(channel);
+            channel.publish(exchange, receipt.user, body, properties, (error) => {
+              this.channels.settled(channel);
+              if (!error) return resolve();
+              const failure = confirmError(error);
+              if (failure.code === ErrorCode.publishNacked) this.channels.retire(channel);
+              reject(failure);
+            });
           } catch (error) {
+            this.channels.settled(channel);
             reject(
               new RelayError(ErrorCode.brokerUnavailable, `cannot publish a delivery receipt: ${errorMessage(error)}`, { cause: error }),
             );
@@ -77,8 +88,7 @@ export class ReceiptPublisher implements ReceiptSink {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         // A channel that does not confirm may sit on a connection that went silent: start again on a new one.
-        if (this.channel === opening) this.channel = undefined;
-        channel.close().catch(() => undefined);
+        this.channels.discard(channel);
         reject(
           new RelayError(ErrorCode.publishTimeout, `no confirm for delivery receipts within ${this.options.timeoutMs} ms`, {
             retryable: true,
@@ -95,28 +105,9 @@ export class ReceiptPublisher implements ReceiptSink {
     }
   }
 
-  private confirmChannel(): Promise<ConfirmChannel> {
-    if (!this.channel) {
-      const opening = this.options.pool.openConfirmChannel().then((channel) => {
-        channel.once('close', () => {
-          if (this.channel === opening) this.channel = undefined;
-        });
-        return channel;
-      });
-      this.channel = opening;
-      opening.catch(() => {
-        if (this.channel === opening) this.channel = undefined;
-      });
-    }
-    return this.channel;
-  }
-
   /** Closes the channel (not the pool, which belongs to the caller). Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      const channel = await this.channel?.catch(() => undefined);
-      await channel?.close().catch(() => undefined);
-    })();
+    this.closing ??= this.channels.close();
     return this.closing;
   }
 }

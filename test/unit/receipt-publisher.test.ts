@@ -82,6 +82,25 @@ describe('ReceiptPublisher', () => {
     await expect(publishing).rejects.toMatchObject({ code: ErrorCode.publishNacked });
   });
 
+  it('publishes the batch after a refusal on a new channel, and closes the refusing one once its confirms are in', async () => {
+    const [first, second] = [new FakeConfirmChannel(), new FakeConfirmChannel()];
+    const { pool, opened } = poolWith([first, second]);
+    const publisher = new ReceiptPublisher({ pool, timeoutMs: 1_000, nodeId: 'n' });
+    const publishing = publisher.publish([receipt('a'), receipt('b')]);
+    await vi.advanceTimersByTimeAsync(0);
+    first.published[0]!.confirm(new Error('message nacked'));
+    await expect(publishing).rejects.toMatchObject({ code: ErrorCode.publishNacked });
+    expect(first.closed).toBe(0);
+    first.published[1]!.confirm(null);
+    expect(first.closed).toBe(1);
+    const again = publisher.publish([receipt('a')]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(opened()).toBe(2);
+    expect(second.published).toHaveLength(1);
+    second.published[0]!.confirm(null);
+    await again;
+  });
+
   it('rejects after timeoutMs without every confirm, and publishes the next batch on a new channel', async () => {
     const [first, second] = [new FakeConfirmChannel(), new FakeConfirmChannel()];
     const { pool, opened } = poolWith([first, second]);
