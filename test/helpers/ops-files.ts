@@ -42,10 +42,11 @@ export function filesIn(dir: string, suffix: string): string[] {
     .map((name) => `${dir}/${name}`);
 }
 
-/** The environment variables src/config.ts reads. */
+/** The environment variables the relay's configuration reads. */
 export function configVariables(): Set<string> {
-  // src/connection-config.ts reads the settings that name several servers (set(env, 'VAR')).
-  const source = text('src/config.ts') + text('src/connection-config.ts');
+  // src/connection-config.ts reads the settings that name several servers (set(env, 'VAR')),
+  // src/jwt-config.ts the token settings.
+  const source = text('src/config.ts') + text('src/connection-config.ts') + text('src/jwt-config.ts');
   const names = new Set<string>();
   for (const match of source.matchAll(/(?:read|set)\(env, '([A-Z0-9_]+)'|env\.([A-Z0-9_]+)/g)) names.add((match[1] ?? match[2])!);
   return names;
