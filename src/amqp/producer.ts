@@ -4,12 +4,9 @@
  * `RELAY_ERR_PUBLISH_NACKED` when the broker kept refusing it (the inbox is full: its length limit
  * rejects new messages instead of dropping old ones), `RELAY_ERR_BROKER_BLOCKED` at once while a
  * resource alarm blocks publishing, `RELAY_ERR_PUBLISH_TIMEOUT` when no confirm came in time.
- *
- * A refusal is tried again on a new channel, after a short wait, before it is reported: RabbitMQ
- * 3.10 also refuses, on one channel, every publish to a quorum queue whose leader's node died
- * while that channel first published to it, until the channel closes (a new channel is accepted
- * once a new leader is elected; the cluster tests show it). A full inbox is reported after the
- * retries, a few seconds later than the first refusal.
+ * A lost channel, a timeout and a refusal are tried again before they are reported
+ * (confirmed-publisher.ts says how and why), so a full inbox is reported a few seconds after its
+ * first refusal.
  * `publish` never sets a header of the relay and its operators (`x-inbox-relay-*`, such as the
  * replay mark of dead letters): it refuses a message that asks for one.
  *
@@ -23,14 +20,13 @@
  * Presence (src/presence/): `presence` reads who is connected from the relays' Redis.
  */
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULTS } from '../config.js';
 import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
 import { RECEIPT_HEADER } from '../delivery/delivery-receipt.js';
 import { ConnectionPool } from './connection-pool.js';
-import { PublishChannel } from './publish-channel.js';
+import { ConfirmedPublisher, NACK_RETRY_DELAYS_MS, type RawProperties } from './confirmed-publisher.js';
 import { ReceiptStream, type ReceiptsOptions } from './receipt-stream.js';
 import { vhostOf } from './management-request.js';
 import { checkTopic, checkTopicPattern, declareTopicExchange, followTopic, listFollowedPatterns, unfollowTopic } from './topics.js';
@@ -100,14 +96,6 @@ export interface PublishReceipt {
   messageId: string;
 }
 
-/** The default waits before the tries of a refused publish: 3.75 s in all, past a leader election. */
-export const NACK_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1000, 2000];
-
-/** amqplib's error for a negative confirm (RabbitMQ refused the message), as opposed to a closed channel. */
-function channelNacked(error: unknown): boolean {
-  return error instanceof Error && error.message === 'message nacked';
-}
-
 function encode(data: unknown, contentType: string | undefined): { body: Buffer; contentType: string } {
   if (data instanceof Uint8Array) return { body: Buffer.from(data), contentType: contentType ?? 'application/octet-stream' };
   const text = JSON.stringify(data);
@@ -133,14 +121,15 @@ function checkUserId(userId: string): void {
   if (!isValidUserId(userId)) throw new RelayError(ErrorCode.invalidUserId, 'user id must be 1-128 characters of [A-Za-z0-9._:@-]');
 }
 
+export { NACK_RETRY_DELAYS_MS } from './confirmed-publisher.js';
+
 export class Producer {
   private readonly pool: ConnectionPool;
   private readonly ownsPool: boolean;
-  private readonly channel: PublishChannel;
+  private readonly publisher: ConfirmedPublisher;
   private readonly provisioned = new Set<string>();
   private closing: Promise<void> | undefined;
   private readonly logger: Logger;
-  private retriedCount = 0;
   private topicExchange: Promise<void> | undefined;
   private presenceStore: RedisPresenceStore | undefined;
 
@@ -156,7 +145,17 @@ export class Producer {
         channelsPerConnection: 16,
         logger: this.logger,
       });
-    this.channel = new PublishChannel(this.pool, options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs);
+    const urls = typeof options.url === 'string' ? 1 : options.url.length;
+    this.publisher = new ConfirmedPublisher({
+      pool: this.pool,
+      attempts: options.attempts ?? Math.max(2, urls + 1),
+      nackRetryDelaysMs: options.nackRetryDelaysMs ?? NACK_RETRY_DELAYS_MS,
+      publishTimeoutMs: options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs,
+      logger: this.logger,
+      beforePublish: async (exchange, routingKey) => {
+        if (exchange === INBOX_EXCHANGE) await this.provisionOnce(routingKey);
+      },
+    });
   }
 
   /** Publishes `data` to the user's inbox; resolves once RabbitMQ confirmed it. */
@@ -288,126 +287,29 @@ export class Producer {
     this.provisioned.add(userId);
   }
 
-  /** Publishes that were tried more than once (their first try met a lost channel or a timeout). */
+  /** Publishes that were tried more than once (their first try was refused, met a lost channel or a timeout). */
   get retried(): number {
-    return this.retriedCount;
+    return this.publisher.retried;
   }
 
   /**
-   * Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm.
-   * The relay's own path (moving and dead-lettering messages): headers go as given. A lost
-   * channel or a timeout is tried again as `attempts` says, a refusal (a nack) as
-   * `nackRetryDelaysMs` says; a blocked broker is not.
+   * Publishes bytes with the given properties to an exchange, persistent, awaiting the confirm,
+   * tried again as ConfirmedPublisher says. The relay's own path (moving and dead-lettering
+   * messages): headers go as given.
    */
-  async publishRaw(
-    exchange: string,
-    routingKey: string,
-    body: Buffer,
-    properties: { messageId: string; contentType?: string; timestamp?: number; headers?: Record<string, unknown> },
-  ): Promise<void> {
-    const urls = typeof this.options.url === 'string' ? 1 : this.options.url.length;
-    const attempts = this.options.attempts ?? Math.max(2, urls + 1);
-    const nackDelays = this.options.nackRetryDelaysMs ?? NACK_RETRY_DELAYS_MS;
-    let lost = 0;
-    let refused = 0;
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await this.publishOnce(exchange, routingKey, body, properties);
-        return;
-      } catch (error) {
-        if (this.closing || !isRelayError(error)) throw error;
-        if (error.code === ErrorCode.publishNacked) {
-          const delay = nackDelays[refused];
-          if (delay === undefined) throw error;
-          refused += 1;
-          this.countRetry(attempt, routingKey, error);
-          await sleep(delay);
-          continue;
-        }
-        if (error.code !== ErrorCode.brokerUnavailable && error.code !== ErrorCode.publishTimeout) throw error;
-        lost += 1;
-        if (lost >= attempts) throw error;
-        this.countRetry(attempt, routingKey, error);
-        // A channel that timed out may sit on a connection that went silent: start on a new one.
-        await this.channel.drop();
-      }
-    }
+  async publishRaw(exchange: string, routingKey: string, body: Buffer, properties: RawProperties): Promise<void> {
+    await this.publisher.publish(exchange, routingKey, body, properties);
   }
 
-  private countRetry(attempt: number, routingKey: string, error: RelayError): void {
-    if (attempt === 1) this.retriedCount += 1;
-    this.logger.warn({ routingKey, attempt, code: error.code, err: errorMessage(error) }, 'publish not confirmed; trying again');
-  }
-
-  private async publishOnce(
-    exchange: string,
-    routingKey: string,
-    body: Buffer,
-    properties: { messageId: string; contentType?: string; timestamp?: number; headers?: Record<string, unknown> },
-  ): Promise<void> {
-    const blocked = this.pool.blocked;
-    if (blocked !== undefined) {
-      throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked}); try again later`, { retryable: true });
-    }
-    if (exchange === INBOX_EXCHANGE) await this.provisionOnce(routingKey);
-    const channel = await this.channel.current();
-    const timeoutMs = this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new RelayError(ErrorCode.publishTimeout, `no confirm from RabbitMQ within ${timeoutMs} ms`, { retryable: true }));
-      }, timeoutMs);
-      try {
-        this.channel.published(channel);
-        channel.publish(exchange, routingKey, body, { ...properties, persistent: true }, (error: unknown) => {
-          clearTimeout(timer);
-          this.channel.settled(channel);
-          if (error && !channelNacked(error)) {
-            // The channel closed before the confirm (its connection or node went away).
-            reject(new RelayError(ErrorCode.brokerUnavailable, `no confirm: ${errorMessage(error)}`, { cause: error, retryable: true }));
-          } else if (error) {
-            // The refusal may be the channel's alone (see the module comment): the next try goes on a new one.
-            this.channel.retire(channel);
-            reject(
-              new RelayError(ErrorCode.publishNacked, `RabbitMQ refused the message for ${routingKey} (inbox full or queue unavailable)`, {
-                cause: error,
-                retryable: true,
-              }),
-            );
-          } else {
-            resolve();
-          }
-        });
-      } catch (error) {
-        clearTimeout(timer);
-        this.channel.settled(channel);
-        reject(new RelayError(ErrorCode.brokerUnavailable, `cannot publish: ${errorMessage(error)}`, { cause: error, retryable: true }));
-      }
-    });
-  }
-
-  /**
-   * Publishes one message that goes nowhere (default exchange, no such queue), so that RabbitMQ
-   * counts this connection as a publisher and tells it when a resource alarm blocks publishing
-   * (it notifies only connections that have published). Then publishing fails fast from the
-   * first message after an alarm instead of waiting for a confirm that cannot come.
-   */
-  async touch(): Promise<void> {
-    const channel = await this.channel.current();
-    await new Promise<void>((resolve) => {
-      // Settles on the confirm, or after a while when a blocked connection holds it back.
-      const timer = setTimeout(resolve, 30_000);
-      timer.unref();
-      channel.publish('', 'inbox-relay.publisher-probe', Buffer.alloc(0), {}, () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  /** See ConfirmedPublisher.touch. */
+  touch(): Promise<void> {
+    return this.publisher.touch();
   }
 
   /** Closes the channel and, unless the pool was shared, the connection. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.channel.close();
+      await this.publisher.close();
       await this.presenceStore?.close();
       if (this.ownsPool) await this.pool.close();
     })();
