@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { PublishChannel } from './publish-channel.js';
+import { PublishChannel, confirmFailure } from './publish-channel.js';
 
 /** The default waits before the tries of a refused publish: 3.75 s in all, past a leader election. */
 export const NACK_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1000, 2000];
@@ -42,11 +42,6 @@ export interface ConfirmedPublisherOptions {
   logger: Logger;
   /** Runs before each try (the producer declares the user's inbox there). */
   beforePublish?: (exchange: string, routingKey: string) => Promise<void>;
-}
-
-/** amqplib's error for a negative confirm (RabbitMQ refused the message), as opposed to a closed channel. */
-function channelNacked(error: unknown): boolean {
-  return error instanceof Error && error.message === 'message nacked';
 }
 
 export class ConfirmedPublisher {
@@ -117,18 +112,14 @@ export class ConfirmedPublisher {
         channel.publish(exchange, routingKey, body, { ...properties, persistent: true }, (error: unknown) => {
           clearTimeout(timer);
           this.channels.settled(channel);
-          if (error && !channelNacked(error)) {
-            // The channel closed before the confirm (its connection or node went away).
-            reject(new RelayError(ErrorCode.brokerUnavailable, `no confirm: ${errorMessage(error)}`, { cause: error, retryable: true }));
-          } else if (error) {
+          const failure = error ? confirmFailure(error, `the message for ${routingKey}`, ' (inbox full or queue unavailable)') : undefined;
+          if (failure?.code === ErrorCode.publishNacked) {
             // The refusal may be the channel's alone (see the module comment): the next try goes on a new one.
             this.channels.retire(channel);
-            reject(
-              new RelayError(ErrorCode.publishNacked, `RabbitMQ refused the message for ${routingKey} (inbox full or queue unavailable)`, {
-                cause: error,
-                retryable: true,
-              }),
-            );
+            reject(failure);
+          } else if (failure) {
+            // The channel closed before the confirm (its connection or node went away).
+            reject(failure);
           } else {
             resolve();
           }

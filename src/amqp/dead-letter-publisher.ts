@@ -18,7 +18,7 @@
 import type { Message } from 'amqplib';
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { PublishChannel } from './publish-channel.js';
+import { PublishChannel, confirmFailure } from './publish-channel.js';
 import { deadLetterCopyOptions, type CopySource, type DeadLetterLabel } from './dead-letter-copy.js';
 import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER } from './topology.js';
 
@@ -42,17 +42,6 @@ interface Pending {
 /** What identifies a copy among those in flight: a returned message is matched back by it. */
 function copyKey(messageId: unknown, reason: unknown, queue: unknown): string {
   return JSON.stringify([messageId ?? null, reason ?? null, queue ?? null]);
-}
-
-/** amqplib fails a confirm callback with "message nacked" on a nack, and "channel closed" when the channel went first. */
-function confirmError(error: unknown): RelayError {
-  if (errorMessage(error) === 'message nacked') {
-    return new RelayError(ErrorCode.publishNacked, 'RabbitMQ refused the dead letter', { cause: error, retryable: true });
-  }
-  return new RelayError(ErrorCode.brokerUnavailable, `no confirm for a dead letter: ${errorMessage(error)}`, {
-    cause: error,
-    retryable: true,
-  });
 }
 
 export class DeadLetterPublisher {
@@ -91,7 +80,7 @@ export class DeadLetterPublisher {
           channel.publish(exchange, label.user ?? label.queue, message.content, { ...options, mandatory: true }, (error) => {
             clearTimeout(timer);
             this.channels.settled(channel);
-            const failure = error ? confirmError(error) : undefined;
+            const failure = error ? confirmFailure(error, 'the dead letter') : undefined;
             if (failure?.code === ErrorCode.publishNacked) this.channels.retire(channel);
             // RabbitMQ sends basic.return before the confirm of the same message: `returned` is set by now.
             if (failure) reject(failure);

@@ -15,7 +15,20 @@
  *   exactly one `settled` (on the confirm, the refusal, or the error).
  */
 import type { ConfirmChannel } from 'amqplib';
+import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import type { ConnectionPool } from './connection-pool.js';
+
+/**
+ * The RelayError for a failed confirm of `what` (`a delivery receipt`): amqplib fails a confirm
+ * callback with "message nacked" on a refusal (RELAY_ERR_PUBLISH_NACKED), and with another error
+ * when the channel ended first (RELAY_ERR_BROKER_UNAVAILABLE). Both are worth another try.
+ */
+export function confirmFailure(error: unknown, what: string, refusalHint = ''): RelayError {
+  if (errorMessage(error) === 'message nacked') {
+    return new RelayError(ErrorCode.publishNacked, `RabbitMQ refused ${what}${refusalHint}`, { cause: error, retryable: true });
+  }
+  return new RelayError(ErrorCode.brokerUnavailable, `no confirm for ${what}: ${errorMessage(error)}`, { cause: error, retryable: true });
+}
 
 export class PublishChannel {
   private channel: Promise<ConfirmChannel> | undefined;

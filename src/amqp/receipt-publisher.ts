@@ -19,7 +19,7 @@
 import { ErrorCode, RelayError, errorMessage } from '../errors.js';
 import { encodeReceipt, type ReceiptRequest, type ReceiptSink } from '../delivery/delivery-receipt.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { PublishChannel } from './publish-channel.js';
+import { PublishChannel, confirmFailure } from './publish-channel.js';
 import { RECEIPTS_EXCHANGE } from './topology.js';
 
 export interface ReceiptPublisherOptions {
@@ -31,17 +31,6 @@ export interface ReceiptPublisherOptions {
   nodeId: string;
   /** Where receipts go: `inbox.receipts` (tests may use an exchange of their own). */
   exchange?: string;
-}
-
-/** amqplib fails a confirm callback with "message nacked" on a nack, and "channel closed" when the channel went first. */
-function confirmError(error: unknown): RelayError {
-  if (errorMessage(error) === 'message nacked') {
-    return new RelayError(ErrorCode.publishNacked, 'RabbitMQ refused a delivery receipt', { cause: error, retryable: true });
-  }
-  return new RelayError(ErrorCode.brokerUnavailable, `no confirm for a delivery receipt: ${errorMessage(error)}`, {
-    cause: error,
-    retryable: true,
-  });
 }
 
 export class ReceiptPublisher implements ReceiptSink {
@@ -72,7 +61,7 @@ export class ReceiptPublisher implements ReceiptSink {
             channel.publish(exchange, receipt.user, body, properties, (error) => {
               this.channels.settled(channel);
               if (!error) return resolve();
-              const failure = confirmError(error);
+              const failure = confirmFailure(error, 'a delivery receipt');
               if (failure.code === ErrorCode.publishNacked) this.channels.retire(channel);
               reject(failure);
             });
