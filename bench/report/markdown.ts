@@ -167,7 +167,7 @@ export function renderMarkdown(r: BenchResults): string {
       '|---|---|---|---|---|---|---|---|',
       ...r.fanout.map(
         (f) =>
-          `| ${f.queueType} | ${fmt(f.followers)} | ${f.publishToLastInboxMs.toFixed(1)} ms | ${f.publishToFirstClientMs.toFixed(1)} / ${f.publishToClientP50Ms.toFixed(1)} / **${f.publishToLastClientMs.toFixed(1)} ms** | ${cpu(f.cpu, 'relay')} / ${cpu(f.cpu, 'broker')} / ${cpu(f.cpu, 'bench')} / ${cpu(f.cpu, 'others')} | ${(f.connectMs / 1000).toFixed(1)} s (${fmt(f.connectAttempts)} attempts) | ${(f.setupMs / 1000).toFixed(1)} s | ${f.loadavg.join(', ')} |`,
+          `| ${f.queueType} | ${fmt(f.followers)} | ${f.publishToLastInboxMs.toFixed(1)} ms | ${f.publishToFirstClientMs.toFixed(1)} / ${f.publishToClientP50Ms.toFixed(1)} / **${f.publishToLastClientMs.toFixed(1)} ms** | ${cpu(f.cpu, 'relay')} / ${cpu(f.cpu, 'broker')} / ${cpu(f.cpu, 'bench')} / ${cpu(f.cpu, 'others')} | ${(f.connectMs / 1000).toFixed(1)} s (${fmt(f.connectAttempts)} attempts${f.connectAttempts > f.followers ? `; retried: ${failureList(f.connectFailures)}` : ''}) | ${(f.setupMs / 1000).toFixed(1)} s | ${f.loadavg.join(', ')} |`,
       ),
       '',
     );

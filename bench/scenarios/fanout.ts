@@ -48,6 +48,8 @@ export interface FanoutResult {
   connectMs: number;
   /** Connection attempts (refusals retried after their retry-after). */
   connectAttempts: number;
+  /** Failed connection attempts by reason (each retried). */
+  connectFailures: Record<string, number>;
   /** Publish to confirm: every follower's inbox has the message. */
   publishToLastInboxMs: number;
   /** Publish to the first client's receipt of the `msg` frame. */
@@ -213,6 +215,7 @@ async function fanoutOnce(ctx: BenchContext, queueType: QueueType, followers: nu
       setupMs,
       connectMs,
       connectAttempts: counters.attempts,
+      connectFailures: counters.failures,
       publishToLastInboxMs,
       publishToFirstClientMs: round1(times.firstMs),
       publishToClientP50Ms: round1(times.p50Ms),
