@@ -24,6 +24,7 @@ import { computeBacklogRatios, computeRatios, evaluateTargets, type BenchResults
 import { renderSvg } from './report/svg.js';
 import { runBacklog } from './scenarios/backlog.js';
 import { runCluster } from './scenarios/cluster.js';
+import { CONNECT_CONCURRENCY } from './scenarios/connect-retry.js';
 import { connectionsScenario } from './scenarios/connections.js';
 import { runFanout } from './scenarios/fanout.js';
 import type { BenchContext } from './scenarios/context.js';
@@ -217,7 +218,11 @@ async function main(): Promise<void> {
       results.errors.push(...backlog.errors);
     }
     if (plan.connections) {
-      const outcome = await connectionsScenario(ctx, { ...plan.connections, connectConcurrency: 200, ...(nodeArgs ? { nodeArgs } : {}) });
+      const outcome = await connectionsScenario(ctx, {
+        ...plan.connections,
+        connectConcurrency: CONNECT_CONCURRENCY,
+        ...(nodeArgs ? { nodeArgs } : {}),
+      });
       results.connections = outcome.connections;
       results.storm = outcome.storm;
       if (outcome.error) results.errors.push(`connections/storm: ${outcome.error}`);
@@ -228,7 +233,7 @@ async function main(): Promise<void> {
       results.errors.push(...cluster.errors);
     }
     if (plan.fanout) {
-      const fanout = await runFanout(RABBITMQ_URL, runId, plan.fanout, fd.limit, log);
+      const fanout = await runFanout(ctx, plan.fanout, { broker: fd.limit, bench: benchFds });
       results.fanout = fanout.results;
       results.skipped.push(...fanout.skipped);
       results.errors.push(...fanout.errors);

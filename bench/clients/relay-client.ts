@@ -5,6 +5,7 @@
  */
 import WebSocket from 'ws';
 import { SUBPROTOCOL, STREAM_PATH } from '../../src/protocol/frames.js';
+import type { MsgFrame } from '../../src/protocol/frame-types.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
 import { rawDataToString } from '../../src/server/raw-data.js';
 import { isPayload } from '../load/payload.js';
@@ -56,6 +57,11 @@ export class RelayClient {
   private ws: WebSocket | undefined;
   private unacked = 0;
   private ackTimer: NodeJS.Timeout | undefined;
+  /**
+   * Sees every `msg` frame as received (receipt time in monotonic µs), before it is acked: for
+   * scenarios whose messages are not bench payloads (the fan-out checks each frame's `topic`).
+   */
+  onMsgFrame: ((frame: MsgFrame, receivedUs: number) => void) | undefined;
 
   constructor(
     private readonly baseUrl: string,
@@ -103,6 +109,7 @@ export class RelayClient {
         const receivedUs = nowUs();
         const frame = JSON.parse(rawDataToString(data)) as { type: string; [key: string]: unknown };
         if (frame.type === 'msg') {
+          this.onMsgFrame?.(frame as unknown as MsgFrame, receivedUs);
           this.onMsg(ws, frame.seq as number, frame.data, receivedUs);
         } else if (frame.type === 'welcome') {
           const welcome = frame as unknown as Welcome;

@@ -161,12 +161,13 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(
       '## Topic fan-out',
       '',
-      'One persistent message published to `inbox.topics`, copied by RabbitMQ into every following inbox; the time is from the publish to the confirm, which RabbitMQ sends once every inbox has the message (each inbox then checked to hold exactly one).',
+      'N inboxes follow one pattern and a relay runs with one bench WebSocket client per follower, all welcomed (so every inbox has its consumer); then one persistent message is published to `inbox.topics`. Publish to last inbox: to the confirm, which RabbitMQ sends once every inbox has the message. Publish to clients: to the receipt of the `msg` frame by the first, the median and the last client, through the relay (each client checked to get exactly one, with the topic published to; clients ack). Receipt times are read in the bench process, one thread for all N sockets.',
       '',
-      '| queue type | followers | publish to last inbox | setup (declare + follow) |',
-      '|---|---|---|---|',
+      '| queue type | followers | publish to last inbox | publish to clients: first / p50 / **last** | CPU publish to last client (relay, waited for a core / broker / Redis / bench / other load) | clients connected in | setup (declare + follow) | load average |',
+      '|---|---|---|---|---|---|---|---|',
       ...r.fanout.map(
-        (f) => `| ${f.queueType} | ${fmt(f.followers)} | ${f.publishToLastInboxMs.toFixed(1)} ms | ${(f.setupMs / 1000).toFixed(1)} s |`,
+        (f) =>
+          `| ${f.queueType} | ${fmt(f.followers)} | ${f.publishToLastInboxMs.toFixed(1)} ms | ${f.publishToFirstClientMs.toFixed(1)} / ${f.publishToClientP50Ms.toFixed(1)} / **${f.publishToLastClientMs.toFixed(1)} ms** | ${cpu(f.cpu, 'relay')}, ${cpu(f.cpu, 'relayWait')} / ${cpu(f.cpu, 'broker')} / ${cpu(f.cpu, 'redis')} / ${cpu(f.cpu, 'bench')} / ${cpu(f.cpu, 'others')} | ${(f.connectMs / 1000).toFixed(1)} s (${fmt(f.connectAttempts)} attempts${f.connectAttempts > f.followers ? `; retried: ${failureList(f.connectFailures)}` : ''}) | ${(f.setupMs / 1000).toFixed(1)} s | ${f.loadavg.join(', ')} |`,
       ),
       '',
     );

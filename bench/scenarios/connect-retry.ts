@@ -2,6 +2,9 @@
 import { ConnectRefused, type RelayClient } from '../clients/relay-client.js';
 import { sleep } from '../lib/time.js';
 
+/** Handshakes in flight at once when a scenario connects many relay clients (connections, fan-out). */
+export const CONNECT_CONCURRENCY = 200;
+
 /** Connection attempts of one scenario, shared by all its clients. */
 export interface ConnectCounters {
   attempts: number;
