@@ -11,8 +11,8 @@
  * - RELAY_ERR_PUBLISH_NACKED: RabbitMQ refused a receipt (the channel is retired: the next batch
  *   goes on a new one, since a channel can keep refusing a quorum queue whose leader moved, see
  *   producer.ts);
- * - RELAY_ERR_PUBLISH_TIMEOUT: not every confirm came within `timeoutMs` (the channel is
- *   dropped: a later batch opens a new one);
+ * - RELAY_ERR_PUBLISH_TIMEOUT: no channel opened, or not every confirm came, within `timeoutMs`
+ *   (the channel is dropped: a later batch opens a new one);
  * - RELAY_ERR_BROKER_BLOCKED: at once while a resource alarm blocks publishing;
  * - RELAY_ERR_BROKER_UNAVAILABLE: no channel, or it closed before the confirms.
  */
@@ -49,7 +49,20 @@ export class ReceiptPublisher implements ReceiptSink {
     if (blocked !== undefined) {
       throw new RelayError(ErrorCode.brokerBlocked, `RabbitMQ is blocking publishers (${blocked})`, { retryable: true });
     }
-    const channel = await this.channels.current();
+    // Opening the channel is bounded too: on a connection that went silent it would never answer.
+    let opening: NodeJS.Timeout | undefined;
+    const channel = await Promise.race([
+      this.channels.current(),
+      new Promise<never>((_, reject) => {
+        opening = setTimeout(() => {
+          reject(
+            new RelayError(ErrorCode.publishTimeout, `no channel for delivery receipts within ${this.options.timeoutMs} ms`, {
+              retryable: true,
+            }),
+          );
+        }, this.options.timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(opening));
     const exchange = this.options.exchange ?? RECEIPTS_EXCHANGE;
     const confirms = receipts.map(
       (receipt) =>

@@ -3,11 +3,15 @@
  * `inbox.receipts` (one binding per user id, or `#` for every user), read as an async iterator.
  *
  * This module guarantees:
- * - a receipt is acked to RabbitMQ only when the loop asks for the next one (or ends normally
- *   after it): a receipt the loop was handling when it broke out, threw or its process died is
- *   still in the queue and comes again (at least once, as the relay publishes it);
- * - breaking out of the loop (or `return()`) cancels the consumer and closes its channel: every
- *   receipt RabbitMQ had handed over and the loop did not take yet goes back to the queue;
+ * - a receipt is acked to RabbitMQ only when the loop asks for the next one: the receipt the loop
+ *   holds when it breaks out, throws, is closed from outside (`close()`) or its process dies is
+ *   still in the queue and comes again (at least once, as the relay publishes it); `next()` calls
+ *   made at once are answered in turn, each acking the receipt handed out before it;
+ * - breaking out of the loop (or `return()`, `close()`) cancels the consumer and closes its
+ *   channel, also when it comes while the queue is still being declared: every receipt RabbitMQ
+ *   had handed over and the loop did not take yet goes back to the queue;
+ * - bindings add up: a queue bound for every user (`#`) once, or for other users by an earlier
+ *   `receipts()`, keeps those bindings until its owner unbinds them or deletes the queue;
  * - only valid receipts are yielded (parseReceipt); anything else in the queue is acked and
  *   skipped, and counted in `skipped`, so that one bad message cannot stop the loop for ever;
  * - the queue holds the receipts published once its bindings exist: from when `ready()` (or the
@@ -28,7 +32,10 @@ import { RECEIPTS_EXCHANGE } from './topology.js';
 export interface ReceiptsOptions {
   /** The durable queue the receipts collect in, the producer's own; declared when missing. */
   queue: string;
-  /** Only these users' receipts (one binding each); default: every user's (binding `#`). */
+  /**
+   * The users whose receipts to bind the queue for (one binding each, at least one user); default:
+   * every user's (binding `#`). Bindings the queue has already stay (see the module comment).
+   */
   users?: readonly string[];
   /** How many receipts RabbitMQ hands over ahead of the loop (default 100). */
   prefetch?: number;
@@ -50,6 +57,9 @@ function checkOptions(options: ReceiptsOptions): void {
       `receipts queue ${JSON.stringify(queue)}: 1-255 bytes, not starting with amq. (the broker's) or inbox. (the relay's)`,
     );
   }
+  if (options.users !== undefined && options.users.length === 0) {
+    throw new RelayError(ErrorCode.invalidUserId, 'users: name at least one user, or leave it out for every user');
+  }
   const bad = options.users?.find((user) => !isValidUserId(user));
   if (bad !== undefined)
     throw new RelayError(ErrorCode.invalidUserId, `user id ${JSON.stringify(bad)} must be 1-128 characters of [A-Za-z0-9._:@-]`);
@@ -66,6 +76,8 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
   private holding: ConsumeMessage | undefined;
   private finished = false;
   private skippedCount = 0;
+  /** The `next()` calls in order: each runs once the one before it answered. */
+  private turns: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly openChannel: () => Promise<Channel>,
@@ -93,8 +105,17 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
     await (this.setup ??= this.start());
   }
 
-  /** Acks the receipt handed out last, then waits for the next one. */
-  async next(): Promise<IteratorResult<DeliveryReceipt, undefined>> {
+  /** Acks the receipt handed out last, then waits for the next one (calls made at once are answered in turn). */
+  next(): Promise<IteratorResult<DeliveryReceipt, undefined>> {
+    const turn = this.turns.then(() => this.nextInTurn());
+    this.turns = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  private async nextInTurn(): Promise<IteratorResult<DeliveryReceipt, undefined>> {
     if (this.finished) return { done: true, value: undefined };
     await this.ready();
     this.ackHeld();
@@ -185,6 +206,8 @@ export class ReceiptStream implements AsyncIterableIterator<DeliveryReceipt> {
     this.arrived.length = 0;
     // A `next()` waiting now (the caller closed the stream from outside the loop) ends the loop.
     this.push('end');
+    // Still declaring: let it finish, then cancel what it started (else its consumer would live on).
+    await this.setup?.catch(() => undefined);
     const channel = this.channel;
     if (!channel) return;
     if (this.consumerTag !== undefined) await channel.cancel(this.consumerTag).catch(() => undefined);

@@ -36,6 +36,7 @@ import type { ConnectionPool } from './connection-pool.js';
 import { DeadLetterReason } from './dead-letter-copy.js';
 import type { PublishDeadLetter } from './dead-letter-publisher.js';
 import { asksForReceipt, type ReceiptSink } from '../delivery/delivery-receipt.js';
+import { isValidMessageId } from '../delivery/message-codec.js';
 import { INBOX_EXCHANGE, UNROUTED_QUEUE, provisionInbox, type QueueSettings } from './topology.js';
 
 /** The reason a message is dead-lettered with when its user's inbox refuses the copy. */
@@ -169,7 +170,7 @@ export class UnroutedMover {
     const queue = this.options.queue ?? UNROUTED_QUEUE;
     const { messageId } = message.properties as { messageId?: unknown };
     const at = this.clock.now();
-    if (this.options.receipts && user !== undefined && typeof messageId === 'string' && asksForReceipt(message.properties.headers)) {
+    if (this.options.receipts && user !== undefined && isValidMessageId(messageId) && asksForReceipt(message.properties.headers)) {
       await this.options.receipts.publish([{ messageId, user, seq: null, epoch: null, outcome: 'dead-lettered', reason, at }]);
     }
     await this.options.publishDeadLetter(message, { reason, queue, user, at });

@@ -24,6 +24,11 @@ export const DEFAULT_CONTENT_TYPE = 'application/json';
 // eslint-disable-next-line no-control-regex -- the control characters in this class are deliberate
 const MESSAGE_ID = /^[^\u0000-\u001f\u007f]{1,255}$/;
 
+/** Whether `id` is a messageId the relay takes (1-255 characters, no control characters). */
+export function isValidMessageId(id: unknown): id is string {
+  return typeof id === 'string' && MESSAGE_ID.test(id);
+}
+
 export type DecodedMessage =
   | {
       ok: true;
@@ -98,7 +103,7 @@ export function decodeMessage(
 ): DecodedMessage {
   const id: unknown = properties.messageId;
   const receipt = asksForReceipt(properties.headers);
-  if (typeof id !== 'string' || !MESSAGE_ID.test(id)) {
+  if (!isValidMessageId(id)) {
     const reason = 'missing or invalid messageId (1-255 characters, no control characters)';
     return receipt
       ? { ok: false, code: 'receipt-without-message-id', reason: `receipt asked; ${reason}` }

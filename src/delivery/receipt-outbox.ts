@@ -138,7 +138,11 @@ export class ReceiptOutbox {
       },
       (error: unknown) => {
         this.options.events?.emit('receipts-failed', receipts.length);
-        if (this.stopped) return;
+        if (this.stopped) {
+          // Dropped: their messages stay unacked (RabbitMQ hands them over again, with a new receipt).
+          for (const group of groups) group.done();
+          return;
+        }
         this.failures += 1;
         const delayMs = receiptRetryDelayMs(this.failures);
         this.options.logger.warn(

@@ -40,6 +40,30 @@ describe('ReceiptOutbox', () => {
     expect(outbox.pendingCount).toBe(0);
   });
 
+  it('drops, and no longer counts, a batch that fails after stop(): settled() resolves', async () => {
+    const sink = new FakeReceiptSink();
+    const outbox = outboxWith(sink);
+    let settled = 0;
+    outbox.send(
+      [receipt(1)],
+      () => true,
+      () => (settled += 1),
+    );
+    await settle();
+    outbox.stop();
+    sink.fail();
+    await settle();
+    expect(settled).toBe(0);
+    expect(outbox.pendingCount).toBe(0);
+    let done = false;
+    outbox.settled().then(
+      () => (done = true),
+      () => undefined,
+    );
+    await settle();
+    expect(done).toBe(true);
+  });
+
   it('never settles a group before its batch is confirmed, and publishes a failed batch again after a backoff', async () => {
     const sink = new FakeReceiptSink();
     const outbox = outboxWith(sink);
