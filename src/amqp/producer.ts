@@ -24,6 +24,7 @@ import { DEFAULTS } from '../config.js';
 import { ErrorCode, RelayError, errorMessage, isRelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isValidUserId } from '../protocol/user-id.js';
+import { isValidMessageId } from '../delivery/message-codec.js';
 import { RECEIPT_HEADER } from '../delivery/delivery-receipt.js';
 import { ConnectionPool } from './connection-pool.js';
 import { ConfirmedPublisher, NACK_RETRY_DELAYS_MS, type RawProperties } from './confirmed-publisher.js';
@@ -263,6 +264,10 @@ export class Producer {
     checkHeaders(options.headers);
     const { body, contentType } = encode(data, options.contentType);
     const messageId = options.messageId ?? randomUUID();
+    if (!isValidMessageId(messageId)) {
+      // The relay would dead-letter it (invalid-message): refuse it here, before it is published.
+      throw new RelayError(ErrorCode.invalidMessage, 'messageId must be 1-255 characters without control characters');
+    }
     const headers = options.receipt ? { ...options.headers, [RECEIPT_HEADER]: true } : options.headers;
     return this.publishRaw(exchange, routingKey, body, {
       messageId,

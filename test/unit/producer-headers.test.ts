@@ -1,4 +1,7 @@
-/** The producer library never sets a header of the relay and its operators (the replay mark above all). */
+/**
+ * The producer library never sets a header of the relay and its operators (the replay mark above
+ * all), sets the receipt header only when asked, and refuses a messageId the relay would refuse.
+ */
 import { describe, expect, it, vi } from 'vitest';
 import { Producer } from '../../src/amqp/producer.js';
 import { ErrorCode } from '../../src/errors.js';
@@ -16,6 +19,24 @@ describe('Producer headers', () => {
           message: expect.stringContaining('reserved') as unknown,
         });
       }
+    } finally {
+      await producer.close();
+    }
+  });
+
+  it('refuses a messageId the relay would dead-letter (empty, too long, control characters) before it touches the broker', async () => {
+    const producer = new Producer({ url: 'amqp://127.0.0.1:1' });
+    const publishRaw = vi.fn(async () => undefined);
+    producer.publishRaw = publishRaw;
+    try {
+      for (const messageId of ['', 'x'.repeat(256), 'a\nb']) {
+        await expect(producer.publish('alice', { n: 1 }, { messageId, receipt: true }), JSON.stringify(messageId)).rejects.toMatchObject({
+          code: ErrorCode.invalidMessage,
+        });
+      }
+      expect(publishRaw).not.toHaveBeenCalled();
+      await producer.publish('alice', { n: 1 }, { messageId: 'x'.repeat(255) });
+      expect(publishRaw).toHaveBeenCalledTimes(1);
     } finally {
       await producer.close();
     }
