@@ -48,6 +48,8 @@ export async function startPresence(
         url: config.rabbitmqUrls,
         pool: publisherPool,
         attempts: 1,
+        // Nor is a refusal tried again: a message that one queue refused may be in the others.
+        nackRetryDelaysMs: [],
         publishTimeoutMs: config.publishTimeoutMs,
         logger,
       }),
