@@ -10,7 +10,7 @@ import { Producer } from '../../src/amqp/producer.js';
 import { PRESENCE_EXCHANGE } from '../../src/amqp/topology.js';
 import type { PresenceEvent } from '../../src/presence/presence-tracker.js';
 import { waitUntil } from '../../src/wait-until.js';
-import { OwnRedis } from '../helpers/own-redis.js';
+import { OwnRedis, QUICK_REDIS_BREAKER } from '../helpers/own-redis.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { rabbitmqUrl, startTestRelay, testConfig, testProducer, token, uid, type TestRelay } from '../helpers/relay.js';
 
@@ -29,11 +29,7 @@ describe('presence across a Redis outage', () => {
     relay = await startTestRelay(
       testConfig({
         REDIS_URL: redis.url,
-        REDIS_COMMAND_TIMEOUT_MS: '300',
-        REDIS_BREAKER_TIMEOUT_MS: '500',
-        BREAKER_RESET_MS: '1000',
-        BREAKER_VOLUME: '2',
-        BREAKER_WINDOW_MS: '1000',
+        ...QUICK_REDIS_BREAKER,
       }),
     );
     producer = testProducer(relay.config);

@@ -9,7 +9,7 @@ import type { Producer } from '../../src/amqp/producer.js';
 import { parseRetryAfterMs } from '../../src/protocol/close-codes.js';
 import { waitUntil } from '../../src/wait-until.js';
 import { readyz } from '../helpers/admin.js';
-import { OwnRedis } from '../helpers/own-redis.js';
+import { OwnRedis, QUICK_REDIS_BREAKER } from '../helpers/own-redis.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { checkSoak, untilAllProcessed } from '../helpers/soak-client.js';
 import { soakUsersWithWatcher } from '../helpers/soak-users.js';
@@ -28,11 +28,7 @@ describe.each(['pause', 'stop-start'] as const)('Redis outage (%s)', (fault) => 
     relay = await startTestRelay(
       testConfig({
         REDIS_URL: redis.url,
-        REDIS_COMMAND_TIMEOUT_MS: '300',
-        REDIS_BREAKER_TIMEOUT_MS: '500',
-        BREAKER_RESET_MS: '1000',
-        BREAKER_VOLUME: '2',
-        BREAKER_WINDOW_MS: '1000',
+        ...QUICK_REDIS_BREAKER,
         WINDOW_DEFAULT: '10',
       }),
     );

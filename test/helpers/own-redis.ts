@@ -8,6 +8,18 @@ import { Redis } from 'ioredis';
 import { freePort } from '../../src/process/free-port.js';
 import { waitUntil } from '../../src/wait-until.js';
 
+/**
+ * Relay settings for a test that takes its Redis away: commands time out in 300 ms and the store
+ * breaker opens after two failures within a second, so the outage shows at once.
+ */
+export const QUICK_REDIS_BREAKER = {
+  REDIS_COMMAND_TIMEOUT_MS: '300',
+  REDIS_BREAKER_TIMEOUT_MS: '500',
+  BREAKER_RESET_MS: '1000',
+  BREAKER_VOLUME: '2',
+  BREAKER_WINDOW_MS: '1000',
+} as const;
+
 export class OwnRedis {
   private child: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'inbox-relay-redis-'));
