@@ -12,6 +12,7 @@ import { Producer } from '../amqp/producer.js';
 import { PRESENCE_EXCHANGE } from '../amqp/topology.js';
 import type { RelayConfig } from '../config.js';
 import type { Logger } from '../log.js';
+import type { StartStep } from '../server/resource-stack.js';
 import type { RedisTarget } from '../store/redis-target.js';
 import type { PresenceStore } from './presence-store.js';
 import type { PresenceEvent } from './presence-tracker.js';
@@ -22,9 +23,6 @@ export interface PresenceBackend {
   /** Publishes one event to `inbox.presence` (routing key: the user); resolves once RabbitMQ confirmed it. */
   readonly publish: (event: PresenceEvent) => Promise<void>;
 }
-
-/** Opens a resource as one step of the relay's start-up (closed with the others on failure). */
-export type StartStep = <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void) => Promise<T>;
 
 export async function startPresence(
   redis: RedisTarget,

@@ -21,7 +21,7 @@ import { createInboxConsumerFactory } from '../amqp/inbox-consumer.js';
 import { Producer } from '../amqp/producer.js';
 import { ReceiptPublisher } from '../amqp/receipt-publisher.js';
 import type { ReceiptSink } from '../delivery/delivery-receipt.js';
-import { INBOX_EXCHANGE, declareSharedTopology, queueSettingsOf, type QueueSettings } from '../amqp/topology.js';
+import { INBOX_EXCHANGE, declareSharedTopology, queueSettingsOf } from '../amqp/topology.js';
 import { UnroutedMover, type UnroutedMoverOptions } from '../amqp/unrouted-mover.js';
 import type { PublishMessage } from '../publish/publish-request.js';
 import type { ConsumerFactory, ConsumerHandle } from '../delivery/consumer.js';
@@ -35,7 +35,7 @@ import { AlarmProbe } from './alarm-probe.js';
 import type { NodeBus } from '../cluster/node-bus.js';
 import { RedisNodeBus } from '../cluster/redis-node-bus.js';
 import type { BackgroundClock } from '../delivery/background-clock.js';
-import { ResourceStack } from './resource-stack.js';
+import { ResourceStack, type StartStep } from './resource-stack.js';
 import { startPresence, type PresenceBackend } from '../presence/start-presence.js';
 
 export interface DependencyOptions {
@@ -81,16 +81,12 @@ export interface Dependencies {
   close(): Promise<void>;
 }
 
-function queueSettings(config: RelayConfig): QueueSettings {
-  return queueSettingsOf(config);
-}
-
 /** Starts the relay's dependencies in order; on failure closes what was started, then rethrows. */
 export async function startDependencies(config: RelayConfig, options: DependencyOptions): Promise<Dependencies> {
   const { logger, events, clock } = options;
-  const settings = queueSettings(config);
+  const settings = queueSettingsOf(config);
   const stack = new ResourceStack((name, error) => logger.warn({ resource: name, err: errorMessage(error) }, 'close failed'));
-  const step = async <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void): Promise<T> => {
+  const step: StartStep = async (name, open, close) => {
     try {
       return await stack.start(name, open, close);
     } catch (error) {
@@ -322,13 +318,11 @@ export async function startDependencies(config: RelayConfig, options: Dependency
   };
 }
 
-type Step = <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void) => Promise<T>;
-
 /**
  * The node bus on the store's Redis (same URL and key prefix: nodes that share a store talk to
  * each other). Its state goes to the `node-bus` event (metrics, readiness, status frames).
  */
-async function startBus(redis: RedisTarget, config: RelayConfig, events: RelayEvents, logger: Logger, step: Step): Promise<NodeBus> {
+async function startBus(redis: RedisTarget, config: RelayConfig, events: RelayEvents, logger: Logger, step: StartStep): Promise<NodeBus> {
   const bus = await step(
     'node bus',
     () =>

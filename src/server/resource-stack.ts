@@ -7,6 +7,9 @@
  * step and, when it throws, closes everything added before it and rethrows the step's error.
  */
 
+/** One named step of a start-up: opens a resource and registers how to close it. */
+export type StartStep = <T>(name: string, open: () => Promise<T> | T, close?: (resource: T) => Promise<void> | void) => Promise<T>;
+
 /** Why a close step failed, with the name of the resource it was closing. */
 export type CloseErrorHandler = (name: string, error: unknown) => void;
 
