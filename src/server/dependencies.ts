@@ -1,7 +1,8 @@
 /**
  * Everything the relay needs before it can accept a connection, started in order: the breakers,
- * the state store, the AMQP pools, the producer, the dead-letter and receipt publishers, presence,
- * the shared topology, the unrouted mover and the resource-alarm probe.
+ * the state store, the node bus (start-node-bus.ts), the AMQP pools, the producer, the dead-letter
+ * and receipt publishers, presence (start-presence.ts), the shared topology, the unrouted mover
+ * and the resource-alarm probe.
  *
  * This module guarantees: when a step fails (Redis unreachable, the topology clashes with what
  * the broker has, ...), everything the earlier steps started is closed, newest first, before
@@ -29,11 +30,11 @@ import { Guard, isAmqpRequestError } from '../overload/breakers.js';
 import { GuardedStore } from '../overload/guarded-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';
-import { checkSentinelMaster, describeRedis, type RedisTarget } from '../store/redis-target.js';
+import { checkSentinelMaster, describeRedis } from '../store/redis-target.js';
 import type { SeqStore } from '../store/store.js';
 import { AlarmProbe } from './alarm-probe.js';
 import type { NodeBus } from '../cluster/node-bus.js';
-import { RedisNodeBus } from '../cluster/redis-node-bus.js';
+import { startNodeBus } from '../cluster/start-node-bus.js';
 import type { BackgroundClock } from '../delivery/background-clock.js';
 import { ResourceStack, type StartStep } from './resource-stack.js';
 import { startPresence, type PresenceBackend } from '../presence/start-presence.js';
@@ -183,7 +184,7 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     own.guardWith((call) => redisGuard.run(call));
   }
   const store: SeqStore = started.redisStore ?? new GuardedStore(rawStore, redisGuard);
-  const bus = config.redis ? await startBus(config.redis, config, events, logger, step) : undefined;
+  const bus = config.redis ? await startNodeBus(config.redis, config, events, logger, step) : undefined;
 
   const consumers = await step(
     'consumer pool',
@@ -316,42 +317,6 @@ export async function startDependencies(config: RelayConfig, options: Dependency
     },
     close: () => stack.close(),
   };
-}
-
-/**
- * The node bus on the store's Redis (same URL and key prefix: nodes that share a store talk to
- * each other). Its state goes to the `node-bus` event (metrics, readiness, status frames).
- */
-async function startBus(redis: RedisTarget, config: RelayConfig, events: RelayEvents, logger: Logger, step: StartStep): Promise<NodeBus> {
-  const bus = await step(
-    'node bus',
-    () =>
-      new RedisNodeBus({
-        url: redis,
-        keyPrefix: config.redisKeyPrefix,
-        nodeId: config.nodeId,
-        commandTimeoutMs: config.redisCommandTimeoutMs,
-        logger,
-      }),
-    (created) => created.close(),
-  );
-  bus.onState((state) => {
-    events.emit('node-bus', state);
-    logger.info({ state }, 'node bus');
-  });
-  await step('node bus connection', () =>
-    bus.connect().catch((error: unknown) => {
-      throw new RelayError(
-        ErrorCode.storeUnavailable,
-        `node bus: cannot connect to Redis at ${describeRedis(redis)}: ${errorMessage(error)}`,
-        {
-          cause: error,
-          retryable: true,
-        },
-      );
-    }),
-  );
-  return bus;
 }
 
 async function createOwnStore(config: RelayConfig, logger: Logger): Promise<SeqStore> {
