@@ -10,11 +10,13 @@
  *   codes map to a fixed set, closeCodeLabel);
  * - every name starts with `inbox_relay_`, the default Node.js metrics included
  *   (`inbox_relay_nodejs_eventloop_lag_p99_seconds`, `inbox_relay_process_cpu_seconds_total`, ...).
+ * The metrics of the publish API, receipts and presence are in producer-metrics.ts.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { frameWriteEvents } from '../amqp/frame-writes.js';
 import type { BreakerState, HandshakeOutcome, RelayEventMap, RelayEvents } from '../events.js';
 import { BoundedLabel, closeCodeLabel } from './bounded-labels.js';
+import { producerFacingMetrics } from './producer-metrics.js';
 
 export const METRICS_PREFIX = 'inbox_relay_';
 
@@ -53,7 +55,7 @@ const RESUME_OUTCOMES: Partial<Record<HandshakeOutcome, string>> = {
   reset: 'reset',
 };
 
-type Listener<K extends keyof RelayEventMap> = (...args: RelayEventMap[K]) => void;
+export type Listener<K extends keyof RelayEventMap> = (...args: RelayEventMap[K]) => void;
 
 /** Builds the node's metrics, listening to `events` from now on. */
 export function createMetrics(events: RelayEvents, probes: MetricsProbes): RelayMetrics {
@@ -167,12 +169,6 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     labelNames: ['reason'],
     registers,
   });
-  const receipts = new Counter({
-    name: name('receipts_total'),
-    help: 'Delivery receipts published to inbox.receipts, by result: confirmed, or failed (not confirmed; kept and published again).',
-    labelNames: ['result'] as const,
-    registers,
-  });
   const latency = new Histogram({
     name: name('delivery_latency_seconds'),
     help: 'Time from the producer timestamp to the client ack, per message acked to RabbitMQ.',
@@ -220,27 +216,6 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     name: name('admission_refusals_total'),
     help: 'Connections or requests refused by admission control, by reason.',
     labelNames: ['reason'],
-    registers,
-  });
-
-  const publishStatuses = new BoundedLabel(16);
-  const publishRequests = new Counter({
-    name: name('publish_api_requests_total'),
-    help: 'Requests to the HTTP publish API (PUBLISH_PORT), by HTTP status.',
-    labelNames: ['status'],
-    registers,
-  });
-  const publishDuration = new Histogram({
-    name: name('publish_api_request_duration_seconds'),
-    help: 'Time from an HTTP publish request to its answer (202: RabbitMQ confirmed every message).',
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers,
-  });
-  const publishOutcomes = new BoundedLabel(16);
-  const publishMessages = new Counter({
-    name: name('publish_api_messages_total'),
-    help: 'Messages of HTTP publish requests, by outcome: accepted, inbox-full, broker-blocked, timeout, unavailable.',
-    labelNames: ['outcome'],
     registers,
   });
 
@@ -322,18 +297,6 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     help: "Times this node found itself behind another node's numbering (a lost notification) and read the gap from history.",
     registers,
   });
-  const presenceWrites = new Counter({
-    name: name('presence_writes_total'),
-    help: 'Presence script calls to Redis (apply: puts and removes of one turn; sweep: expired entries), by outcome (ok, failed).',
-    labelNames: ['request', 'outcome'] as const,
-    registers,
-  });
-  const presenceTransitions = new Counter({
-    name: name('presence_transitions_total'),
-    help: 'Users this node saw go online or offline, by whether the event reached inbox.presence (published, failed).',
-    labelNames: ['state', 'outcome'] as const,
-    registers,
-  });
   // Created with the bus's first state: a node without a bus (no REDIS_URL) has no such series,
   // so that an alert on it never fires for a single in-memory node.
   let busUp: Gauge | undefined;
@@ -347,6 +310,7 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
   };
 
   const listeners: { [K in keyof RelayEventMap]: Listener<K> } = {
+    ...producerFacingMetrics(registers, name),
     handshake: (outcome) => {
       handshakes.inc({ outcome });
       const resume = RESUME_OUTCOMES[outcome];
@@ -362,8 +326,6 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     nacked: (requeue) => nacked.inc({ requeue: String(requeue) }),
     'dead-lettered': (reason) => deadLettered.inc({ reason: deadReasons.value(reason) }),
     'dead-letter-fallback': (reason) => deadLetterFallbacks.inc({ reason: deadReasons.value(reason) }),
-    'receipts-published': (count) => receipts.inc({ result: 'confirmed' }, count),
-    'receipts-failed': (count) => receipts.inc({ result: 'failed' }, count),
     'consumer-lost': () => consumersLost.inc(),
     'epoch-lost': () => epochsLost.inc(),
     'store-failover': () => storeFailovers.inc(),
@@ -384,13 +346,6 @@ export function createMetrics(events: RelayEvents, probes: MetricsProbes): Relay
     'ownership-gained': () => ownershipChanges.inc(),
     'cluster-healed': () => heals.inc(),
     'node-bus': (state) => setBusUp(state === 'connected'),
-    'publish-api-request': (status, seconds) => {
-      publishRequests.inc({ status: publishStatuses.value(status) });
-      publishDuration.observe(seconds);
-    },
-    'publish-api-messages': (outcome, count) => publishMessages.inc({ outcome: publishOutcomes.value(outcome) }, count),
-    'presence-write': (request, outcome) => presenceWrites.inc({ request, outcome }),
-    'presence-transition': (state, outcome) => presenceTransitions.inc({ state, outcome }),
     'broker-blocked': (value) => {
       if (value && !isBlocked) blockedTotal.inc();
       isBlocked = value;
