@@ -32,6 +32,7 @@ import { settledWithin } from '../settle.js';
 import { decideAckProgress } from './ack-progress.js';
 import { authenticateHello, verifyToken, type AuthResult, type Identity } from './auth.js';
 import { backgroundClock, type BackgroundClock, type TimerHandle } from '../delivery/background-clock.js';
+import { TokenExpiry } from './token-expiry.js';
 import { nextState, type ConnectionState } from './connection-state.js';
 import { DeliveryStatus, type StatusSource } from './delivery-status.js';
 import { closeReason } from './close-reason.js';
@@ -70,7 +71,6 @@ export interface ClientConnectionOptions {
   clock?: BackgroundClock;
 }
 
-const MAX_TIMER_MS = 2_147_483_647;
 /** How long a client has to answer a close frame before its socket is cut. */
 const CLOSE_HANDSHAKE_MS = 5_000;
 /** How long a socket that is no longer read from is kept after its close frame (see `close`). */
@@ -85,10 +85,7 @@ export class ClientConnection implements Subscriber {
   private user: string | undefined;
   private stream: UserStream | undefined;
   private helloTimer: TimerHandle | undefined;
-  private expiryTimer: TimerHandle | undefined;
-  /** Refresh frames received, and the latest of them whose token was applied. */
-  private refreshes = 0;
-  private refreshApplied = 0;
+  private readonly expiry: TokenExpiry;
   private readonly liveness = new PongLiveness();
   private readonly clock: BackgroundClock;
   private queued: string[] = [];
@@ -105,6 +102,7 @@ export class ClientConnection implements Subscriber {
     this.log = options.logger.child({ session: this.session });
     this.clock = options.clock ?? backgroundClock;
     this.lastAckProgressAt = this.clock.now();
+    this.expiry = new TokenExpiry(this.clock, () => this.close(CloseCode.tokenExpired, 'token expired'));
     this.writer = new SocketWriter(ws, {
       highWaterBytes: options.config.sendBufferHighWaterBytes,
       ...(options.socket ? { socket: options.socket } : {}),
@@ -298,7 +296,7 @@ export class ClientConnection implements Subscriber {
     this.user = auth.identity.user;
     this.window = Math.min(hello.window ?? config.windowDefault, config.windowMax);
     this.moveTo('attaching');
-    this.armExpiry(auth.identity.expiresAt);
+    this.expiry.arm(auth.identity.expiresAt);
     const attaching = this.options.registry.attach(this.user, this, hello.resume);
     // A stream that takes too long (RabbitMQ slow to start the consumer) does not hold the
     // client: it gets 1013 and retries, and the attach that goes on meanwhile is undone when it
@@ -355,8 +353,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private onRefresh(token: string): void {
-    this.refreshes += 1;
-    const ticket = this.refreshes;
+    const ticket = this.expiry.beginRefresh();
     background(this.refresh(token, ticket), (error) => {
       this.log.error({ err: errorMessage(error) }, 'refresh failed');
       this.close(CloseCode.internalError, 'internal error');
@@ -368,20 +365,8 @@ export class ClientConnection implements Subscriber {
     if (this.isClosed()) return;
     if (!auth.ok) return this.closeForAuth(auth);
     if (auth.identity.user !== this.user) return this.close(CloseCode.forbidden, 'refresh token is for another user');
-    // Refreshes can settle out of order (one may wait for a JWKS fetch): an earlier one never
-    // replaces the expiry a later one set.
-    if (ticket < this.refreshApplied) return;
-    this.refreshApplied = ticket;
-    this.armExpiry(auth.identity.expiresAt);
-  }
-
-  private armExpiry(expiresAt: number | undefined): void {
-    this.expiryTimer?.cancel();
-    this.expiryTimer = undefined;
-    if (expiresAt === undefined) return;
-    const delay = expiresAt - this.clock.now();
-    if (delay <= 0) return this.close(CloseCode.tokenExpired, 'token expired');
-    this.expiryTimer = this.clock.setTimeout(() => this.armExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS));
+    // Refreshes can settle out of order (one may wait for a JWKS fetch): TokenExpiry keeps the latest.
+    this.expiry.applyRefresh(ticket, auth.identity.expiresAt);
   }
 
   /**
@@ -459,7 +444,7 @@ export class ClientConnection implements Subscriber {
     if (wasOpen) this.options.presence?.closed(this.session);
     this.options.events?.emit('connection-closed', code);
     this.settleHello();
-    this.expiryTimer?.cancel();
+    this.expiry.stop();
     this.stream?.detach(this);
     this.options.onClose(this);
   }
